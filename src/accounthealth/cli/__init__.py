@@ -1,0 +1,1 @@
+"""The `accounthealth` command line."""

@@ -1,0 +1,298 @@
+"""The thin facade shared by the CLI, the API, the web pages and notebooks.
+
+>>> import accounthealth as ah
+>>> project = ah.open("mycompany")
+>>> project.ingest(); project.score()
+>>> project.accounts(tier="Red")          # a DataFrame
+>>> print(project.explain("A00042").summary())
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ibis
+import pandas as pd
+
+from accounthealth.config.loader import LoadedProject, load_project
+from accounthealth.engine import Engine
+from accounthealth.errors import AccountHealthError, NotFoundError, ProjectError, did_you_mean
+from accounthealth.explain import Explanation, explain
+from accounthealth.metrics.definitions import ResolvedModel, resolve
+from accounthealth.progress import SILENT, Progress
+from accounthealth.scoring.run import rollup, scored_table, split_by_trend
+from accounthealth.sources.ingest import IngestReport, ingest
+from accounthealth.sources.schema import TABLES
+from accounthealth.store import migrate
+from accounthealth.store.scores import current, history_for, write_batch
+
+SORTS = ("score", "arr", "change", "renewal", "name")
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """What a scoring run did."""
+
+    model_version: str
+    dates: tuple[dt.date, ...]
+    rows: int
+    seconds: float
+
+
+def _dates(start: dt.date, end: dt.date) -> list[dt.date]:
+    if end < start:
+        raise AccountHealthError(
+            f"--from {start} is after --to {end}", where="score", fix="swap the two dates"
+        )
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+class Project:
+    """An accounthealth project folder: its config, health model and embedded store."""
+
+    def __init__(self, folder: Path | str, progress: Progress = SILENT) -> None:
+        self.folder = Path(folder).resolve()
+        self.progress = progress
+        self.loaded: LoadedProject = load_project(self.folder)
+        self._engine: Engine | None = None
+        self._resolved: ResolvedModel | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        """The store, opened (and migrated) on first use."""
+        if self._engine is None:
+            self._engine = Engine(self.folder / self.loaded.config.store.duckdb)
+            migrate(self._engine)
+        return self._engine
+
+    @property
+    def model(self) -> ResolvedModel:
+        """The health model with every name checked against the data's columns."""
+        if self._resolved is None:
+            columns: list[str] = []
+            if self.engine.has_table("accounts"):
+                columns = list(self.engine.table("accounts").columns)
+            self._resolved = resolve(self.loaded.health, columns)
+        return self._resolved
+
+    def close(self) -> None:
+        """Close the store."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require(self, table: str, fix: str) -> None:
+        if not self.engine.has_table(table):
+            raise ProjectError(f"there is no {table} data yet", where=str(self.folder), fix=fix)
+
+    # -- data in ----------------------------------------------------------------------------
+    def ingest(self) -> IngestReport:
+        """Load every configured source into the store (all or nothing)."""
+        report = ingest(self.engine, self.loaded, self.progress)
+        self._resolved = None  # account columns may have changed
+        return report
+
+    def rejects(self, table: str | None = None) -> pd.DataFrame:
+        """Rows kept aside at the last ingest, with file, row, line, column and reason."""
+        rejected = self.engine.table("rejected_rows")
+        if table:
+            rejected = rejected.filter(rejected.table_name == table)
+        return self.engine.execute(rejected.order_by(["table_name", "source_file", "row_number"]))
+
+    # -- scoring -----------------------------------------------------------------------------
+    def latest_data_date(self) -> dt.date:
+        """The most recent date any event, ticket or other signal was recorded."""
+        self._require("accounts", "run 'accounthealth ingest' first")
+        latest: list[dt.date] = []
+        for name, spec in TABLES.items():
+            if name != "accounts" and self.engine.has_table(name):
+                table = self.engine.table(name)
+                value = self.engine.execute(
+                    table.aggregate(last=table[spec.time].cast("date").max())
+                )
+                if not value.empty and pd.notna(value["last"].iloc[0]):
+                    latest.append(pd.Timestamp(value["last"].iloc[0]).date())
+        return max(latest) if latest else dt.date.today()
+
+    def score(
+        self,
+        as_of: dt.date | None = None,
+        *,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        batch_days: int = 31,
+    ) -> ScoreReport:
+        """Score every account as of one date (default today), or every day from start to end.
+
+        Days are scored in batches, each one query and one transaction; a failure leaves the
+        days already written intact and the failing batch unwritten.
+        """
+        self._require("accounts", "run 'accounthealth ingest' first")
+        if start or end:
+            if not (start and end):
+                raise AccountHealthError(
+                    "a backfill needs both --from and --to", where="score", fix="give both dates"
+                )
+            dates = _dates(start, end)
+        else:
+            dates = [as_of or dt.date.today()]
+        resolved = self.model
+        started = time.perf_counter()
+        rows = 0
+        batches = [dates[i : i + batch_days] for i in range(0, len(dates), batch_days)]
+        with self.progress.task("scoring", total=len(dates)) as advance:
+            for batch in batches:
+                frame = self._score_batch(resolved, batch)
+                rows += write_batch(self.engine, frame, resolved)
+                advance(len(batch))
+        return ScoreReport(resolved.version, tuple(dates), rows, time.perf_counter() - started)
+
+    def _score_batch(self, resolved: ResolvedModel, dates: list[dt.date]) -> pd.DataFrame:
+        frame = self.engine.execute(scored_table(self.engine, resolved, dates))
+        frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+        tiers = {seg.segment: seg.tiers for seg in resolved.segments}
+
+        def tier_of(segment: str, value: float) -> str:
+            return next(t.name for t in tiers[segment] if value >= t.min)
+
+        frame = rollup(frame, resolved.model, tier_of)
+        spec = resolved.model.trend_tiers
+        if spec is not None:
+            wanted = sorted({d - dt.timedelta(days=spec.days) for d in dates} - set(dates))
+            history = history_for(self.engine, resolved.version, wanted)
+            history["as_of"] = pd.to_datetime(history["as_of"]).dt.date
+            frame = split_by_trend(frame, history, resolved.model)
+        return frame
+
+    # -- results -----------------------------------------------------------------------------
+    def _history(self) -> ibis.Table:
+        self._require("scores", "run 'accounthealth score' first")
+        return current(self.engine, self.model.version)
+
+    def scored_dates(self) -> list[dt.date]:
+        """Every date that has scores, oldest first."""
+        history = self._history()
+        frame = self.engine.execute(history.select("as_of").distinct().order_by("as_of"))
+        return [pd.Timestamp(d).date() for d in frame["as_of"]]
+
+    def scores(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
+        """Score history (one row per account and date) between two dates, inclusive."""
+        history = self._history()
+        if start:
+            history = history.filter(history.as_of >= start)
+        if end:
+            history = history.filter(history.as_of <= end)
+        return self.engine.execute(history.order_by(["as_of", "account_id"]))
+
+    def accounts(
+        self,
+        as_of: dt.date | None = None,
+        *,
+        tier: str | None = None,
+        segment: str | None = None,
+        owner: str | None = None,
+        sort: str = "score",
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Accounts on a date (default: the latest scored date) with score, tier, coverage,
+        ARR, renewal and the score's change over each trend window."""
+        history = self._history()
+        if as_of is None:
+            dates = self.scored_dates()
+            if not dates:
+                raise NotFoundError(
+                    "no scores yet", where="accounts", fix="run 'accounthealth score'"
+                )
+            as_of = dates[-1]
+        day = history.filter(history.as_of == as_of)
+        for name, value in (("tier", tier), ("segment", segment), ("owner", owner)):
+            if value is not None:
+                day = day.filter(day[name].lower() == value.lower())
+        accounts = self.engine.table("accounts").select("account_id", "name")
+        out = day.left_join(accounts, "account_id").drop("account_id_right")
+        for days in self.model.model.trends:
+            past = history.filter(history.as_of == as_of - dt.timedelta(days=days)).select(
+                "account_id", **{f"change_{days}d": history.score}
+            )
+            out = out.left_join(past, "account_id").drop("account_id_right")
+            out = out.mutate(**{f"change_{days}d": out.score - out[f"change_{days}d"]})
+        if sort not in SORTS:
+            raise AccountHealthError(
+                f"cannot sort by '{sort}'", where="--sort", fix=did_you_mean(sort, SORTS)
+            )
+        trends = self.model.model.trends
+        # "change" sorts by the 30-day change when configured, else the first trend window.
+        change_col = f"change_{30 if 30 in trends else trends[0]}d" if trends else "score"
+        order = {
+            "score": [out.score.asc(nulls_first=False)],
+            "arr": [out.arr.desc()],
+            "change": [out[change_col].asc(nulls_first=False)],
+            "renewal": [out.days_to_renewal.asc(nulls_first=False)],
+            "name": [out.name.asc()],
+        }[sort]
+        out = out.order_by([*order, out.account_id])
+        if limit:
+            out = out.limit(limit)
+        return self.engine.execute(out)
+
+    def explain(self, account_id: str, as_of: dt.date | None = None) -> Explanation:
+        """Score, components, metrics, coverage, freshness and change drivers for one account."""
+        self._require("scores", "run 'accounthealth score' first")
+        return explain(self.engine, self.model.version, account_id, as_of)
+
+    def export(
+        self,
+        path: Path | str,
+        *,
+        what: str = "scores",
+        fmt: str | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> int:
+        """Write score history (or component/metric detail) to CSV or Parquet; returns rows."""
+        tables = {"scores": "scores", "components": "component_scores", "metrics": "metric_values"}
+        if what not in tables:
+            raise AccountHealthError(
+                f"cannot export '{what}'", where="export", fix=did_you_mean(what, tables)
+            )
+        path = Path(path)
+        fmt = fmt or path.suffix.lstrip(".").lower()
+        if fmt not in ("csv", "parquet"):
+            raise AccountHealthError(
+                f"unknown export format '{fmt}'", where="--format", fix="use csv or parquet"
+            )
+        history = self._history()
+        if what != "scores":
+            detail = self.engine.table(tables[what])
+            keys = history.select("account_id", "as_of", "model_version")
+            history = detail.semi_join(keys, ["account_id", "as_of", "model_version"])
+        if start:
+            history = history.filter(history.as_of >= start)
+        if end:
+            history = history.filter(history.as_of <= end)
+        data = self.engine.to_arrow(history.order_by(["as_of", "account_id"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(data, path)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(data, path)
+        return data.num_rows
+
+
+def open(folder: Path | str = ".", progress: Progress = SILENT) -> Project:
+    """Open the project in ``folder`` (the Python API's entry point)."""
+    return Project(folder, progress)

@@ -1,0 +1,152 @@
+"""Score every account as of a batch of dates: metric values, per-segment models, then the
+steps that need the whole book (parent rollups, the 4-tier trend split)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from accounthealth.config.model import HealthModel
+from accounthealth.engine import Engine
+from accounthealth.metrics.compute import metric_values
+from accounthealth.metrics.definitions import ResolvedModel
+from accounthealth.scoring.combine import score_segment
+
+# Population columns kept beside the scores (a snapshot of the account on the date).
+ACCOUNT_COLUMNS = (
+    "account_id",
+    "as_of",
+    "name",
+    "segment",
+    "owner",
+    "manager",
+    "parent_account_id",
+    "arr",
+    "days_to_renewal",
+)
+SCORE_COLUMNS = (
+    "segment_model",
+    "base_score",
+    "renewal_adjustment",
+    "own_score",
+    "coverage",
+    "tier",
+)
+
+
+def _conform(table: ir.Table, columns: dict[str, str]) -> ir.Table:
+    """Select ``columns`` (name: type), filling the ones a segment lacks with typed nulls."""
+    return table.select(
+        **{
+            name: table[name].cast(type_) if name in table.columns else ibis.null(type_)
+            for name, type_ in columns.items()
+        }
+    )
+
+
+def scored_table(engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date]) -> ir.Table:
+    """One row per account and date with every metric, component and overall score."""
+    grid, value_columns = metric_values(engine, resolved, dates)
+    # Materialise the metric grid once: each segment's model reads it.
+    grid = engine.ibis.create_table(f"_metric_grid_{id(grid)}", grid, temp=True, overwrite=True)
+    columns: dict[str, str] = {c: str(grid[c].type()) for c in ACCOUNT_COLUMNS}
+    columns.update(
+        segment_model="string",
+        base_score="float64",
+        renewal_adjustment="float64",
+        own_score="float64",
+        coverage="float64",
+        tier="string",
+    )
+    for name in resolved.metrics:
+        columns.update(
+            {
+                f"v__{name}": "float64",
+                f"s__{name}": "float64",
+                f"p__{name}": "boolean",
+                f"w__{name}": "float64",
+            }
+        )
+    for seg in resolved.segments:
+        for c in seg.components:
+            columns.update({f"cs__{c.name}": "float64", f"cw__{c.name}": "float64"})
+    parts = []
+    claimed = ibis.literal(False)
+    for seg in resolved.segments:
+        if seg.when is None:
+            rows = grid.filter(~claimed)
+        else:
+            matches = seg.when.apply(grid).fill_null(False)
+            rows = grid.filter(matches & ~claimed)
+            claimed = claimed | matches
+        parts.append(_conform(score_segment(rows, seg, value_columns), columns))
+    return ibis.union(*parts) if len(parts) > 1 else parts[0]
+
+
+def rollup(
+    frame: pd.DataFrame, model: HealthModel, tiers_of: t.Callable[[str, float], str]
+) -> pd.DataFrame:
+    """Parent accounts take the mean (or ARR-weighted mean) of their children's scores, with
+    their own score counted as one more child when ``include_parent`` is set."""
+    frame = frame.assign(score=frame["own_score"], rollup_children=0)
+    if model.rollup is None or frame.empty:
+        return frame
+    children = frame[frame["parent_account_id"].notna() & frame["own_score"].notna()]
+    if children.empty:
+        return frame
+    rows = children.assign(_key=children["parent_account_id"])
+    if model.rollup.include_parent:
+        parents = frame[
+            frame["account_id"].isin(children["parent_account_id"]) & frame["own_score"].notna()
+        ]
+        rows = pd.concat([rows, parents.assign(_key=parents["account_id"])])
+    if model.rollup.method == "arr_weighted":
+        weight = rows["arr"].fillna(0).clip(lower=0)
+        # An account without ARR still counts, a little: otherwise all-zero ARR divides by zero.
+        rows = rows.assign(_w=np.where(weight > 0, weight, 1e-9))
+    else:
+        rows = rows.assign(_w=1.0)
+    rows = rows.assign(_ws=rows["own_score"] * rows["_w"])
+    agg = rows.groupby(["_key", "as_of"]).agg(
+        _ws=("_ws", "sum"), _w=("_w", "sum"), _n=("_w", "size")
+    )
+    n_children = children.groupby(["parent_account_id", "as_of"]).size().rename("_children")
+    agg = agg.join(n_children.rename_axis(["_key", "as_of"]))
+    agg["_rolled"] = agg["_ws"] / agg["_w"]
+    merged = frame.merge(
+        agg[["_rolled", "_children"]], left_on=["account_id", "as_of"], right_index=True, how="left"
+    )
+    has = merged["_rolled"].notna()
+    merged.loc[has, "score"] = merged.loc[has, "_rolled"]
+    merged.loc[has, "rollup_children"] = merged.loc[has, "_children"].astype(int)
+    merged.loc[has, "tier"] = [
+        tiers_of(s, v)
+        for s, v in zip(merged.loc[has, "segment_model"], merged.loc[has, "score"], strict=True)
+    ]
+    return merged.drop(columns=["_rolled", "_children"])
+
+
+def split_by_trend(frame: pd.DataFrame, history: pd.DataFrame, model: HealthModel) -> pd.DataFrame:
+    """The 4-tier model: the middle tier becomes Declining when the score fell by ``drop``
+    points or more over ``days``, Stable otherwise (also when there is no earlier score)."""
+    spec = model.trend_tiers
+    if spec is None or frame.empty:
+        return frame
+    known = pd.concat(
+        [history[["account_id", "as_of", "score"]], frame[["account_id", "as_of", "score"]]]
+    )
+    known = known.drop_duplicates(["account_id", "as_of"], keep="last")
+    earlier = known.assign(as_of=known["as_of"] + dt.timedelta(days=spec.days)).rename(
+        columns={"score": "_then"}
+    )
+    merged = frame.merge(earlier, on=["account_id", "as_of"], how="left")
+    middle = merged["tier"] == spec.split
+    declining = middle & ((merged["score"] - merged["_then"]) <= -spec.drop)
+    merged.loc[middle, "tier"] = spec.stable
+    merged.loc[declining, "tier"] = spec.declining
+    return merged.drop(columns=["_then"])
