@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from accounthealth.sources.schema import TABLES
+
 ACCOUNT_FIELDS = [
     "account_id",
     "name",
@@ -61,9 +63,9 @@ def make_project(
     folder.mkdir(parents=True, exist_ok=True)
     srcs = {}
     for name, rows in tables.items():
-        fields = ACCOUNT_FIELDS if name == "accounts" else None
-        if name == "accounts":
-            fields = list(dict.fromkeys([*ACCOUNT_FIELDS, *(k for r in rows for k in r)]))
+        # Canonical columns first, so an empty table still has its header.
+        canonical = TABLES[name].column_names if name in TABLES else ()
+        fields = list(dict.fromkeys([*canonical, *(k for r in rows for k in r)]))
         write_csv(folder / "data" / f"{name}.csv", rows, fields)
         srcs[name] = {"file": f"data/{name}.csv"}
     srcs.update(sources or {})
