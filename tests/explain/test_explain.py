@@ -6,10 +6,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from builders import account, make_project
 
 import accounthealth as ah
 from accounthealth.explain.drivers import format_value
+
+from builders import account, make_project
 
 MODEL = """
 components:

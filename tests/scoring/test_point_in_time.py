@@ -7,11 +7,12 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-from builders import account, make_project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import accounthealth as ah
+
+from builders import account, make_project
 
 AS_OF = dt.date(2026, 3, 31)
 
