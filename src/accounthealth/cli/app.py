@@ -85,6 +85,14 @@ def score(
     """Score every account as of a date, or backfill every day of a range."""
     with _open(project) as p:
         report = p.score(_date(as_of), start=_date(start), end=_date(end))
+        latest = p.latest_data_date()
+    stale = (report.dates[-1] - latest).days
+    if stale > 2:
+        console.print(
+            f"[yellow]Warning: the newest data is from {latest}, {stale} days before "
+            f"{report.dates[-1]}: windows ending on that date see no recent activity. "
+            f"Ingest fresh data or score --as-of {latest}.[/]"
+        )
     span = (
         str(report.dates[0])
         if len(report.dates) == 1

@@ -9,7 +9,15 @@ import hashlib
 import json
 import typing as t
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from accounthealth.config.durations import parse_days
 
@@ -26,6 +34,20 @@ METRIC_KINDS = (
     "change",
 )
 SCORE_FUNCTIONS = ("linear", "bands", "percentile", "boolean")
+
+
+def _exactly_one(model: BaseModel, options: tuple[str, ...], what: str) -> str:
+    """The one option set on ``model``; a clear error when none or several are."""
+    given = [k for k in options if getattr(model, k) is not None]
+    if len(given) != 1:
+        raise ValueError(
+            f"give exactly one {what} ({', '.join(options)}), "
+            f"got {len(given)}: {', '.join(given) or 'none'}"
+        )
+    return given[0]
+
+
+Days = t.Annotated[int, BeforeValidator(parse_days)]
 
 
 class Strict(BaseModel):
@@ -116,12 +138,7 @@ class ScoreSpec(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> ScoreSpec:
-        given = [f for f in SCORE_FUNCTIONS if getattr(self, f) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one scoring function ({', '.join(SCORE_FUNCTIONS)}), "
-                f"got {len(given)}: {', '.join(given) or 'none'}"
-            )
+        _exactly_one(self, SCORE_FUNCTIONS, "scoring function")
         if self.bands is not None:
             if not self.bands:
                 raise ValueError("'bands' needs at least one threshold: score pair")
@@ -159,7 +176,7 @@ class MetricSpec(Strict):
     change: Ref | None = None
 
     where: str | None = None
-    window: int | None = None
+    window: Days | None = None
     active: bool = False
     time: str | None = None
     until: str | None = None
@@ -171,19 +188,9 @@ class MetricSpec(Strict):
     description: str | None = None
     format: t.Literal["number", "percent", "days", "money", "yes_no"] | None = None
 
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window(cls, v: t.Any) -> int | None:
-        return None if v is None else parse_days(v)
-
     @model_validator(mode="after")
     def _one_kind(self) -> MetricSpec:
-        given = [k for k in METRIC_KINDS if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one metric kind ({', '.join(METRIC_KINDS)}), "
-                f"got {len(given)}: {', '.join(given) or 'none'}"
-            )
+        _exactly_one(self, METRIC_KINDS, "metric kind")
         if self.active and self.window is not None:
             raise ValueError("'active' (rows open on the date) and 'window' exclude each other")
         return self
@@ -242,32 +249,25 @@ def _check_tiers(tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
     return ordered
 
 
+Tiers = t.Annotated[tuple[Tier, ...], BeforeValidator(_tiers), AfterValidator(_check_tiers)]
+
+
 class TrendTiers(Strict):
     """The optional 4-tier model: split one middle tier into Stable and Declining by trend."""
 
     split: str = "Yellow"
     stable: str = "Stable"
     declining: str = "Declining"
-    days: int = 30
+    days: Days = 30
     drop: float = Field(5, gt=0, description="points lost over `days` that make it Declining")
-
-    @field_validator("days", mode="before")
-    @classmethod
-    def _days(cls, v: t.Any) -> int:
-        return parse_days(v)
 
 
 class Renewal(Strict):
     """Renewal proximity: within ``within_days`` of renewal, the risk (100 - score) is multiplied
     by up to ``1 + amplify`` (linearly, reaching the maximum on the renewal date)."""
 
-    within_days: int = 90
+    within_days: Days = 90
     amplify: float = Field(0.5, ge=0, le=3)
-
-    @field_validator("within_days", mode="before")
-    @classmethod
-    def _days(cls, v: t.Any) -> int:
-        return parse_days(v)
 
 
 class Rollup(Strict):
@@ -284,18 +284,8 @@ class Segment(Strict):
     description: str | None = None
     weights: dict[str, float] = Field(default_factory=dict)
     components: dict[str, Component | None] = Field(default_factory=dict)
-    tiers: tuple[Tier, ...] | None = None
+    tiers: Tiers | None = None
     renewal: Renewal | None = None
-
-    @field_validator("tiers", mode="before")
-    @classmethod
-    def _shorthand(cls, v: t.Any) -> t.Any:
-        return _tiers(v)
-
-    @field_validator("tiers")
-    @classmethod
-    def _ordered(cls, v: tuple[Tier, ...] | None) -> tuple[Tier, ...] | None:
-        return None if v is None else _check_tiers(v)
 
 
 class HealthModel(Strict):
@@ -303,7 +293,7 @@ class HealthModel(Strict):
 
     name: str = "health"
     description: str | None = None
-    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    tiers: Tiers = DEFAULT_TIERS
     trend_tiers: TrendTiers | None = None
     trends: tuple[int, ...] = (7, 30, 90)
     renewal: Renewal | None = None
@@ -311,16 +301,6 @@ class HealthModel(Strict):
     signals: dict[str, MetricSpec] = Field(default_factory=dict)
     components: dict[str, Component]
     segments: dict[str, Segment] = Field(default_factory=dict)
-
-    @field_validator("tiers", mode="before")
-    @classmethod
-    def _shorthand(cls, v: t.Any) -> t.Any:
-        return _tiers(v)
-
-    @field_validator("tiers")
-    @classmethod
-    def _ordered(cls, v: tuple[Tier, ...]) -> tuple[Tier, ...]:
-        return _check_tiers(v)
 
     @field_validator("components")
     @classmethod

@@ -53,7 +53,7 @@ def scored_table(engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.d
     """One row per account and date with every metric, component and overall score."""
     grid, value_columns = metric_values(engine, resolved, dates)
     # Materialise the metric grid once: each segment's model reads it.
-    grid = engine.ibis.create_table(f"_metric_grid_{id(grid)}", grid, temp=True, overwrite=True)
+    grid = engine.ibis.create_table("_metric_grid", grid, temp=True, overwrite=True)
     columns: dict[str, str] = {c: str(grid[c].type()) for c in ACCOUNT_COLUMNS}
     columns.update(
         segment_model="string",

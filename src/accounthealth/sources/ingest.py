@@ -133,7 +133,7 @@ def _validate(
         )
     key = [f"__t_{k}" for k in table.key]
     first = ibis.row_number().over(
-        ibis.window(group_by=[rows[k] for k in key], order_by=rows[FILE])
+        ibis.window(group_by=[rows[k] for k in key], order_by=[rows[FILE], rows[ROW]])
     )
     dup_cond = rows[key[0]].notnull() & (first > 0)
     checks = [(c.fill_null(False), col, reason, v) for c, col, reason, v in checks]
