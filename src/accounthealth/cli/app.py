@@ -25,7 +25,12 @@ _state = {"debug": False}
 ProjectOpt = t.Annotated[
     Path, typer.Option("--project", "-p", help="Project folder.", show_default=False)
 ]
-DateOpt = t.Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], show_default=False)]
+DateOpt = dt.datetime | None
+
+
+def date_option(*names: str, help: str) -> t.Any:
+    """A YYYY-MM-DD option."""
+    return typer.Option(None, *names, formats=["%Y-%m-%d"], help=help, show_default=False)
 
 
 def _date(value: dt.datetime | None) -> dt.date | None:
@@ -47,7 +52,7 @@ def init(
     demo: bool = typer.Option(False, "--demo", help="Fill it with realistic demo data."),
     accounts: int = typer.Option(3000, help="Demo accounts."),
     years: float = typer.Option(2.0, help="Years of demo history."),
-    end: DateOpt = typer.Option(None, help="Last day of demo data (default today)."),
+    end: DateOpt = date_option(help="Last day of demo data (default today)."),
     seed: int = typer.Option(7, help="Demo random seed."),
 ) -> None:
     """Create a project folder with accounthealth.yaml, a health model and (--demo) data."""
@@ -78,9 +83,9 @@ def ingest(project: ProjectOpt = Path(".")) -> None:
 @app.command()
 def score(
     project: ProjectOpt = Path("."),
-    as_of: DateOpt = typer.Option(None, "--as-of", help="Score as of this date (default today)."),
-    start: DateOpt = typer.Option(None, "--from", help="Backfill from this date..."),
-    end: DateOpt = typer.Option(None, "--to", help="...to this date, inclusive."),
+    as_of: DateOpt = date_option("--as-of", help="Score as of this date (default today)."),
+    start: DateOpt = date_option("--from", help="Backfill from this date..."),
+    end: DateOpt = date_option("--to", help="...to this date, inclusive."),
 ) -> None:
     """Score every account as of a date, or backfill every day of a range."""
     with _open(project) as p:
@@ -107,7 +112,7 @@ def score(
 @app.command()
 def accounts(
     project: ProjectOpt = Path("."),
-    as_of: DateOpt = typer.Option(None, "--as-of", help="Date (default: latest scored)."),
+    as_of: DateOpt = date_option("--as-of", help="Date (default: latest scored)."),
     tier: str | None = typer.Option(None, help="Only this tier."),
     segment: str | None = typer.Option(None, help="Only this segment."),
     owner: str | None = typer.Option(None, help="Only this CSM."),
@@ -156,7 +161,7 @@ def accounts(
 def explain(
     account_id: str = typer.Argument(..., help="Account id."),
     project: ProjectOpt = Path("."),
-    as_of: DateOpt = typer.Option(None, "--as-of", help="Date (default: latest scored)."),
+    as_of: DateOpt = date_option("--as-of", help="Date (default: latest scored)."),
 ) -> None:
     """Why an account has its score: components, metrics, coverage and what changed."""
     from accounthealth.explain.drivers import format_value
@@ -205,8 +210,8 @@ def export(
     project: ProjectOpt = Path("."),
     output: Path = typer.Option(None, "--output", "-o", help="File to write."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
-    start: DateOpt = typer.Option(None, "--from", help="First date."),
-    end: DateOpt = typer.Option(None, "--to", help="Last date."),
+    start: DateOpt = date_option("--from", help="First date."),
+    end: DateOpt = date_option("--to", help="Last date."),
 ) -> None:
     """Export score history (or its component/metric detail) to CSV or Parquet."""
     output = output or Path(f"{what}.{fmt}")

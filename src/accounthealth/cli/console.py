@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 import typing as t
 from contextlib import contextmanager
 
@@ -12,7 +14,8 @@ from rich.table import Table
 
 from accounthealth.progress import Progress as ProgressSeam
 
-console = Console()
+# Piped output (files, CI logs) gets room for a full table instead of Rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 150)
 errors = Console(stderr=True)
 
 TIER_STYLES = {
@@ -38,6 +41,7 @@ class RichProgress(ProgressSeam):
             TimeElapsedColumn(),
             console=errors,
             transient=True,
+            disable=not errors.is_terminal,
         ) as bar:
             task = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(task, n)
@@ -65,28 +69,33 @@ def number(value: t.Any, digits: int = 0, signed: bool = False) -> str:
     return f"{float(value):{sign},.{digits}f}"
 
 
+NUMERIC = {
+    "score",
+    "arr",
+    "coverage",
+    "renewal",
+    "rows",
+    "loaded",
+    "rejected",
+    "read",
+    "points",
+    "share",
+    "value",
+    "line",
+}
+
+
 def table(*columns: str, title: str | None = None) -> Table:
+    """A table whose cells do not wrap: long names are cut with an ellipsis instead."""
     out = Table(title=title, header_style="bold", title_justify="left")
     for column in columns:
-        justify = (
-            "right"
-            if column.lower()
-            in {
-                "score",
-                "arr",
-                "coverage",
-                "renewal",
-                "rows",
-                "loaded",
-                "rejected",
-                "read",
-                "points",
-                "share",
-                "value",
-                "contribution",
-            }
-            or column.startswith("Δ")
-            else "left"
+        numeric = column.lower() in NUMERIC or column.startswith("Δ")
+        out.add_column(
+            column,
+            justify="right" if numeric else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width={"Name": 28, "Reason": 40, "Component / metric": 46}.get(column),
+            min_width=len(column) if numeric or column in ("Account", "Tier") else None,
         )
-        out.add_column(column, justify=justify)
     return out
