@@ -162,6 +162,8 @@ def _change(
     account_id, since = now["account_id"], then["as_of"]
     c_now, m_now = _parts(engine, account_id, now["as_of"], now["model_version"])
     c_then, m_then = _parts(engine, account_id, since, then["model_version"])
+    comp_now = dict(zip(c_now["component"], c_now["score"], strict=True))
+    comp_then = dict(zip(c_then["component"], c_then["score"], strict=True))
     contrib_now = dict(zip(c_now["component"], c_now["contribution"], strict=True))
     contrib_then = dict(zip(c_then["component"], c_then["contribution"], strict=True))
     by_component = {
@@ -192,13 +194,7 @@ def _change(
             for n in m_now_i.index.union(m_then_i.index)
             if _component_of(n, m_now_i, m_then_i) == comp
         ]
-        best, best_delta = None, 0.0
-        for n in names:
-            md = (m_now_i["contribution"].get(n, 0.0) or 0.0) - (
-                m_then_i["contribution"].get(n, 0.0) or 0.0
-            )
-            if abs(md) > abs(best_delta):
-                best, best_delta = n, md
+        best = _driver(names, m_now_i, m_then_i, comp_now.get(comp), comp_then.get(comp))
         text = f"{comp_labels.get(comp, comp)} {_points(d)}"
         if best is not None:
             label, fmt = metric_labels.get(best, (best.replace("_", " "), "number"))
@@ -222,6 +218,35 @@ def _change(
             f"{now['model_version']}), so part of the change is the model's."
         )
     return Change(since, before, after, by_component, sentence)
+
+
+def _driver(
+    names: list[str],
+    now: pd.DataFrame,
+    then: pd.DataFrame,
+    comp_now: float | None,
+    comp_then: float | None,
+) -> str | None:
+    """The metric that moved its component most. A metric whose value did not change is never
+    the driver; one that gained (or lost) data moves its component by the distance between its
+    score and the component's score without it."""
+    best, best_impact = None, 0.0
+    for n in names:
+        value_now, value_then = _num(now["value"].get(n)), _num(then["value"].get(n))
+        if value_now == value_then:
+            continue
+        s_now, s_then = _num(now["score"].get(n)), _num(then["score"].get(n))
+        if s_now is not None and s_then is not None:
+            impact = (_num(now["share"].get(n)) or 0.0) * (s_now - s_then)
+        elif s_now is not None:
+            impact = (_num(now["share"].get(n)) or 0.0) * (s_now - (_num(comp_then) or s_now))
+        elif s_then is not None:
+            impact = (_num(then["share"].get(n)) or 0.0) * ((_num(comp_now) or s_then) - s_then)
+        else:
+            continue
+        if best is None or abs(impact) > abs(best_impact):
+            best, best_impact = n, impact
+    return best
 
 
 def _component_of(name: str, *frames: pd.DataFrame) -> str | None:

@@ -121,7 +121,8 @@ def rollup(
     merged = frame.merge(
         agg[["_rolled", "_children"]], left_on=["account_id", "as_of"], right_index=True, how="left"
     )
-    has = merged["_rolled"].notna()
+    # A parent rolls up only on dates when at least one of its children is scored.
+    has = merged["_rolled"].notna() & merged["_children"].fillna(0).gt(0)
     merged.loc[has, "score"] = merged.loc[has, "_rolled"]
     merged.loc[has, "rollup_children"] = merged.loc[has, "_children"].astype(int)
     merged.loc[has, "tier"] = [
