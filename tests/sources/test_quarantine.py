@@ -1,0 +1,161 @@
+"""Ingest: formats, column mapping, rejected rows with file/row/line/column/reason, atomic and
+idempotent loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import accounthealth as ah
+
+from builders import account, make_project, write_csv
+
+MODEL = "components:\n  c:\n    weight: 1\n    metrics:\n      m: {count: events, score: boolean}\n"
+
+
+def project(tmp_path: Path, **tables: list[dict]) -> Path:
+    return make_project(tmp_path, MODEL, {"accounts": [account("A1"), account("A2")], **tables})
+
+
+def test_bad_rows_are_kept_aside_with_where_and_why(tmp_path: Path) -> None:
+    tickets = [
+        {"ticket_id": "T1", "account_id": "A1", "opened_at": "2026-01-01 10:00", "csat": "4"},
+        {"ticket_id": "T2", "account_id": "A1", "opened_at": "31/02/2025"},
+        {"ticket_id": "T3", "account_id": "A2", "opened_at": "2026-01-01", "csat": "five"},
+        {"ticket_id": "T4", "account_id": "A9", "opened_at": "2026-01-01"},
+        {"ticket_id": "", "account_id": "A1", "opened_at": "2026-01-01"},
+        {"ticket_id": "T1", "account_id": "A2", "opened_at": "2026-01-02"},
+    ]
+    with ah.open(project(tmp_path, tickets=tickets, events=[])) as p:
+        report = p.ingest()
+        rejects = p.rejects("tickets")
+        loaded = p.engine.execute(p.engine.table("tickets"))
+    t = next(r for r in report.tables if r.table == "tickets")
+    assert (t.rows_read, t.rows_loaded, t.rows_rejected) == (6, 1, 5)
+    assert loaded["ticket_id"].tolist() == ["T1"] and loaded["csat"].tolist() == [4.0]
+    got = {
+        (r.row_number, r.line, r.column_name, None if pd.isna(r.value) else r.value, r.reason)
+        for r in rejects.itertuples()
+    }
+    assert got == {
+        (2, 3, "opened_at", "31/02/2025", "not a valid timestamp"),
+        (3, 4, "csat", "five", "not a valid float64"),
+        (4, 5, "account_id", "A9", "unknown account_id (not in accounts)"),
+        (5, 6, "ticket_id", None, "required value is missing"),
+        (6, 7, "ticket_id", "T1", "duplicate key (an earlier row has it)"),
+    }
+    assert all(Path(f).name == "tickets.csv" for f in rejects["source_file"])
+    record = json.loads(rejects[rejects["row_number"] == 3]["record"].iloc[0])
+    assert record["csat"] == "five"  # the whole raw row is kept
+
+
+def test_reingest_changes_nothing(tmp_path: Path) -> None:
+    tickets = [
+        {"ticket_id": "T1", "account_id": "A1", "opened_at": "2026-01-01"},
+        {"ticket_id": "T2", "account_id": "A1", "opened_at": "bad"},
+    ]
+    with ah.open(project(tmp_path, tickets=tickets, events=[])) as p:
+        p.ingest()
+        first = {t: p.engine.execute(p.engine.table(t)) for t in ("accounts", "tickets")}
+        p.ingest()
+        for t, frame in first.items():
+            assert p.engine.execute(p.engine.table(t)).equals(frame)
+        assert len(p.rejects()) == 1
+
+
+def test_failed_ingest_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    folder = project(
+        tmp_path,
+        tickets=[{"ticket_id": "T1", "account_id": "A1", "opened_at": "2026-01-01"}],
+        events=[],
+    )
+    with ah.open(folder) as p:
+        p.ingest()
+    write_csv(folder / "data" / "accounts.csv", [account("A1"), account("A2"), account("A3")])
+    write_csv(folder / "data" / "tickets.csv", [{"ticket_id": "T1", "account_id": "A1"}])
+    with ah.open(folder) as p:
+        with pytest.raises(ah.DataError) as info:
+            p.ingest()
+        assert "required column 'opened_at' is missing" in info.value.message
+        assert "tickets.csv" in info.value.message
+        # accounts were read fine but not committed: still two
+        assert p.engine.execute(p.engine.table("accounts")).shape[0] == 2
+
+
+def test_parquet_json_mapping_and_globs(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    data = folder / "data"
+    pq.write_table(
+        pa.table(
+            {
+                "company": ["A1", "A2"],
+                "ts": ["2026-01-01 10:00", "2026-01-02"],
+                "event_id": ["e1", "e2"],
+                "user_id": ["u", "v"],
+            }
+        ),
+        data / "ev1.parquet",
+    )
+    pq.write_table(
+        pa.table({"company": ["A1"], "ts": ["2026-01-03"], "event_id": ["e3"], "user_id": ["w"]}),
+        data / "ev2.parquet",
+    )
+    (data / "surveys.json").write_text(
+        json.dumps(
+            [{"response_id": "R1", "account_id": "A1", "responded_at": "2026-01-01", "score": 9}]
+        )
+    )
+    (data / "contacts.jsonl").write_text(
+        '{"contact_id": "P1", "account_id": "A1", "is_champion": true}\n\n'
+        '{"contact_id": "P2", "account_id": "A2", "is_champion": "maybe"}\n'
+    )
+    (folder / "accounthealth.yaml").write_text(
+        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+        "  events: {file: 'data/ev*.parquet', columns: {account: company, time: ts}}\n"
+        "  surveys: {file: data/surveys.json}\n  contacts: {file: data/contacts.jsonl}\n"
+    )
+    with ah.open(folder) as p:
+        p.ingest()
+        events = p.engine.execute(p.engine.table("events").order_by("event_id"))
+        contacts = p.engine.execute(p.engine.table("contacts"))
+        rejects = p.rejects()
+    assert events["account_id"].tolist() == ["A1", "A2", "A1"]
+    assert str(events["event_time"].dtype).startswith("datetime64")
+    assert contacts["is_champion"].tolist() == [True]
+    assert rejects["line"].tolist() == [3]  # JSON lines: the line in the file
+
+
+def test_missing_and_misnamed_columns(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    write_csv(folder / "data" / "events.csv", [{"acount_id": "A1", "event_time": "2026-01-01"}])
+    (folder / "accounthealth.yaml").write_text(
+        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+        "  events: {file: data/events.csv}\n"
+    )
+    with ah.open(folder) as p, pytest.raises(ah.DataError) as info:
+        p.ingest()
+    assert "required column 'account_id' is missing" in info.value.message
+    assert "did you mean 'acount_id'?" in info.value.message
+    (folder / "accounthealth.yaml").write_text(
+        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+        "  events: {file: data/nope.csv}\n"
+    )
+    with ah.open(folder) as p, pytest.raises(ah.DataError, match="no file matches"):
+        p.ingest()
+
+
+def test_extra_account_columns_are_kept_as_attributes(tmp_path: Path) -> None:
+    model = (
+        "components:\n  c:\n    weight: 1\n    metrics:\n"
+        "      m: {attribute: health_flag, score: boolean}\n"
+    )
+    folder = make_project(tmp_path, model, {"accounts": [account("A1", health_flag=1)]})
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score()
+        assert p.scores()["score"].tolist() == [100]
