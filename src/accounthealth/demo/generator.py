@@ -144,7 +144,7 @@ def generate(
             if e >= days:
                 break
             hv = float(health[i, max(e - 30, 0)])
-            p_churn = float(_logistic(-1.2 - 2.0 * hv + (0.4 if seg[i] == 0 else 0)))
+            p_churn = float(_logistic(-2.0 - 2.0 * hv + (0.4 if seg[i] == 0 else 0)))
             if rng.random() < p_churn:
                 contract["status"] = "churned"
                 churned[i], alive_until[i] = True, e
@@ -182,7 +182,10 @@ def generate(
         if total == 0:
             continue
         d = np.repeat(active, k)
-        user = rng.integers(0, users_per_acct[i], total)
+        # Only an adopted share of seats is used; adoption follows lagged health, so active
+        # users per seat over a month is a real (if delayed) signal.
+        adopted = np.maximum(1, users_per_acct[i] * (0.15 + 0.85 * _logistic(1.5 * lagged[i, d])))
+        user = (rng.random(total) * adopted).astype(int)
         breadth = np.clip(2 + 3 * _logistic(lagged[i, d]), 1, 7)
         ev = np.minimum((rng.random(total) * breadth).astype(int), 6)
         ev = np.where(rng.random(total) < 0.1, 7, ev)  # comment_added: noise
