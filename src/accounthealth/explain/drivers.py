@@ -86,7 +86,7 @@ def format_value(value: float | None, fmt: str) -> str:
     if fmt == "percent":
         return f"{value * 100:+.0f}%"
     if fmt == "days":
-        return f"{value:.0f} days"
+        return "1 day" if round(value) == 1 else f"{value:.0f} days"
     if fmt == "yes_no":
         return "yes" if value else "no"
     if fmt == "money":
