@@ -65,8 +65,10 @@ def number(value: t.Any, digits: int = 0, signed: bool = False) -> str:
             return "[dim]-[/]"
     except TypeError:
         return "[dim]-[/]"
-    sign = "+" if signed else ""
-    return f"{float(value):{sign},.{digits}f}"
+    # Round first, so -0.3 prints as 0 rather than -0 (and an unchanged score has no sign).
+    rounded = round(float(value), digits) + 0.0
+    sign = "+" if signed and rounded != 0 else ""
+    return f"{rounded:{sign},.{digits}f}"
 
 
 NUMERIC = {
