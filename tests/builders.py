@@ -11,21 +11,6 @@ import yaml
 
 from accounthealth.sources.schema import TABLES
 
-ACCOUNT_FIELDS = [
-    "account_id",
-    "name",
-    "segment",
-    "plan",
-    "owner",
-    "manager",
-    "parent_account_id",
-    "industry",
-    "employees",
-    "lifecycle_stage",
-    "licensed_seats",
-    "created_at",
-]
-
 
 def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> Path:
     """Write rows (dicts) as CSV; missing keys are empty cells."""

@@ -199,6 +199,16 @@ class MetricSpec(Strict):
     def kind(self) -> str:
         return next(k for k in METRIC_KINDS if getattr(self, k) is not None)
 
+    def display_label(self, name: str) -> str:
+        """How explanations name the metric: its label, else its name in words."""
+        return self.label or name.replace("_", " ")
+
+    @property
+    def display_format(self) -> str:
+        """How explanations print the value: the given format, else one suited to the kind."""
+        defaults = {"change": "percent", "days_since": "days", "exists": "yes_no"}
+        return self.format or defaults.get(self.kind, "number")
+
 
 class Component(Strict):
     """A group of metrics with a weight in the overall score."""

@@ -99,8 +99,6 @@ def format_value(value: float | None, fmt: str) -> str:
 def _labels(engine: Engine, version: str) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
     """Component labels and metric (label, format) for a model version, from its stored
     definition, so old history is described with the words of the model that produced it."""
-    from accounthealth.metrics.definitions import Metric  # local: avoids an import cycle
-
     rows = engine.sql("SELECT definition FROM model_versions WHERE model_version = ?", [version])
     if not rows:
         return {}, {}
@@ -114,9 +112,7 @@ def _labels(engine: Engine, version: str) -> tuple[dict[str, str], dict[str, tup
         for cname, comp in components.items():
             comps.setdefault(cname, comp.label or cname.replace("_", " "))
             for mname, spec in comp.metrics.items():
-                assert spec.score is not None
-                m = Metric(mname, cname, None, spec, spec.score, spec.weight, spec.missing)  # type: ignore[arg-type]
-                metrics.setdefault(mname, (m.label, m.format))
+                metrics.setdefault(mname, (spec.display_label(mname), spec.display_format))
     return comps, metrics
 
 

@@ -125,19 +125,11 @@ class Metric:
 
     @property
     def label(self) -> str:
-        return self.spec.label or self.name.replace("_", " ")
+        return self.spec.display_label(self.name)
 
     @property
     def format(self) -> str:
-        if self.spec.format:
-            return self.spec.format
-        if self.spec.kind == "change":
-            return "percent"
-        if self.spec.kind == "days_since":
-            return "days"
-        if self.spec.kind == "exists":
-            return "yes_no"
-        return "number"
+        return self.spec.display_format
 
 
 @dataclass(frozen=True)
