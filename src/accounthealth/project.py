@@ -185,6 +185,16 @@ class Project:
         frame = self.engine.execute(history.select("as_of").distinct().order_by("as_of"))
         return [pd.Timestamp(d).date() for d in frame["as_of"]]
 
+    def latest_scored_date(self) -> dt.date:
+        """The most recent date with scores."""
+        history = self._history()
+        value = self.engine.execute(history.aggregate(last=history.as_of.max()))["last"].iloc[0]
+        if pd.isna(value):
+            raise NotFoundError(
+                "no scores yet", where=str(self.folder), fix="run 'accounthealth score'"
+            )
+        return pd.Timestamp(value).date()
+
     def scores(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
         """Score history (one row per account and date) between two dates, inclusive."""
         history = self._history()
@@ -207,13 +217,7 @@ class Project:
         """Accounts on a date (default: the latest scored date) with score, tier, coverage,
         ARR, renewal and the score's change over each trend window."""
         history = self._history()
-        if as_of is None:
-            dates = self.scored_dates()
-            if not dates:
-                raise NotFoundError(
-                    "no scores yet", where="accounts", fix="run 'accounthealth score'"
-                )
-            as_of = dates[-1]
+        as_of = as_of or self.latest_scored_date()
         day = history.filter(history.as_of == as_of)
         for name, value in (("tier", tier), ("segment", segment), ("owner", owner)):
             if value is not None:

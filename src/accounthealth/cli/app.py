@@ -121,11 +121,11 @@ def accounts(
 ) -> None:
     """List accounts with score, tier, change, coverage, ARR and renewal."""
     with _open(project) as p:
+        day = _date(as_of) or p.latest_scored_date()
         frame = p.accounts(
-            _date(as_of), tier=tier, segment=segment, owner=owner, sort=sort, limit=limit or None
+            day, tier=tier, segment=segment, owner=owner, sort=sort, limit=limit or None
         )
         trends = p.model.model.trends
-        day = p.scored_dates()[-1] if as_of is None else _date(as_of)
     out = table(
         "Account",
         "Name",

@@ -6,8 +6,6 @@ import typing as t
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FORMATS = ("csv", "parquet", "json")
-
 
 class Source(BaseModel):
     """One canonical table read from one or more files."""

@@ -151,12 +151,13 @@ def _points(delta: float) -> str:
 def _change(
     engine: Engine,
     now: pd.Series,
+    now_parts: tuple[pd.DataFrame, pd.DataFrame],
     then: pd.Series,
     labels: tuple[dict[str, str], dict[str, tuple[str, str]]],
 ) -> Change:
     comp_labels, metric_labels = labels
     account_id, since = now["account_id"], then["as_of"]
-    c_now, m_now = _parts(engine, account_id, now["as_of"], now["model_version"])
+    c_now, m_now = now_parts
     c_then, m_then = _parts(engine, account_id, since, then["model_version"])
     comp_now = dict(zip(c_now["component"], c_now["score"], strict=True))
     comp_then = dict(zip(c_then["component"], c_then["score"], strict=True))
@@ -329,10 +330,10 @@ def explain(
     changes = []
     earlier = frame.iloc[1:]
     if not earlier.empty:
-        changes.append(_change(engine, now, earlier.iloc[0], labels))
+        changes.append(_change(engine, now, (c_now, m_now), earlier.iloc[0], labels))
         month = earlier[earlier["as_of"] <= now["as_of"] - dt.timedelta(days=30)]
         if not month.empty:
-            changes.append(_change(engine, now, month.iloc[0], labels))
+            changes.append(_change(engine, now, (c_now, m_now), month.iloc[0], labels))
     accounts = engine.table("accounts")
     name_frame = engine.execute(accounts.filter(accounts.account_id == account_id).select("name"))
     return Explanation(

@@ -144,15 +144,13 @@ def metric_values(
     # days_since the days between the last row and the (shifted) date.
     fixes = {}
     for agg, col in aggregates.items():
-        if agg.kind == "count":
+        if agg.kind in ("count", "distinct"):
             fixes[col] = grid[col].fill_null(0).cast("float64")
         elif agg.kind == "exists":
             fixes[col] = grid[col].fill_null(False)
         elif agg.kind == "days_since":
             ref = grid.as_of - ibis.interval(days=agg.offset)
             fixes[col] = ref.delta(grid[col], unit="day").cast("float64")
-        elif agg.kind in ("distinct",):
-            fixes[col] = grid[col].fill_null(0).cast("float64")
     if fixes:
         grid = grid.mutate(**fixes)
 

@@ -29,14 +29,15 @@ ACCOUNT_COLUMNS = (
     "arr",
     "days_to_renewal",
 )
-SCORE_COLUMNS = (
-    "segment_model",
-    "base_score",
-    "renewal_adjustment",
-    "own_score",
-    "coverage",
-    "tier",
-)
+# The score columns every segment's model produces, with their types.
+SCORE_COLUMNS = {
+    "segment_model": "string",
+    "base_score": "float64",
+    "renewal_adjustment": "float64",
+    "own_score": "float64",
+    "coverage": "float64",
+    "tier": "string",
+}
 
 
 def _conform(table: ir.Table, columns: dict[str, str]) -> ir.Table:
@@ -55,14 +56,7 @@ def scored_table(engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.d
     # Materialise the metric grid once: each segment's model reads it.
     grid = engine.ibis.create_table("_metric_grid", grid, temp=True, overwrite=True)
     columns: dict[str, str] = {c: str(grid[c].type()) for c in ACCOUNT_COLUMNS}
-    columns.update(
-        segment_model="string",
-        base_score="float64",
-        renewal_adjustment="float64",
-        own_score="float64",
-        coverage="float64",
-        tier="string",
-    )
+    columns.update(SCORE_COLUMNS)
     for name in resolved.metrics:
         columns.update(
             {
