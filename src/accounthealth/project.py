@@ -18,14 +18,15 @@ import ibis
 import pandas as pd
 
 from accounthealth.config.loader import LoadedProject, load_project
-from accounthealth.engine import Engine
+from accounthealth.engine import Engine, open_compute, open_store
 from accounthealth.errors import AccountHealthError, NotFoundError, ProjectError, did_you_mean
 from accounthealth.explain import Explanation, explain
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.progress import SILENT, Progress
-from accounthealth.scoring.run import rollup, scored_table, split_by_trend
+from accounthealth.scoring.run import rollup, score_frame, split_by_trend
 from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
+from accounthealth.sources.views import register_views
 from accounthealth.store import migrate
 from accounthealth.store.scores import current, history_for, write_batch
 
@@ -57,33 +58,45 @@ class Project:
         self.folder = Path(folder).resolve()
         self.progress = progress
         self.loaded: LoadedProject = load_project(self.folder)
-        self._engine: Engine | None = None
+        self._store: Engine | None = None
+        self._compute: Engine | None = None
         self._resolved: ResolvedModel | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     @property
-    def engine(self) -> Engine:
-        """The store, opened (and migrated) on first use."""
-        if self._engine is None:
-            self._engine = Engine(self.folder / self.loaded.config.store.duckdb)
-            migrate(self._engine)
-        return self._engine
+    def store(self) -> Engine:
+        """Where scores, history and runs are kept; opened (and migrated) on first use."""
+        if self._store is None:
+            self._store = open_store(self.loaded)
+            migrate(self._store)
+        return self._store
+
+    @property
+    def compute(self) -> Engine:
+        """The engine that holds the source data and evaluates the model (the store itself
+        unless `compute:` in accounthealth.yaml names another)."""
+        if self._compute is None:
+            self._compute = open_compute(self.loaded, self.store)
+            register_views(self._compute, self.loaded)
+        return self._compute
 
     @property
     def model(self) -> ResolvedModel:
         """The health model with every name checked against the data's columns."""
         if self._resolved is None:
             columns: list[str] = []
-            if self.engine.has_table("accounts"):
-                columns = list(self.engine.table("accounts").columns)
+            if self.compute.has_table("accounts"):
+                columns = list(self.compute.table("accounts").columns)
             self._resolved = resolve(self.loaded.health, columns)
         return self._resolved
 
     def close(self) -> None:
-        """Close the store."""
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        """Close the engines."""
+        if self._compute is not None and self._compute is not self._store:
+            self._compute.close()
+        if self._store is not None:
+            self._store.close()
+        self._compute = self._store = None
 
     def __enter__(self) -> Project:
         return self
@@ -91,35 +104,34 @@ class Project:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _require(self, table: str, fix: str) -> None:
-        if not self.engine.has_table(table):
+    def _require(self, engine: Engine, table: str, fix: str) -> None:
+        if not engine.has_table(table):
             raise ProjectError(f"there is no {table} data yet", where=str(self.folder), fix=fix)
 
     # -- data in ----------------------------------------------------------------------------
     def ingest(self) -> IngestReport:
         """Load every configured source into the store (all or nothing)."""
-        report = ingest(self.engine, self.loaded, self.progress)
+        report = ingest(self.store, self.compute, self.loaded, self.progress)
         self._resolved = None  # account columns may have changed
         return report
 
     def rejects(self, table: str | None = None) -> pd.DataFrame:
         """Rows kept aside at the last ingest, with file, row, line, column and reason."""
-        rejected = self.engine.table("rejected_rows")
+        rejected = self.store.table("rejected_rows")
         if table:
             rejected = rejected.filter(rejected.table_name == table)
-        return self.engine.execute(rejected.order_by(["table_name", "source_file", "row_number"]))
+        return self.store.execute(rejected.order_by(["table_name", "source_file", "row_number"]))
 
     # -- scoring -----------------------------------------------------------------------------
     def latest_data_date(self) -> dt.date:
         """The most recent date any event, ticket or other signal was recorded."""
-        self._require("accounts", "run 'accounthealth ingest' first")
+        compute = self.compute
+        self._require(compute, "accounts", "run 'accounthealth ingest' first")
         latest: list[dt.date] = []
         for name, spec in TABLES.items():
-            if name != "accounts" and self.engine.has_table(name):
-                table = self.engine.table(name)
-                value = self.engine.execute(
-                    table.aggregate(last=table[spec.time].cast("date").max())
-                )
+            if name != "accounts" and compute.has_table(name):
+                table = compute.table(name)
+                value = compute.execute(table.aggregate(last=table[spec.time].cast("date").max()))
                 if not value.empty and pd.notna(value["last"].iloc[0]):
                     latest.append(pd.Timestamp(value["last"].iloc[0]).date())
         return max(latest) if latest else dt.date.today()
@@ -137,7 +149,7 @@ class Project:
         Days are scored in batches, each one query and one transaction; a failure leaves the
         days already written intact and the failing batch unwritten.
         """
-        self._require("accounts", "run 'accounthealth ingest' first")
+        self._require(self.compute, "accounts", "run 'accounthealth ingest' first")
         if start or end:
             if not (start and end):
                 raise AccountHealthError(
@@ -153,12 +165,12 @@ class Project:
         with self.progress.task("scoring", total=len(dates)) as advance:
             for batch in batches:
                 frame = self._score_batch(resolved, batch)
-                rows += write_batch(self.engine, frame, resolved)
+                rows += write_batch(self.store, frame, resolved, batch)
                 advance(len(batch))
         return ScoreReport(resolved.version, tuple(dates), rows, time.perf_counter() - started)
 
     def _score_batch(self, resolved: ResolvedModel, dates: list[dt.date]) -> pd.DataFrame:
-        frame = self.engine.execute(scored_table(self.engine, resolved, dates))
+        frame = score_frame(self.compute, resolved, dates)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         tiers = {seg.segment: seg.tiers for seg in resolved.segments}
 
@@ -169,26 +181,26 @@ class Project:
         spec = resolved.model.trend_tiers
         if spec is not None:
             wanted = sorted({d - dt.timedelta(days=spec.days) for d in dates} - set(dates))
-            history = history_for(self.engine, resolved.version, wanted)
+            history = history_for(self.store, resolved.version, wanted)
             history["as_of"] = pd.to_datetime(history["as_of"]).dt.date
             frame = split_by_trend(frame, history, resolved.model)
         return frame
 
     # -- results -----------------------------------------------------------------------------
     def _history(self) -> ibis.Table:
-        self._require("scores", "run 'accounthealth score' first")
-        return current(self.engine, self.model.version)
+        self._require(self.store, "scores", "run 'accounthealth score' first")
+        return current(self.store, self.model.version)
 
     def scored_dates(self) -> list[dt.date]:
         """Every date that has scores, oldest first."""
         history = self._history()
-        frame = self.engine.execute(history.select("as_of").distinct().order_by("as_of"))
+        frame = self.store.execute(history.select("as_of").distinct().order_by("as_of"))
         return [pd.Timestamp(d).date() for d in frame["as_of"]]
 
     def latest_scored_date(self) -> dt.date:
         """The most recent date with scores."""
         history = self._history()
-        value = self.engine.execute(history.aggregate(last=history.as_of.max()))["last"].iloc[0]
+        value = self.store.execute(history.aggregate(last=history.as_of.max()))["last"].iloc[0]
         if pd.isna(value):
             raise NotFoundError(
                 "no scores yet", where=str(self.folder), fix="run 'accounthealth score'"
@@ -202,7 +214,7 @@ class Project:
             history = history.filter(history.as_of >= start)
         if end:
             history = history.filter(history.as_of <= end)
-        return self.engine.execute(history.order_by(["as_of", "account_id"]))
+        return self.store.execute(history.order_by(["as_of", "account_id"]))
 
     def accounts(
         self,
@@ -222,8 +234,7 @@ class Project:
         for name, value in (("tier", tier), ("segment", segment), ("owner", owner)):
             if value is not None:
                 day = day.filter(day[name].lower() == value.lower())
-        accounts = self.engine.table("accounts").select("account_id", "name")
-        out = day.left_join(accounts, "account_id").drop("account_id_right")
+        out = day
         for days in self.model.model.trends:
             past = history.filter(history.as_of == as_of - dt.timedelta(days=days)).select(
                 "account_id", **{f"change_{days}d": history.score}
@@ -247,12 +258,12 @@ class Project:
         out = out.order_by([*order, out.account_id])
         if limit:
             out = out.limit(limit)
-        return self.engine.execute(out)
+        return self.store.execute(out)
 
     def explain(self, account_id: str, as_of: dt.date | None = None) -> Explanation:
         """Score, components, metrics, coverage, freshness and change drivers for one account."""
-        self._require("scores", "run 'accounthealth score' first")
-        return explain(self.engine, self.model.version, account_id, as_of)
+        self._require(self.store, "scores", "run 'accounthealth score' first")
+        return explain(self.store, self.compute, self.model.version, account_id, as_of)
 
     def export(
         self,
@@ -277,14 +288,14 @@ class Project:
             )
         history = self._history()
         if what != "scores":
-            detail = self.engine.table(tables[what])
+            detail = self.store.table(tables[what])
             keys = history.select("account_id", "as_of", "model_version")
             history = detail.semi_join(keys, ["account_id", "as_of", "model_version"])
         if start:
             history = history.filter(history.as_of >= start)
         if end:
             history = history.filter(history.as_of <= end)
-        data = self.engine.to_arrow(history.order_by(["as_of", "account_id"]))
+        data = self.store.to_arrow(history.order_by(["as_of", "account_id"]))
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
             import pyarrow.csv as pacsv

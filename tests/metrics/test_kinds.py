@@ -209,8 +209,8 @@ def values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, floa
     with ah.open(folder) as p:
         p.ingest()
         p.score(AS_OF)
-        table = p.engine.table("metric_values")
-        frame = p.engine.execute(table)
+        table = p.store.table("metric_values")
+        frame = p.store.execute(table)
     out: dict[str, dict[str, float | None]] = {}
     for r in frame.itertuples():
         out.setdefault(r.account_id, {})[r.metric] = None if r.value != r.value else r.value

@@ -23,7 +23,7 @@ def score(tmp_path: Path, model: str, accounts: list[dict], **tables: list[dict]
         p.ingest()
         p.score(AS_OF)
         frame = p.scores()
-        metrics = p.engine.execute(p.engine.table("metric_values"))
+        metrics = p.store.execute(p.store.table("metric_values"))
     out = {r["account_id"]: dict(r) for r in frame.to_dict("records")}
     for r in metrics.to_dict("records"):
         out[r["account_id"]][f"m:{r['metric']}"] = r["score"]

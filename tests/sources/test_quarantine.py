@@ -34,7 +34,7 @@ def test_bad_rows_are_kept_aside_with_where_and_why(tmp_path: Path) -> None:
     with ah.open(project(tmp_path, tickets=tickets, events=[])) as p:
         report = p.ingest()
         rejects = p.rejects("tickets")
-        loaded = p.engine.execute(p.engine.table("tickets"))
+        loaded = p.compute.execute(p.compute.table("tickets"))
     t = next(r for r in report.tables if r.table == "tickets")
     assert (t.rows_read, t.rows_loaded, t.rows_rejected) == (6, 1, 5)
     assert loaded["ticket_id"].tolist() == ["T1"] and loaded["csat"].tolist() == [4.0]
@@ -61,10 +61,10 @@ def test_reingest_changes_nothing(tmp_path: Path) -> None:
     ]
     with ah.open(project(tmp_path, tickets=tickets, events=[])) as p:
         p.ingest()
-        first = {t: p.engine.execute(p.engine.table(t)) for t in ("accounts", "tickets")}
+        first = {t: p.compute.execute(p.compute.table(t)) for t in ("accounts", "tickets")}
         p.ingest()
         for t, frame in first.items():
-            assert p.engine.execute(p.engine.table(t)).equals(frame)
+            assert p.compute.execute(p.compute.table(t)).equals(frame)
         assert len(p.rejects()) == 1
 
 
@@ -84,7 +84,7 @@ def test_failed_ingest_leaves_the_store_as_it_was(tmp_path: Path) -> None:
         assert "required column 'opened_at' is missing" in info.value.message
         assert "tickets.csv" in info.value.message
         # accounts were read fine but not committed: still two
-        assert p.engine.execute(p.engine.table("accounts")).shape[0] == 2
+        assert p.compute.execute(p.compute.table("accounts")).shape[0] == 2
 
 
 def test_parquet_json_mapping_and_globs(tmp_path: Path) -> None:
@@ -121,8 +121,8 @@ def test_parquet_json_mapping_and_globs(tmp_path: Path) -> None:
     )
     with ah.open(folder) as p:
         p.ingest()
-        events = p.engine.execute(p.engine.table("events").order_by("event_id"))
-        contacts = p.engine.execute(p.engine.table("contacts"))
+        events = p.compute.execute(p.compute.table("events").order_by("event_id"))
+        contacts = p.compute.execute(p.compute.table("contacts"))
         rejects = p.rejects()
     assert events["account_id"].tolist() == ["A1", "A2", "A1"]
     assert str(events["event_time"].dtype).startswith("datetime64")

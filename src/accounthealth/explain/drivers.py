@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from accounthealth.config.model import HealthModel
-from accounthealth.engine import Engine
+from accounthealth.engine.base import Engine
 from accounthealth.errors import NotFoundError
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.scores import current
@@ -270,19 +270,27 @@ def freshness(engine: Engine, account_id: str, as_of: dt.date) -> dict[str, dt.d
 
 
 def explain(
-    engine: Engine, version: str, account_id: str, as_of: dt.date | None = None
+    engine: Engine,
+    compute: Engine,
+    version: str,
+    account_id: str,
+    as_of: dt.date | None = None,
 ) -> Explanation:
-    """Explain an account's score on ``as_of`` (default: its latest scored date)."""
+    """Explain an account's score on ``as_of`` (default: its latest scored date).
+
+    ``engine`` is the store with the history; ``compute`` holds the source data, read for
+    the account's existence and the freshness of each source.
+    """
     history = current(engine, version)
     rows = history.filter(history.account_id == account_id)
     if as_of is not None:
         rows = rows.filter(rows.as_of <= as_of)
     frame = engine.execute(rows.order_by(rows.as_of.desc()))
     if frame.empty:
-        accounts = engine.table("accounts") if engine.has_table("accounts") else None
+        accounts = compute.table("accounts") if compute.has_table("accounts") else None
         known = (
             accounts is not None
-            and not engine.execute(
+            and not compute.execute(
                 accounts.filter(accounts.account_id == account_id).limit(1)
             ).empty
         )
@@ -334,11 +342,9 @@ def explain(
         month = earlier[earlier["as_of"] <= now["as_of"] - dt.timedelta(days=30)]
         if not month.empty:
             changes.append(_change(engine, now, (c_now, m_now), month.iloc[0], labels))
-    accounts = engine.table("accounts")
-    name_frame = engine.execute(accounts.filter(accounts.account_id == account_id).select("name"))
     return Explanation(
         account_id=account_id,
-        name=None if name_frame.empty else name_frame["name"].iloc[0],
+        name=None if pd.isna(now["name"]) else now["name"],
         as_of=now["as_of"],
         model_version=now["model_version"],
         score=_num(now["score"]),
@@ -353,5 +359,5 @@ def explain(
         rollup_children=int(now["rollup_children"]),
         components=tuple(components),
         changes=tuple(changes),
-        freshness=freshness(engine, account_id, now["as_of"]),
+        freshness=freshness(compute, account_id, now["as_of"]),
     )

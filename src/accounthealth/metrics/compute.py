@@ -16,7 +16,7 @@ import ibis
 import ibis.expr.types as ir
 from ibis import _
 
-from accounthealth.engine import Engine
+from accounthealth.engine.base import Engine
 from accounthealth.errors import DataError
 from accounthealth.metrics.definitions import (
     Aggregate,

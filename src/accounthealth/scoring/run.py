@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from accounthealth.config.model import HealthModel
-from accounthealth.engine import Engine
+from accounthealth.engine.base import Engine
 from accounthealth.metrics.compute import metric_values
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.scoring.combine import score_segment
@@ -50,11 +50,17 @@ def _conform(table: ir.Table, columns: dict[str, str]) -> ir.Table:
     )
 
 
-def scored_table(engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date]) -> ir.Table:
+def score_frame(
+    engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date]
+) -> pd.DataFrame:
     """One row per account and date with every metric, component and overall score."""
     grid, value_columns = metric_values(engine, resolved, dates)
     # Materialise the metric grid once: each segment's model reads it.
-    grid = engine.ibis.create_table("_metric_grid", grid, temp=True, overwrite=True)
+    with engine.cache(grid) as cached:
+        return engine.execute(_scored(cached, resolved, value_columns))
+
+
+def _scored(grid: ir.Table, resolved: ResolvedModel, value_columns: dict[str, str]) -> ir.Table:
     columns: dict[str, str] = {c: str(grid[c].type()) for c in ACCOUNT_COLUMNS}
     columns.update(SCORE_COLUMNS)
     for name in resolved.metrics:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import typing as t
 import uuid
 from dataclasses import dataclass
 
@@ -20,11 +19,14 @@ import pyarrow as pa
 
 from accounthealth.config.loader import LoadedProject
 from accounthealth.config.project import Source
-from accounthealth.engine import Engine
-from accounthealth.errors import DataError, did_you_mean
+from accounthealth.engine.base import Engine
+from accounthealth.engine.duckdb import DuckDBEngine
+from accounthealth.errors import DataError
 from accounthealth.progress import SILENT, Progress
+from accounthealth.sources.mapping import column_mapping
 from accounthealth.sources.readers import FILE, LINE, ROW, read_file, resolve_files
 from accounthealth.sources.schema import DATE, TABLES, CanonicalTable
+from accounthealth.sources.views import canonical_view, source_counts
 
 # Canonical tables in load order: accounts first, because the others are checked against it.
 ORDER = tuple(TABLES)
@@ -49,42 +51,6 @@ class IngestReport:
     @property
     def rows_rejected(self) -> int:
         return sum(t.rows_rejected for t in self.tables)
-
-
-def column_mapping(
-    table: CanonicalTable, source: Source, present: t.Sequence[str], where: str
-) -> dict[str, str | None]:
-    """For each canonical column, the source column it comes from (None when absent)."""
-    aliases = {"account": "account_id", "time": table.time}
-    mapping: dict[str, str | None] = {}
-    declared = {aliases.get(k, k): v for k, v in source.columns.items()}
-    for canonical in declared:
-        if canonical not in table.column_names:
-            raise DataError(
-                f"'{canonical}' is not a column of the canonical {table.name} table",
-                where=f"{where}.columns.{canonical}",
-                fix=did_you_mean(canonical, table.column_names),
-            )
-    for column in table.columns:
-        name = declared.get(column.name, column.name)
-        if name in present:
-            mapping[column.name] = name
-        elif column.name in declared:
-            raise DataError(
-                f"column '{name}' (mapped to {column.name}) is not in the file",
-                where=where,
-                fix=f"columns in the file: {did_you_mean(name, present)}",
-            )
-        elif column.required:
-            raise DataError(
-                f"required column '{column.name}' is missing",
-                where=where,
-                fix=f"map it with columns: {{{column.name}: <your column>}}; "
-                f"{did_you_mean(column.name, present)}",
-            )
-        else:
-            mapping[column.name] = None
-    return mapping
 
 
 def _typed(value: ir.Value, type_: str) -> ir.Value:
@@ -219,8 +185,16 @@ def _with_record(bad: pa.Table) -> pa.Table:
     return bad.drop_columns(raw_cols).append_column("record", pa.array(records, pa.string()))
 
 
-def ingest(engine: Engine, project: LoadedProject, progress: Progress = SILENT) -> IngestReport:
-    """Ingest every configured source; all tables are replaced together or not at all."""
+def ingest(
+    store: Engine, compute: Engine, project: LoadedProject, progress: Progress = SILENT
+) -> IngestReport:
+    """Ingest every configured source; all tables are replaced together or not at all.
+
+    File sources are validated in DuckDB (the compute engine itself when it is DuckDB, else a
+    scratch in-memory database) and their good rows written to the compute engine; sources
+    already in the compute engine become canonical views. Rejected rows and the run's record
+    go to the store.
+    """
     sources = project.config.sources
     if "accounts" not in sources:
         raise DataError(
@@ -228,20 +202,39 @@ def ingest(engine: Engine, project: LoadedProject, progress: Progress = SILENT) 
             where=project.document.where(("sources",)),
             fix="add sources: {accounts: {file: data/accounts.csv}}",
         )
+    validator = compute if isinstance(compute, DuckDBEngine) else DuckDBEngine()
     run_id = uuid.uuid4().hex[:12]
     now = dt.datetime.now()
     reports = []
-    with engine.transaction():
+    with store.transaction(), compute.transaction():
         for name in ORDER:
             if name not in sources:
                 continue
-            good, bad, report = _ingest_table(engine, project, name, sources[name], progress)
+            source = sources[name]
+            where = project.document.where(("sources", name))
+            if source.in_engine:
+                compute.register_view(name, canonical_view(compute, name, source, where))
+                rows, skipped = source_counts(compute, name, source, where)
+                good, bad = None, None
+                reasons = {"required value is missing": skipped} if skipped else {}
+                report = TableReport(name, (), rows, rows - skipped, skipped, reasons)
+            else:
+                good, bad, report = _ingest_table(validator, project, name, source, progress)
             with progress.task(f"loading {name}", total=1) as advance:
-                engine.write_arrow(name, good, replace=True)
-                engine.sql("DELETE FROM rejected_rows WHERE table_name = ?", [name])
-                if bad.num_rows:
-                    engine.write_arrow("rejected_rows", bad)
-                engine.sql(
+                if good is not None:
+                    compute.replace_table(name, good)
+                if name == "accounts" and validator is not compute:
+                    # The other tables are checked against these ids.
+                    ids = (
+                        good
+                        if good is not None
+                        else compute.to_arrow(compute.table("accounts").select("account_id"))
+                    )
+                    validator.replace_table("accounts", ids)
+                store.sql("DELETE FROM rejected_rows WHERE table_name = ?", [name])
+                if bad is not None and bad.num_rows:
+                    store.write_arrow("rejected_rows", bad)
+                store.sql(
                     "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         run_id,
@@ -256,4 +249,6 @@ def ingest(engine: Engine, project: LoadedProject, progress: Progress = SILENT) 
                 )
                 advance(1)
             reports.append(report)
+    if validator is not compute:
+        validator.close()
     return IngestReport(tuple(reports))

@@ -3,7 +3,7 @@ by an older version is upgraded in place."""
 
 from __future__ import annotations
 
-from accounthealth.engine import Engine
+from accounthealth.engine.base import Engine
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -31,6 +31,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             metric VARCHAR, value DOUBLE, score DOUBLE, present BOOLEAN, share DOUBLE,
             contribution DOUBLE)""",
     ),
+    # The account's name on the date, so lists need no join with data in the compute engine.
+    ("ALTER TABLE scores ADD COLUMN name VARCHAR",),
 )
 
 

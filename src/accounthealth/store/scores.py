@@ -15,7 +15,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
-from accounthealth.engine import Engine
+from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
 
 SCORE_TABLES = ("scores", "component_scores", "metric_values")
@@ -27,6 +27,7 @@ def _long_frames(
     now = pd.Timestamp(dt.datetime.now())
     keys = frame[["account_id", "as_of"]].assign(model_version=version)
     scores = keys.assign(
+        name=frame["name"],
         segment_model=frame["segment_model"],
         score=frame["score"],
         own_score=frame["own_score"],
@@ -93,18 +94,20 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
     )
 
 
-def write_batch(engine: Engine, frame: pd.DataFrame, resolved: ResolvedModel) -> int:
-    """Replace history for the batch's dates and model version with ``frame``."""
+def write_batch(
+    engine: Engine, frame: pd.DataFrame, resolved: ResolvedModel, dates: t.Sequence[dt.date]
+) -> int:
+    """Replace history for the batch's dates (consecutive days) and model version with
+    ``frame``."""
     version = resolved.version
-    dates = sorted(set(frame["as_of"]))
     long = _long_frames(frame, resolved, version) if not frame.empty else {}
     with engine.transaction():
         record_model(engine, resolved)
         for name in SCORE_TABLES:
             # One statement per table: a scan per day would read history 31 times a batch.
             engine.sql(
-                f"DELETE FROM {name} WHERE model_version = ? AND list_contains(?::DATE[], as_of)",
-                [version, dates],
+                f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
+                [version, min(dates), max(dates)],
             )
             if name in long and not long[name].empty:
                 engine.write_arrow(name, pa.Table.from_pandas(long[name], preserve_index=False))

@@ -1,0 +1,114 @@
+"""What every engine offers: Ibis expressions in, Arrow or pandas out.
+
+Model code builds Ibis expressions against ``Engine.table`` and never sees engine-specific
+SQL. An engine that can also hold accounthealth's own state (DuckDB, PostgreSQL) runs the
+store's fixed statements through ``sql``, ``transaction`` and ``write_arrow``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from contextlib import contextmanager
+
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from accounthealth.config.project import Source
+from accounthealth.errors import ConfigError, DataError
+
+
+class Engine:
+    """An Ibis backend plus the canonical tables it can see."""
+
+    kind = "engine"
+    # Whether accounthealth's own tables (scores, runs, history) can live here.
+    holds_store = True
+
+    def __init__(self, backend: t.Any, database: str | None = None) -> None:
+        self.ibis = backend
+        self.database = database
+        self._views: dict[str, ir.Table] = {}
+
+    # -- canonical tables ----------------------------------------------------------------
+    def has_table(self, name: str) -> bool:
+        return name in self._views or name in self.ibis.list_tables(database=self.database)
+
+    def table(self, name: str) -> ir.Table:
+        if name in self._views:
+            return self._views[name]
+        return self.ibis.table(name, database=self.database)
+
+    def register_view(self, name: str, table: ir.Table) -> None:
+        """Serve ``table`` (an expression over data already in the engine) as ``name``."""
+        self._views[name] = table
+
+    def relation(self, source: Source, where: str) -> ir.Table:
+        """The raw relation an in-engine source names: a table, a query or a path."""
+        try:
+            if source.table is not None:
+                database, _, name = source.table.rpartition(".")
+                return self.ibis.table(name, database=database or None)
+            if source.query is not None:
+                return self.ibis.sql(source.query)
+            return self._read_path(source, where)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"the {self.kind} engine cannot read this source: {_first_line(exc)}",
+                where=where,
+                fix="check the table name, query or path, and that the engine can reach it",
+            ) from None
+
+    def _read_path(self, source: Source, where: str) -> ir.Table:
+        raise ConfigError(
+            f"path: sources are not supported on {self.kind}",
+            where=where,
+            fix="use table: or query:, or read the files with file:",
+        )
+
+    def replace_table(self, name: str, data: pa.Table) -> None:
+        """Replace the canonical table ``name`` with ``data`` (ingest of file sources)."""
+        self.write_arrow(name, data, replace=True)
+
+    # -- queries ---------------------------------------------------------------------------
+    def to_arrow(self, expr: ir.Expr) -> pa.Table:
+        """Execute an expression and return an Arrow table."""
+        return self.ibis.to_pyarrow(expr)
+
+    def execute(self, expr: ir.Expr) -> t.Any:
+        return self.ibis.execute(expr)
+
+    def cache(self, expr: ir.Table) -> ir.CachedTable:
+        """Materialise an intermediate result that several later queries read; use it as a
+        context manager so the engine frees it afterwards."""
+        return expr.cache()
+
+    # -- the store's own statements --------------------------------------------------------
+    def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
+        """Run one of the store's own fixed statements (DuckDB dialect) with bound params."""
+        raise NotImplementedError(f"{self.kind} does not hold accounthealth's store")
+
+    @contextmanager
+    def transaction(self) -> t.Iterator[None]:
+        """All or nothing: a failure inside rolls every write back."""
+        yield
+
+    def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
+        """Create (or replace) table ``name`` from Arrow data, inside the caller's transaction."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.ibis.disconnect()
+
+
+def ident(name: str) -> str:
+    """Quote one of our own table names; refuse anything that is not a plain identifier."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a table name: {name!r}")
+    return f'"{name}"'
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,68 @@
+"""The embedded default: a DuckDB file in the project folder holds data, scores and history."""
+
+from __future__ import annotations
+
+import typing as t
+from contextlib import contextmanager
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from accounthealth.config.project import Source
+from accounthealth.engine.base import Engine, ident
+from accounthealth.errors import ProjectError
+
+
+class DuckDBEngine(Engine):
+    """A DuckDB database file (or ``:memory:``) opened through Ibis."""
+
+    kind = "duckdb"
+
+    def __init__(self, path: Path | str = ":memory:", *, read_only: bool = False) -> None:
+        self.path = path
+        try:
+            backend = ibis.duckdb.connect(str(path), read_only=read_only)
+        except Exception as exc:  # duckdb raises IOException subclasses for locks
+            raise ProjectError(
+                f"cannot open the store {path}: {exc}",
+                where=str(path),
+                fix="close other accounthealth processes using this project, or check the path",
+            ) from None
+        super().__init__(backend)
+        self.raw = backend.con
+        self._depth = 0
+
+    def _read_path(self, source: Source, where: str) -> ir.Table:
+        return self.ibis.read_parquet(source.path)
+
+    def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
+        return self.raw.execute(query, list(params)).fetchall()
+
+    @contextmanager
+    def transaction(self) -> t.Iterator[None]:
+        # Re-entrant: ingest opens one on the store and one on compute, often the same engine.
+        self._depth += 1
+        if self._depth == 1:
+            self.raw.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self.raw.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self.raw.execute("COMMIT")
+
+    def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
+        view = f"_incoming_{name}"
+        self.raw.register(view, data)
+        try:
+            verb = "CREATE OR REPLACE TABLE" if replace else "INSERT INTO"
+            suffix = "AS SELECT * FROM" if replace else "BY NAME SELECT * FROM"
+            self.raw.execute(f"{verb} {ident(name)} {suffix} {ident(view)}")
+        finally:
+            self.raw.unregister(view)

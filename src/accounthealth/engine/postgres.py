@@ -1,0 +1,95 @@
+"""PostgreSQL: a team's shared server computes the model and can hold the store."""
+
+from __future__ import annotations
+
+import functools
+import io
+import typing as t
+from contextlib import contextmanager
+
+import ibis
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlglot
+
+from accounthealth.engine.base import Engine, ident
+from accounthealth.errors import ProjectError
+
+
+@functools.lru_cache(maxsize=256)
+def _postgres_sql(query: str) -> str:
+    # The store's statements are fixed strings written once in DuckDB's dialect.
+    return sqlglot.transpile(query, read="duckdb", write="postgres")[0]
+
+
+class PostgresEngine(Engine):
+    """A PostgreSQL database (psycopg 3) opened through Ibis; our tables go to ``schema``."""
+
+    kind = "postgres"
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise ProjectError(
+                "the postgres engine needs psycopg",
+                where="compute",
+                fix="pip install 'accounthealth[postgres]'",
+            ) from None
+        try:
+            raw = psycopg.connect(url, autocommit=True)
+        except Exception as exc:
+            raise ProjectError(
+                f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}",
+                where=_redacted(url),
+                fix="check the URL, that the server runs, and the credentials",
+            ) from None
+        if schema:
+            # Our own statements name tables unqualified; the search path points them here.
+            raw.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+            raw.execute(f"SET search_path TO {ident(schema)}")
+        self.raw = raw
+        super().__init__(ibis.postgres.from_connection(raw), schema)
+
+    def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
+        cursor = self.raw.execute(_postgres_sql(query), list(params))
+        return cursor.fetchall() if cursor.description else []
+
+    @contextmanager
+    def transaction(self) -> t.Iterator[None]:
+        # psycopg nests an inner transaction as a savepoint, so this is re-entrant.
+        with self.raw.transaction():
+            yield
+
+    def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
+        with self.transaction():
+            if replace:
+                self.ibis.create_table(
+                    name, schema=ibis.Schema.from_pyarrow(data.schema), overwrite=True
+                )
+            if data.num_rows:
+                self._copy(name, data)
+
+    def _copy(self, name: str, data: pa.Table) -> None:
+        """Bulk load with COPY: CSV where nulls are unquoted empty fields."""
+        columns = ", ".join(ident(c) for c in data.column_names)
+        options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+        statement = f"COPY {ident(name)} ({columns}) FROM STDIN (FORMAT csv)"
+        with self.raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for batch in data.to_batches(max_chunksize=200_000):
+                buffer = io.BytesIO()
+                pacsv.write_csv(pa.Table.from_batches([batch]), buffer, options)
+                copy.write(buffer.getvalue())
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, credentials = head.partition("//")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}//{user}:***@{tail}"

@@ -1,0 +1,53 @@
+"""Sources that already live in the compute engine (a PostgreSQL or Spark table, a query, a
+Parquet or Delta path) are read where they are: a canonical view renames and casts their
+columns, and nothing is copied."""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from accounthealth.config.loader import LoadedProject
+from accounthealth.config.project import Source
+from accounthealth.engine.base import Engine
+from accounthealth.sources.mapping import column_mapping
+from accounthealth.sources.schema import TABLES
+
+
+def canonical_view(engine: Engine, name: str, source: Source, where: str) -> ir.Table:
+    """The source as the canonical table ``name``: canonical column names and types, extra
+    account columns kept, and rows without a required value left out."""
+    table = TABLES[name]
+    raw = engine.relation(source, where)
+    mapping = column_mapping(table, source, list(raw.columns), where)
+    columns: dict[str, ir.Value] = {}
+    for column in table.columns:
+        src = mapping[column.name]
+        if src is None:
+            columns[column.name] = ibis.null(column.type)
+            continue
+        value = raw[src]
+        columns[column.name] = value if value.type() == column.type else value.cast(column.type)
+    if table.keeps_extra_columns:
+        used = {v for v in mapping.values() if v}
+        columns.update({c: raw[c] for c in raw.columns if c not in used and c not in columns})
+    view = raw.select(**columns)
+    required = [view[c.name].notnull() for c in table.columns if c.required]
+    return view.filter(*required) if required else view
+
+
+def source_counts(engine: Engine, name: str, source: Source, where: str) -> tuple[int, int]:
+    """Rows in an in-engine source, and how many the view leaves out for a missing value."""
+    raw = engine.relation(source, where)
+    view = canonical_view(engine, name, source, where)
+    total = engine.execute(raw.count())
+    kept = engine.execute(view.count())
+    return int(total), int(total) - int(kept)
+
+
+def register_views(engine: Engine, project: LoadedProject) -> None:
+    """Serve every in-engine source of the project as its canonical table."""
+    for name, source in project.config.sources.items():
+        if source.in_engine:
+            where = project.document.where(("sources", name))
+            engine.register_view(name, canonical_view(engine, name, source, where))
