@@ -43,8 +43,10 @@ def make_project(
     model: str | dict,
     tables: dict[str, list[dict]],
     sources: dict[str, dict] | None = None,
+    compute: dict | None = None,
 ) -> Path:
-    """Write accounthealth.yaml, model.yaml and one CSV per table into ``folder``."""
+    """Write accounthealth.yaml, model.yaml and one CSV per table into ``folder``; ``compute``
+    is the project's `compute:` setting (None: the embedded DuckDB)."""
     folder.mkdir(parents=True, exist_ok=True)
     srcs = {}
     for name, rows in tables.items():
@@ -55,6 +57,8 @@ def make_project(
         srcs[name] = {"file": f"data/{name}.csv"}
     srcs.update(sources or {})
     config = {"name": "test", "model": "model.yaml", "sources": srcs}
+    if compute:
+        config["compute"] = compute
     (folder / "accounthealth.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     text = model if isinstance(model, str) else yaml.safe_dump(model, sort_keys=False)
     (folder / "model.yaml").write_text(textwrap.dedent(text))

@@ -41,10 +41,21 @@ class PostgresServer:
         if self.user:
             shutil.chown(self.root, self.user)
             shutil.chown(sockets, self.user)
-        self._run(_pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+        self._run(
+            _pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"
+        )
         options = f"-p {self.port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(_pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
-                  str(self.root / "log"), "start")
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(self.root / "log"),
+            "start",
+        )
         self.data = data
 
     def _run(self, *cmd: str) -> None:

@@ -1,8 +1,10 @@
-"""Every metric kind, filter, window and 'active' option against values worked out by hand."""
+"""Every metric kind, filter, window and 'active' option against values worked out by hand,
+on every engine (DuckDB, PostgreSQL, Spark)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 
 import pytest
 
@@ -53,7 +55,9 @@ def ev(i: int, acc: str, when: str, user: str = "u1", event: str = "login", qty:
 
 
 @pytest.fixture(scope="module")
-def values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, float | None]]:
+def values(
+    tmp_path_factory: pytest.TempPathFactory, new_compute: t.Callable[[], dict | None]
+) -> dict[str, dict[str, float | None]]:
     events = [
         ev(1, "A1", "2026-01-10 09:00:00", "u1"),  # outside 28d, inside all history
         ev(2, "A1", "2026-03-10 09:00:00", "u1", "export", 5),  # previous 14d window
@@ -205,6 +209,7 @@ def values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, floa
             "contacts": contacts,
             "invoices": invoices,
         },
+        compute=new_compute(),
     )
     with ah.open(folder) as p:
         p.ingest()

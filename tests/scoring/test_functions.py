@@ -16,9 +16,11 @@ from builders import account, make_project
 AS_OF = dt.date(2026, 3, 31)
 
 
-def score(tmp_path: Path, model: str, accounts: list[dict], **tables: list[dict]) -> dict:
-    """Score the accounts as of AS_OF; returns {account_id: row as dict}."""
-    folder = make_project(tmp_path, model, {"accounts": accounts, **tables})
+def score(
+    tmp_path: Path, compute: dict | None, model: str, accounts: list[dict], **tables: list[dict]
+) -> dict:
+    """Score the accounts as of AS_OF on the engine under test; returns {account_id: row}."""
+    folder = make_project(tmp_path, model, {"accounts": accounts, **tables}, compute=compute)
     with ah.open(folder) as p:
         p.ingest()
         p.score(AS_OF)
@@ -62,24 +64,24 @@ def one_metric(spec: str, extra: str = "") -> str:
     ],
 )
 def test_scoring_functions(
-    tmp_path: Path, spec: str, inputs: list[float], expected: list[float]
+    tmp_path: Path, compute: dict | None, spec: str, inputs: list[float], expected: list[float]
 ) -> None:
     accounts = [account(f"A{i}", employees=v) for i, v in enumerate(inputs)]
-    rows = score(tmp_path, one_metric(spec), accounts)
+    rows = score(tmp_path, compute, one_metric(spec), accounts)
     assert [rows[f"A{i}"]["score"] for i in range(len(inputs))] == pytest.approx(expected)
 
 
-def test_percent_band_thresholds(tmp_path: Path) -> None:
+def test_percent_band_thresholds(tmp_path: Path, compute: dict | None) -> None:
     spec = "{ratio: [employees, licensed_seats], score: {bands: {-50%: 0, 0%: 70, 20%: 100}}}"
     # employees / seats: -0.6 -> 0; -0.2 -> 0 (below 0%); 0.1 -> 70; 0.2 -> 100
     accounts = [
         account(f"A{i}", employees=e, licensed_seats=10) for i, e in enumerate([-6, -2, 1, 2])
     ]
-    rows = score(tmp_path, one_metric(spec), accounts)
+    rows = score(tmp_path, compute, one_metric(spec), accounts)
     assert [rows[f"A{i}"]["score"] for i in range(4)] == pytest.approx([0, 0, 70, 100])
 
 
-def test_percentile_within_cohort_with_ties(tmp_path: Path) -> None:
+def test_percentile_within_cohort_with_ties(tmp_path: Path, compute: dict | None) -> None:
     spec = "{attribute: employees, score: {percentile: {within: segment}}}"
     accounts = [
         account("S1", employees=1),
@@ -88,13 +90,15 @@ def test_percentile_within_cohort_with_ties(tmp_path: Path) -> None:
         account("S4", employees=3),
         account("E1", segment="enterprise", employees=100),  # a cohort of one
     ]
-    rows = score(tmp_path, one_metric(spec), accounts)
+    rows = score(tmp_path, compute, one_metric(spec), accounts)
     # smb ranks 0..3: S1 0, S2/S3 share ranks 1 and 2 -> 1.5, S4 3; percent = rank / 3
     assert [rows[a]["score"] for a in ("S1", "S2", "S3", "S4")] == pytest.approx([0, 50, 50, 100])
     assert rows["E1"]["score"] == pytest.approx(50)
 
 
-def test_percentile_lower_is_better_and_tenure_cohorts(tmp_path: Path) -> None:
+def test_percentile_lower_is_better_and_tenure_cohorts(
+    tmp_path: Path, compute: dict | None
+) -> None:
     spec = (
         "{attribute: employees, score: {percentile: {within: tenure, "
         "higher_is_better: false, tenure_buckets: [100]}}}"
@@ -105,7 +109,7 @@ def test_percentile_lower_is_better_and_tenure_cohorts(tmp_path: Path) -> None:
         account("O1", employees=50, created_at="2024-01-01"),
         account("O2", employees=9, created_at="2024-01-01"),
     ]
-    rows = score(tmp_path, one_metric(spec), accounts)
+    rows = score(tmp_path, compute, one_metric(spec), accounts)
     # new accounts compared only with each other, old with old; fewer is better
     assert [rows[a]["score"] for a in ("N1", "N2", "O1", "O2")] == pytest.approx([100, 0, 0, 100])
 
@@ -124,38 +128,44 @@ components:
 """
 
 
-def test_missing_redistribute_default_and_unknown(tmp_path: Path) -> None:
+def test_missing_redistribute_default_and_unknown(tmp_path: Path, compute: dict | None) -> None:
     accounts = [account("A1", employees=40, licensed_seats=0)]  # y: 40 / 0 -> no value
     # redistribute: component a = x only = 40; score = (3*40 + 1*0) / 4 = 30
-    r = score(tmp_path / "r", TWO.replace(", MISSING", ""), accounts)["A1"]
+    r = score(tmp_path / "r", compute, TWO.replace(", MISSING", ""), accounts)["A1"]
     assert r["score"] == pytest.approx(30)
     assert r["coverage"] == pytest.approx(0.75 * 0.5 + 0.25)
     # default 80: a = (40 + 80) / 2 = 60; score = (3*60 + 0) / 4 = 45; coverage unchanged
-    r = score(tmp_path / "d", TWO.replace("MISSING", "missing: {default: 80}"), accounts)["A1"]
+    r = score(tmp_path / "d", compute, TWO.replace("MISSING", "missing: {default: 80}"), accounts)[
+        "A1"
+    ]
     assert r["score"] == pytest.approx(45)
     assert r["coverage"] == pytest.approx(0.625)
     # unknown: no score and no tier
-    r = score(tmp_path / "u", TWO.replace("MISSING", "missing: unknown"), accounts)["A1"]
+    r = score(tmp_path / "u", compute, TWO.replace("MISSING", "missing: unknown"), accounts)["A1"]
     assert pd.isna(r["score"])
     assert pd.isna(r["tier"])
 
 
-def test_a_component_without_data_gives_its_weight_to_the_others(tmp_path: Path) -> None:
+def test_a_component_without_data_gives_its_weight_to_the_others(
+    tmp_path: Path, compute: dict | None
+) -> None:
     model = TWO.replace(", MISSING", "").replace(
         "z: {attribute: licensed_seats,", "z: {avg: tickets.csat,"
     )
-    rows = score(tmp_path, model, [account("A1", employees=40, licensed_seats=0)], tickets=[])
+    rows = score(
+        tmp_path, compute, model, [account("A1", employees=40, licensed_seats=0)], tickets=[]
+    )
     assert rows["A1"]["score"] == pytest.approx(40)  # a alone
     assert rows["A1"]["coverage"] == pytest.approx(0.375)
 
 
-def test_tiers_default_bounds_and_custom_labels(tmp_path: Path) -> None:
+def test_tiers_default_bounds_and_custom_labels(tmp_path: Path, compute: dict | None) -> None:
     spec = "{attribute: employees, score: {linear: {bad: 0, good: 100}}}"
     accounts = [account(f"A{v}", employees=v) for v in (39, 40, 69, 70)]
-    rows = score(tmp_path / "d", one_metric(spec), accounts)
+    rows = score(tmp_path / "d", compute, one_metric(spec), accounts)
     assert [rows[f"A{v}"]["tier"] for v in (39, 40, 69, 70)] == ["Red", "Yellow", "Yellow", "Green"]
     custom = "tiers: [{name: Healthy, min: 50}, {name: At risk, min: 0}]\n"
-    rows = score(tmp_path / "c", custom + one_metric(spec), accounts)
+    rows = score(tmp_path / "c", compute, custom + one_metric(spec), accounts)
     assert [rows[f"A{v}"]["tier"] for v in (39, 40, 69, 70)] == ["At risk"] * 2 + ["Healthy"] * 2
 
 
@@ -181,13 +191,13 @@ segments:
 """
 
 
-def test_segments_first_match_wins(tmp_path: Path) -> None:
+def test_segments_first_match_wins(tmp_path: Path, compute: dict | None) -> None:
     accounts = [
         account("S", employees=60, licensed_seats=20),  # smb: default, (60 + 20) / 2
         account("B", segment="enterprise", employees=60, licensed_seats=20),  # big: 3:1
         account("E", segment="enterprise", employees=20, licensed_seats=20),  # ent: a + c
     ]
-    rows = score(tmp_path, SEGMENTED, accounts)
+    rows = score(tmp_path, compute, SEGMENTED, accounts)
     assert rows["S"]["segment_model"] == "default"
     assert rows["S"]["score"] == pytest.approx(40)
     assert rows["B"]["segment_model"] == "big"
@@ -197,7 +207,7 @@ def test_segments_first_match_wins(tmp_path: Path) -> None:
     assert "m:z" not in rows["E"]
 
 
-def test_renewal_proximity_amplifies_risk(tmp_path: Path) -> None:
+def test_renewal_proximity_amplifies_risk(tmp_path: Path, compute: dict | None) -> None:
     model = "renewal: {within_days: 100, amplify: 1}\n" + one_metric(
         "{attribute: employees, score: {linear: {bad: 0, good: 100}}}"
     )
@@ -212,7 +222,7 @@ def test_renewal_proximity_amplifies_risk(tmp_path: Path) -> None:
         for a, d in (("A1", 50), ("A2", 150), ("A3", 1))
     ]
     accounts = [account(a, employees=60) for a in ("A1", "A2", "A3")]
-    rows = score(tmp_path, model, accounts, contracts=contracts)
+    rows = score(tmp_path, compute, model, accounts, contracts=contracts)
     # risk 40; 50 days out: x(1 + 1 * 0.5) = 60 -> 40; beyond 100 days: unchanged
     assert rows["A1"]["score"] == pytest.approx(40)
     assert rows["A1"]["renewal_adjustment"] == pytest.approx(-20)
@@ -229,7 +239,7 @@ def test_renewal_proximity_amplifies_risk(tmp_path: Path) -> None:
         ("{method: mean, include_parent: false}", (60 + 100) / 2),
     ],
 )
-def test_parent_rollup(tmp_path: Path, rollup: str, expected: float) -> None:
+def test_parent_rollup(tmp_path: Path, compute: dict | None, rollup: str, expected: float) -> None:
     model = f"rollup: {rollup}\n" + one_metric(
         "{attribute: employees, score: {linear: {bad: 0, good: 100}}}"
     )
@@ -248,14 +258,14 @@ def test_parent_rollup(tmp_path: Path, rollup: str, expected: float) -> None:
         }
         for a, arr in (("P", 100), ("K1", 100), ("K2", 200))
     ]
-    rows = score(tmp_path, model, accounts, contracts=contracts)
+    rows = score(tmp_path, compute, model, accounts, contracts=contracts)
     assert rows["P"]["score"] == pytest.approx(expected)
     assert rows["P"]["own_score"] == pytest.approx(20)
     assert rows["P"]["rollup_children"] == 2
     assert rows["K1"]["score"] == pytest.approx(60)
 
 
-def test_four_tier_split_by_trend(tmp_path: Path) -> None:
+def test_four_tier_split_by_trend(tmp_path: Path, compute: dict | None) -> None:
     model = "trend_tiers: {days: 1, drop: 5}\n" + one_metric(
         "{count: events, window: 1d, score: {linear: {bad: 0, good: 100}}}"
     )
@@ -266,7 +276,10 @@ def test_four_tier_split_by_trend(tmp_path: Path) -> None:
         for i in range(n)
     ]
     folder = make_project(
-        tmp_path, model, {"accounts": [account("A1"), account("A2")], "events": events}
+        tmp_path,
+        model,
+        {"accounts": [account("A1"), account("A2")], "events": events},
+        compute=compute,
     )
     with ah.open(folder) as p:
         p.ingest()

@@ -174,8 +174,18 @@ def metric_values(
         raise AssertionError(defn)
 
     columns = {name: f"v__{name}" for name in metrics}
-    grid = grid.mutate(**{columns[name]: value(m.definition) for name, m in metrics.items()})
+    grid = grid.mutate(
+        **{columns[name]: _stored(value(m.definition)) for name, m in metrics.items()}
+    )
     return grid.drop(*aggregates.values()), columns
+
+
+def _stored(value: ir.Value) -> ir.Value:
+    """Metric values are stored as numbers: yes/no becomes 1/0 (PostgreSQL cannot cast a
+    boolean to a double)."""
+    if value.type().is_boolean():
+        return ibis.cases((value, 1.0), (~value, 0.0), else_=ibis.null("float64"))
+    return value
 
 
 def _numeric(value: ir.Value) -> ir.FloatingValue:
