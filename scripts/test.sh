@@ -2,6 +2,7 @@
 # Set up with the test tools, lint, and run the tests (extra arguments go to pytest).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$root/scripts/system-deps.sh"
 EXTRAS=test bash "$root/scripts/setup.sh"
 cd "$root"
 .venv/bin/ruff check src tests

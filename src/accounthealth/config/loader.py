@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from accounthealth.config.model import HealthModel
-from accounthealth.config.project import ProjectConfig
+from accounthealth.config.project import ProjectConfig, Source
 from accounthealth.config.yamlfile import YamlDocument, load_yaml_file
 from accounthealth.errors import ConfigError, did_you_mean
 from accounthealth.sources.schema import TABLES
@@ -98,6 +98,22 @@ def _is_union_tag(part: t.Any) -> bool:
     )
 
 
+def _check_engine_supports(source: Source, engine: str, where: str) -> None:
+    """Refuse, before any work, a source the configured compute engine cannot read."""
+    if source.path is not None and engine == "postgres":
+        raise ConfigError(
+            "a path: source cannot be read by PostgreSQL",
+            where=where,
+            fix="load the files with file:, or point table:/query: at data in the server",
+        )
+    if source.format == "delta" and engine != "spark":
+        raise ConfigError(
+            f"Delta tables are read by the spark engine, not {engine}",
+            where=where,
+            fix="set compute: {engine: spark}, or export the table to Parquet",
+        )
+
+
 @dataclass(frozen=True)
 class LoadedProject:
     """A validated project: its folder, config and health model."""
@@ -130,13 +146,14 @@ def load_project(folder: Path) -> LoadedProject:
         )
     document = load_yaml_file(file)
     config = validate(ProjectConfig, document.data, document)
-    for name in config.sources:
+    for name, source in config.sources.items():
         if name not in TABLES:
             raise ConfigError(
                 f"unknown source table '{name}'",
                 where=document.where(("sources", name)),
                 fix=f"use a canonical table name: {did_you_mean(name, TABLES)}",
             )
+        _check_engine_supports(source, config.engine, document.where(("sources", name)))
     if isinstance(config.model, str):
         health = load_model_file(folder / config.model)
     else:

@@ -26,7 +26,7 @@ from accounthealth.progress import SILENT, Progress
 from accounthealth.sources.mapping import column_mapping
 from accounthealth.sources.readers import FILE, LINE, ROW, read_file, resolve_files
 from accounthealth.sources.schema import DATE, TABLES, CanonicalTable
-from accounthealth.sources.views import canonical_view, source_counts
+from accounthealth.sources.views import canonical_view, located, source_counts
 
 # Canonical tables in load order: accounts first, because the others are checked against it.
 ORDER = tuple(TABLES)
@@ -213,6 +213,7 @@ def ingest(
             source = sources[name]
             where = project.document.where(("sources", name))
             if source.in_engine:
+                source = located(source, project.folder)
                 compute.register_view(name, canonical_view(compute, name, source, where))
                 rows, skipped = source_counts(compute, name, source, where)
                 good, bad = None, None

@@ -4,6 +4,8 @@ columns, and nothing is copied."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ibis
 import ibis.expr.types as ir
 
@@ -45,9 +47,17 @@ def source_counts(engine: Engine, name: str, source: Source, where: str) -> tupl
     return int(total), int(total) - int(kept)
 
 
+def located(source: Source, folder: Path) -> Source:
+    """The source with a relative local ``path:`` made relative to the project folder."""
+    if source.path is None or "://" in source.path or Path(source.path).is_absolute():
+        return source
+    return source.model_copy(update={"path": str(folder / source.path)})
+
+
 def register_views(engine: Engine, project: LoadedProject) -> None:
     """Serve every in-engine source of the project as its canonical table."""
     for name, source in project.config.sources.items():
         if source.in_engine:
             where = project.document.where(("sources", name))
-            engine.register_view(name, canonical_view(engine, name, source, where))
+            view = canonical_view(engine, name, located(source, project.folder), where)
+            engine.register_view(name, view)
