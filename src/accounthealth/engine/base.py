@@ -98,6 +98,15 @@ class Engine:
         """Create (or replace) table ``name`` from Arrow data, inside the caller's transaction."""
         raise NotImplementedError
 
+    @contextmanager
+    def staged(self, name: str, data: pa.Table) -> t.Iterator[None]:
+        """Make ``data`` readable as table ``name`` by the store's statements, for a while."""
+        self.write_arrow(name, data, replace=True)
+        try:
+            yield
+        finally:
+            self.sql(f"DROP TABLE IF EXISTS {ident(name)}")
+
     def close(self) -> None:
         self.ibis.disconnect()
 

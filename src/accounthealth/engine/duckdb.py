@@ -57,6 +57,15 @@ class DuckDBEngine(Engine):
         if self._depth == 0:
             self.raw.execute("COMMIT")
 
+    @contextmanager
+    def staged(self, name: str, data: pa.Table) -> t.Iterator[None]:
+        # DuckDB reads Arrow in place: no copy, no write to the file.
+        self.raw.register(name, data)
+        try:
+            yield
+        finally:
+            self.raw.unregister(name)
+
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"
         self.raw.register(view, data)

@@ -21,63 +21,83 @@ from accounthealth.metrics.definitions import ResolvedModel
 SCORE_TABLES = ("scores", "component_scores", "metric_values")
 
 
-def _long_frames(
-    frame: pd.DataFrame, resolved: ResolvedModel, version: str
-) -> dict[str, pd.DataFrame]:
-    now = pd.Timestamp(dt.datetime.now())
-    keys = frame[["account_id", "as_of"]].assign(model_version=version)
-    scores = keys.assign(
-        name=frame["name"],
-        segment_model=frame["segment_model"],
-        score=frame["score"],
-        own_score=frame["own_score"],
-        base_score=frame["base_score"],
-        renewal_adjustment=frame["renewal_adjustment"],
-        tier=frame["tier"],
-        coverage=frame["coverage"],
-        rollup_children=frame["rollup_children"].astype("int32"),
-        arr=frame["arr"],
-        days_to_renewal=frame["days_to_renewal"].astype("Int32"),
-        segment=frame["segment"],
-        owner=frame["owner"],
-        manager=frame["manager"],
-        parent_account_id=frame["parent_account_id"],
-        computed_at=now,
-    )
-    components, metrics = [], []
-    for seg in resolved.segments:
-        rows = frame["segment_model"] == seg.segment
-        if not rows.any():
-            continue
-        sub = frame[rows]
-        sub_keys = keys[rows]
-        for c in seg.components:
-            share = sub[f"cw__{c.name}"]
-            components.append(
-                sub_keys.assign(
-                    component=c.name,
-                    score=sub[f"cs__{c.name}"],
-                    share=share,
-                    contribution=(sub[f"cs__{c.name}"] * share).fillna(0.0),
-                )
-            )
-            for m in c.metrics:
-                metrics.append(
-                    sub_keys.assign(
-                        component=c.name,
-                        metric=m.name,
-                        value=sub[f"v__{m.name}"],
-                        score=sub[f"s__{m.name}"],
-                        present=sub[f"p__{m.name}"].astype(bool),
-                        share=sub[f"w__{m.name}"],
-                        contribution=(sub[f"s__{m.name}"] * sub[f"w__{m.name}"]).fillna(0.0),
-                    )
-                )
-    return {
-        "scores": scores,
-        "component_scores": pd.concat(components, ignore_index=True),
-        "metric_values": pd.concat(metrics, ignore_index=True),
+# Columns of the scores table taken as they are from the scored frame, with their types.
+SCORE_COLUMNS = {
+    "account_id": pa.string(),
+    "as_of": pa.date32(),
+    "name": pa.string(),
+    "segment_model": pa.string(),
+    "score": pa.float64(),
+    "own_score": pa.float64(),
+    "base_score": pa.float64(),
+    "renewal_adjustment": pa.float64(),
+    "tier": pa.string(),
+    "coverage": pa.float64(),
+    "rollup_children": pa.int32(),
+    "arr": pa.float64(),
+    "days_to_renewal": pa.int32(),
+    "segment": pa.string(),
+    "owner": pa.string(),
+    "manager": pa.string(),
+    "parent_account_id": pa.string(),
+}
+STAGING = "_scored_batch"
+
+
+def _staging(frame: pd.DataFrame, resolved: ResolvedModel) -> tuple[pa.Table, list[tuple]]:
+    """The batch as one wide Arrow table whose columns have generated names (``m3_v``), and
+    the parts to unpivot from it: (table, segment, component, metric, generated prefix).
+
+    History tables are then derived inside the store with fixed SQL, so neither a name from
+    the model nor a value is ever formatted into a statement.
+    """
+    columns: dict[str, pa.Array] = {
+        c: pa.array(frame[c], type_, from_pandas=True) for c, type_ in SCORE_COLUMNS.items()
     }
+    parts: list[tuple] = []
+    number = 0
+    for seg in resolved.segments:
+        for c in seg.components:
+            prefix = f"c{number}"
+            number += 1
+            if f"{prefix}_s" not in columns:
+                columns[f"{prefix}_s"] = pa.array(frame[f"cs__{c.name}"], pa.float64())
+                columns[f"{prefix}_w"] = pa.array(frame[f"cw__{c.name}"], pa.float64())
+            parts.append(("component_scores", seg.segment, c.name, None, prefix))
+            for m in c.metrics:
+                mp = f"m{number}"
+                number += 1
+                columns[f"{mp}_v"] = pa.array(frame[f"v__{m.name}"], pa.float64(), from_pandas=True)
+                columns[f"{mp}_s"] = pa.array(frame[f"s__{m.name}"], pa.float64(), from_pandas=True)
+                columns[f"{mp}_p"] = pa.array(frame[f"p__{m.name}"].fillna(False).astype(bool))
+                columns[f"{mp}_w"] = pa.array(frame[f"w__{m.name}"], pa.float64(), from_pandas=True)
+                parts.append(("metric_values", seg.segment, c.name, m.name, mp))
+    return pa.table(columns), parts
+
+
+def _insert_statements(parts: list[tuple], version: str) -> list[tuple[str, list[t.Any]]]:
+    """One INSERT ... SELECT per history table, a UNION ALL over the batch's parts."""
+    out = []
+    for table in ("component_scores", "metric_values"):
+        selects, params = [], []
+        for target, segment, component, metric, p in parts:
+            if target != table:
+                continue
+            if table == "component_scores":
+                selects.append(
+                    f"SELECT account_id, as_of, ?, ?, {p}_s, {p}_w, coalesce({p}_s * {p}_w, 0.0) "
+                    f"FROM {STAGING} WHERE segment_model = ?"
+                )
+                params += [version, component, segment]
+            else:
+                selects.append(
+                    f"SELECT account_id, as_of, ?, ?, ?, {p}_v, {p}_s, {p}_p, {p}_w, "
+                    f"coalesce({p}_s * {p}_w, 0.0) FROM {STAGING} WHERE segment_model = ?"
+                )
+                params += [version, component, metric, segment]
+        if selects:
+            out.append((f"INSERT INTO {table} " + " UNION ALL ".join(selects), params))
+    return out
 
 
 def record_model(engine: Engine, resolved: ResolvedModel) -> None:
@@ -100,7 +120,6 @@ def write_batch(
     """Replace history for the batch's dates (consecutive days) and model version with
     ``frame``."""
     version = resolved.version
-    long = _long_frames(frame, resolved, version) if not frame.empty else {}
     with engine.transaction():
         record_model(engine, resolved)
         for name in SCORE_TABLES:
@@ -109,8 +128,17 @@ def write_batch(
                 f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
                 [version, min(dates), max(dates)],
             )
-            if name in long and not long[name].empty:
-                engine.write_arrow(name, pa.Table.from_pandas(long[name], preserve_index=False))
+        if not frame.empty:
+            staged, parts = _staging(frame, resolved)
+            with engine.staged(STAGING, staged):
+                columns = ", ".join(SCORE_COLUMNS)
+                engine.sql(
+                    f"INSERT INTO scores ({columns}, model_version, computed_at) "
+                    f"SELECT {columns}, ?, ? FROM {STAGING}",
+                    [version, dt.datetime.now()],
+                )
+                for statement, params in _insert_statements(parts, version):
+                    engine.sql(statement, params)
     return len(frame)
 
 

@@ -1,0 +1,1 @@
+"""The benchmark (not part of the test suite): `python -m bench --help`."""

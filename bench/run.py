@@ -1,0 +1,220 @@
+"""The benchmark: a large synthetic book scored by accounthealth, measured in one run against
+a hand-written single-query DuckDB reference, as ratios (see bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from bench.book import END, add_day, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = (
+    "accounts",
+    "contracts",
+    "events",
+    "tickets",
+    "surveys",
+    "invoices",
+    "activities",
+    "contacts",
+    "metrics",
+)
+
+
+def step(name: str, project: Path, *dates: dt.date) -> dict:
+    """Run one measured step in a fresh process; returns its JSON report."""
+    cmd = [sys.executable, "-m", "bench.step", name, str(project), *map(str, dates)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"step {name} failed:\n{out.stderr[-3000:]}")
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {name:<12} {json.dumps(report)}", flush=True)
+    return report
+
+
+def write_project(folder: Path, sources: dict, compute: dict | None = None) -> None:
+    model = resources.files("accounthealth.demo").joinpath("model.yaml").read_text()
+    (folder / "model.yaml").write_text(model)
+    config = {"name": "bench", "model": "model.yaml", "sources": sources}
+    if compute:
+        config["compute"] = compute
+    (folder / "accounthealth.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def make_book(folder: Path, accounts: int, events: int) -> dict[str, int]:
+    """A project whose DuckDB file holds the book as tables read in place."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    with duckdb.connect(str(folder / "accounthealth.duckdb")) as con:
+        counts = generate(con, accounts, events)
+    write_project(folder, {t: {"table": t} for t in TABLES})
+    return counts
+
+
+def agreement(project: Path, as_of: dt.date) -> dict:
+    """Compare accounthealth's stored scores with the reference query's."""
+    from bench.reference import reference_scores
+
+    with duckdb.connect(str(project / "accounthealth.duckdb"), read_only=True) as con:
+        ref = reference_scores(con, as_of).to_pandas().set_index("account_id")
+        ours = (
+            con.execute("SELECT account_id, score, tier FROM scores WHERE as_of = ?", [as_of])
+            .df()
+            .set_index("account_id")
+        )
+    joined = ours.join(ref, rsuffix="_ref", how="outer")
+    return {
+        "accounts": len(joined),
+        "only_one_side": int(joined["score"].isna().ne(joined["score_ref"].isna()).sum()),
+        "max_abs_diff": float((joined["score"] - joined["score_ref"]).abs().max()),
+        "tier_mismatches": int((joined["tier"] != joined["tier_ref"]).sum()),
+    }
+
+
+def engine_passes(work: Path, accounts: int, events: int, as_of: dt.date) -> dict:
+    """The same pass on DuckDB, PostgreSQL and Spark on a smaller book."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from engines import PostgresServer
+
+    base = work / "engines-duckdb"
+    make_book(base, accounts, events)
+    out = {"duckdb": step("score", base, as_of)}
+    with duckdb.connect(str(base / "accounthealth.duckdb"), read_only=True) as con:
+        arrow = {t: con.execute(f"SELECT * FROM {t}").fetch_arrow_table() for t in TABLES}
+
+    server = PostgresServer()
+    try:
+        from accounthealth.engine.postgres import PostgresEngine
+
+        url = server.new_database()
+        pg = PostgresEngine(url)
+        for name, data in arrow.items():
+            pg.write_arrow(name, data, replace=True)
+        pg.close()
+        folder = work / "engines-postgres"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        write_project(folder, {t: {"table": t} for t in TABLES}, {"engine": "postgres", "url": url})
+        out["postgres"] = step("score", folder, as_of)
+    finally:
+        server.stop()
+
+    import pyarrow.parquet as pq
+
+    folder = work / "engines-spark"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "lake").mkdir(parents=True)
+    for name, data in arrow.items():
+        pq.write_table(data, folder / "lake" / f"{name}.parquet")
+    write_project(
+        folder,
+        {t: {"path": f"lake/{t}.parquet"} for t in TABLES},
+        {"engine": "spark", "master": f"local[{os.cpu_count()}]"},
+    )
+    out["spark"] = step("score", folder, as_of)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--accounts", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=20_000_000)
+    parser.add_argument("--engine-accounts", type=int, default=20_000)
+    parser.add_argument("--engine-events", type=int, default=2_000_000)
+    parser.add_argument("--backfill-days", type=int, default=90)
+    parser.add_argument("--skip-engines", action="store_true")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
+    args = parser.parse_args()
+    as_of = END
+    started = time.perf_counter()
+    print(
+        f"machine: {os.cpu_count()} cores; book: {args.accounts:,} accounts, "
+        f"{args.events:,} events",
+        flush=True,
+    )
+    project = args.work / "book"
+    counts = make_book(project, args.accounts, args.events)
+    print(f"  generated {counts}", flush=True)
+    size = step("event_bytes", project)
+    ref = step("reference", project, as_of)
+    full = step("score", project, as_of)
+    agree = agreement(project, as_of)
+    print(f"  agreement  {json.dumps(agree)}", flush=True)
+    backfill = step("backfill", project, as_of - dt.timedelta(days=args.backfill_days - 1), as_of)
+    with duckdb.connect(str(project / "accounthealth.duckdb")) as con:
+        add_day(con, as_of + dt.timedelta(days=1), max(1, args.events // 365))
+    incremental = step("score", project, as_of + dt.timedelta(days=1))
+    engines = (
+        {}
+        if args.skip_engines
+        else engine_passes(args.work, args.engine_accounts, args.engine_events, as_of)
+    )
+    event_mb = size["bytes"] / 2**20
+    results = {
+        "cores": os.cpu_count(),
+        "accounts": args.accounts,
+        "events": args.events,
+        "counts": counts,
+        "reference_seconds": ref["seconds"],
+        "full_pass_seconds": full["seconds"],
+        "full_vs_reference": full["seconds"] / ref["seconds"],
+        "agreement": agree,
+        "backfill_days": args.backfill_days,
+        "backfill_seconds": backfill["seconds"],
+        "backfill_vs_full": backfill["seconds"] / full["seconds"],
+        "incremental_seconds": incremental["seconds"],
+        "incremental_vs_full": incremental["seconds"] / full["seconds"],
+        "event_data_mb": event_mb,
+        "peak_mb": {"full": full["peak_mb"], "backfill": backfill["peak_mb"]},
+        "peak_vs_event_data": max(full["peak_mb"], backfill["peak_mb"]) / event_mb,
+        "engines": engines,
+        "total_seconds": time.perf_counter() - started,
+    }
+    if engines:
+        results["postgres_vs_duckdb"] = (
+            engines["postgres"]["seconds"] / engines["duckdb"]["seconds"]
+        )
+        results["spark_vs_duckdb"] = engines["spark"]["seconds"] / engines["duckdb"]["seconds"]
+    (args.work / "results.json").write_text(json.dumps(results, indent=2))
+    print_summary(results)
+
+
+def print_summary(r: dict) -> None:
+    targets = [
+        ("full pass / hand-written reference", r["full_vs_reference"], 1.5),
+        (f"{r['backfill_days']}-day backfill / full pass", r["backfill_vs_full"], 10),
+        ("incremental day / full pass", r["incremental_vs_full"], 0.2),
+        ("peak memory / event data", r["peak_vs_event_data"], 2),
+    ]
+    print(
+        f"\n{r['cores']} cores, {r['accounts']:,} accounts, {r['events']:,} events "
+        f"({r['event_data_mb']:.0f} MB in memory)"
+    )
+    print(
+        f"reference {r['reference_seconds']:.2f}s, full pass {r['full_pass_seconds']:.2f}s, "
+        f"backfill {r['backfill_seconds']:.2f}s, incremental {r['incremental_seconds']:.2f}s"
+    )
+    print(f"agreement with the reference: {r['agreement']}")
+    for label, value, target in targets:
+        verdict = "ok" if value <= target else "MISSED"
+        print(f"{label:<40} {value:8.2f}x   target <= {target}x   {verdict}")
+    if r["engines"]:
+        e = r["engines"]
+        print(
+            f"smaller book: duckdb {e['duckdb']['seconds']:.2f}s, postgres "
+            f"{e['postgres']['seconds']:.2f}s ({r['postgres_vs_duckdb']:.1f}x), spark "
+            f"{e['spark']['seconds']:.2f}s ({r['spark_vs_duckdb']:.1f}x)"
+        )

@@ -1,0 +1,59 @@
+"""One measured step of the benchmark, run in its own process so that its peak memory is its
+own: `python -m bench.step STEP PROJECT [DATES...]` prints one JSON line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import accounthealth as ah
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(step: str, project: Path, dates: list[dt.date]) -> dict:
+    started = time.perf_counter()
+    rows = 0
+    if step == "reference":
+        import duckdb
+
+        from bench.reference import reference_scores
+
+        con = duckdb.connect(str(project / "accounthealth.duckdb"), read_only=True)
+        started = time.perf_counter()
+        rows = reference_scores(con, dates[0]).num_rows
+    elif step == "event_bytes":
+        import duckdb
+
+        con = duckdb.connect(str(project / "accounthealth.duckdb"), read_only=True)
+        rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        # The events as one in-memory Arrow table: the 'size of the event data'.
+        size = con.execute("SELECT * FROM events").fetch_arrow_table().nbytes
+        return {"step": step, "rows": rows, "bytes": size}
+    else:
+        with ah.open(project) as p:
+            p.compute  # noqa: B018 - open engines and sessions before the clock starts
+            started = time.perf_counter()
+            if step == "score":
+                rows = p.score(dates[0]).rows
+            elif step == "backfill":
+                rows = p.score(start=dates[0], end=dates[1]).rows
+            else:
+                raise SystemExit(f"unknown step {step}")
+    return {
+        "step": step,
+        "seconds": round(time.perf_counter() - started, 3),
+        "rows": rows,
+        "peak_mb": round(_peak_mb(), 1),
+    }
+
+
+if __name__ == "__main__":
+    name, folder, *days = sys.argv[1:]
+    print(json.dumps(run(name, Path(folder), [dt.date.fromisoformat(d) for d in days])))
