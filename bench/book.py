@@ -33,7 +33,8 @@ def _account(column: str, salt: int) -> str:
 
 
 def _recent_time(column: str, salt: int, days: int = 365) -> str:
-    return f"(CAST($end AS TIMESTAMP) + INTERVAL 1 DAY - to_seconds(CAST(floor({_u(column, salt)} * {days} * 86400) AS BIGINT)) - INTERVAL 1 SECOND)"
+    seconds = f"CAST(floor({_u(column, salt)} * {days} * 86400) AS BIGINT)"
+    return f"(CAST($end AS TIMESTAMP) + INTERVAL 1 DAY - to_seconds({seconds}) - INTERVAL 1 SECOND)"
 
 
 def generate(
@@ -47,7 +48,8 @@ def generate(
         "accounts": f"""
             SELECT printf('A%07d', i) AS account_id, 'Company ' || i AS name,
                    CASE WHEN {_u("i", s + 1)} < 0.6 THEN 'smb'
-                        WHEN {_u("i", s + 1)} < 0.9 THEN 'mid_market' ELSE 'enterprise' END AS segment,
+                        WHEN {_u("i", s + 1)} < 0.9 THEN 'mid_market'
+                        ELSE 'enterprise' END AS segment,
                    (['starter', 'growth', 'scale', 'enterprise'])[1 + i % 4] AS plan,
                    'CSM ' || (i % 40) AS owner, 'Manager ' || (i % 6) AS manager,
                    CASE WHEN i > 100 AND {_u("i", s + 2)} < 0.03
@@ -76,23 +78,27 @@ def generate(
                    'u' || CAST(floor({_u("i", s + 11)} * 40) AS BIGINT) AS user_id,
                    {_recent_time("i", s + 12)} AS event_time,
                    (['login', 'report_viewed', 'dashboard_created', 'export', 'integration_sync',
-                     'invite_sent', 'api_call', 'comment_added'])[1 + CAST(floor(pow({_u("i", s + 13)}, 2) * 8) AS BIGINT)]
-                        AS event,
+                     'invite_sent', 'api_call', 'comment_added'])
+                        [1 + CAST(floor(pow({_u("i", s + 13)}, 2) * 8) AS BIGINT)] AS event,
                    CAST(1 AS DOUBLE) AS quantity
             FROM range({events}) t(i)""",
         "tickets": f"""
             SELECT 'T' || i AS ticket_id, {_account("i", s + 20)} AS account_id,
                    {_recent_time("i", s + 21)} AS opened_at,
                    CASE WHEN {_u("i", s + 22)} < 0.05 THEN NULL
-                        ELSE {_recent_time("i", s + 21)} + to_seconds(CAST(floor({_u("i", s + 23)} * 20 * 86400) AS BIGINT))
+                        ELSE {_recent_time("i", s + 21)}
+                             + to_seconds(CAST(floor({_u("i", s + 23)} * 20 * 86400) AS BIGINT))
                    END AS closed_at,
-                   (['P1', 'P2', 'P3', 'P4'])[1 + CAST(floor(pow({_u("i", s + 24)}, 0.7) * 4) AS BIGINT)] AS priority,
+                   (['P1', 'P2', 'P3', 'P4'])
+                        [1 + CAST(floor(pow({_u("i", s + 24)}, 0.7) * 4) AS BIGINT)] AS priority,
                    'solved' AS status,
-                   CASE WHEN {_u("i", s + 25)} < 0.3 THEN 1 + floor({_u("i", s + 26)} * 5) END AS csat,
+                   CASE WHEN {_u("i", s + 25)} < 0.3 THEN 1 + floor({_u("i", s + 26)} * 5) END
+                        AS csat,
                    {_u("i", s + 27)} * 2 - 1 AS sentiment
             FROM range({counts["tickets"]}) t(i)""",
         "surveys": f"""
-            SELECT 'S' || i AS response_id, {_account("i", s + 30)} AS account_id, CAST(NULL AS VARCHAR) AS contact_id,
+            SELECT 'S' || i AS response_id, {_account("i", s + 30)} AS account_id,
+                   CAST(NULL AS VARCHAR) AS contact_id,
                    {_recent_time("i", s + 31)} AS responded_at,
                    CASE WHEN {_u("i", s + 32)} < 0.7 THEN 'nps' ELSE 'csat' END AS kind,
                    floor({_u("i", s + 33)} * 11) AS score
@@ -103,13 +109,15 @@ def generate(
             SELECT 'I' || i AS invoice_id, {_account("i", s + 40)} AS account_id,
                    issued AS issued_at, issued + 30 AS due_at,
                    CASE WHEN {_u("i", s + 42)} < 0.03 THEN NULL
-                        ELSE issued + CAST(20 + floor({_u("i", s + 43)} * 30) AS INTEGER) END AS paid_at,
+                        ELSE issued + CAST(20 + floor({_u("i", s + 43)} * 30) AS INTEGER)
+                   END AS paid_at,
                    round(100 + {_u("i", s + 44)} * 5000, 2) AS amount, 'issued' AS status
             FROM b""",
         "activities": f"""
             SELECT 'V' || i AS activity_id, {_account("i", s + 50)} AS account_id,
                    {_recent_time("i", s + 51)} AS occurred_at,
-                   (['call', 'meeting', 'qbr', 'email'])[1 + CAST(floor({_u("i", s + 52)} * 4) AS BIGINT)] AS kind,
+                   (['call', 'meeting', 'qbr', 'email'])
+                        [1 + CAST(floor({_u("i", s + 52)} * 4) AS BIGINT)] AS kind,
                    'outbound' AS direction, round({_u("i", s + 53)} * 2 - 1, 2) AS sentiment
             FROM range({counts["activities"]}) t(i)""",
         "contacts": f"""
@@ -119,14 +127,16 @@ def generate(
                    k = 1 AND {_u("i", s + 61)} < 0.5 AS is_executive_sponsor,
                    CAST($end AS DATE) - 800 AS started_at,
                    CASE WHEN {_u("i * 2 + k", s + 62)} < 0.15
-                        THEN CAST($end AS DATE) - CAST(floor({_u("i * 2 + k", s + 63)} * 300) AS INTEGER)
+                        THEN CAST($end AS DATE)
+                             - CAST(floor({_u("i * 2 + k", s + 63)} * 300) AS INTEGER)
                    END AS left_at
             FROM range($n) t(i), range(2) r(k)""",
         # One value per account, metric and day, as a daily metrics export has.
         "metrics": f"""
             SELECT DISTINCT ON (account_id, metric, date) * FROM (
             SELECT {_account("i", s + 70)} AS account_id,
-                   CASE WHEN i % 2 = 0 THEN 'integrations_enabled' ELSE 'marketing_emails_opened' END AS metric,
+                   CASE WHEN i % 2 = 0 THEN 'integrations_enabled'
+                        ELSE 'marketing_emails_opened' END AS metric,
                    CAST({_recent_time("i", s + 71)} AS DATE) AS date,
                    floor({_u("i", s + 72)} * 6) AS value
             FROM range({counts["metrics"]}) t(i))""",
@@ -147,8 +157,10 @@ def add_day(
     n = con.execute("SELECT count(*) FROM accounts").fetchone()[0]
     con.execute(
         f"""INSERT INTO events
-            SELECT 'N' || i, {_account("i", s)}, 'u' || CAST(floor({_u("i", s + 1)} * 40) AS BIGINT),
-                   CAST($day AS TIMESTAMP) + to_seconds(CAST(floor({_u("i", s + 2)} * 86400) AS BIGINT)),
+            SELECT 'N' || i, {_account("i", s)},
+                   'u' || CAST(floor({_u("i", s + 1)} * 40) AS BIGINT),
+                   CAST($day AS TIMESTAMP)
+                       + to_seconds(CAST(floor({_u("i", s + 2)} * 86400) AS BIGINT)),
                    'login', 1.0
             FROM range({events_per_day}) t(i)""",
         {"n": n, "day": day},

@@ -31,6 +31,8 @@ from accounthealth.store import migrate
 from accounthealth.store.scores import current, history_for, write_batch
 
 SORTS = ("score", "arr", "change", "renewal", "name")
+# Rows of one scoring batch (accounts x days): bounds the memory of a backfill.
+ACCOUNT_DAYS_PER_BATCH = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -142,12 +144,14 @@ class Project:
         *,
         start: dt.date | None = None,
         end: dt.date | None = None,
-        batch_days: int = 31,
+        batch_days: int | None = None,
     ) -> ScoreReport:
         """Score every account as of one date (default today), or every day from start to end.
 
         Days are scored in batches, each one query and one transaction; a failure leaves the
-        days already written intact and the failing batch unwritten.
+        days already written intact and the failing batch unwritten. A batch holds up to 31
+        days and, by default, about a million account-days, so memory stays bounded on a
+        large book.
         """
         self._require(self.compute, "accounts", "run 'accounthealth ingest' first")
         if start or end:
@@ -161,6 +165,10 @@ class Project:
         resolved = self.model
         started = time.perf_counter()
         rows = 0
+        if batch_days is None:
+            accounts = self.compute.table("accounts")
+            count = int(self.compute.execute(accounts.count()))
+            batch_days = max(1, min(31, ACCOUNT_DAYS_PER_BATCH // max(count, 1)))
         batches = [dates[i : i + batch_days] for i in range(0, len(dates), batch_days)]
         with self.progress.task("scoring", total=len(dates)) as advance:
             for batch in batches:

@@ -212,3 +212,32 @@ def test_store_on_postgres_end_to_end(tmp_path: Path, postgres_server) -> None:
         with pytest.raises(AccountHealthError):
             p.ingest()
         assert p.compute.execute(p.compute.table("events").count()) == len(EVENTS)
+
+
+def test_any_ibis_backend_by_url_computes_the_same_scores(
+    from_files: dict[str, float], tmp_path: Path
+) -> None:
+    # The generic path a warehouse takes (Snowflake, BigQuery, ...), exercised with the one
+    # Ibis backend that runs here without a server: DuckDB reached by URL, not by our engine.
+    url = f"duckdb://{tmp_path / 'warehouse.duckdb'}"
+    folder = make_project(
+        tmp_path / "p",
+        MODEL,
+        {"accounts": ACCOUNTS, "events": EVENTS},
+        compute={"engine": "ibis", "url": url},
+    )
+    with ah.open(folder) as p:
+        assert p.compute.kind == "ibis:duckdb" and p.compute is not p.store
+    assert scores(folder) == pytest.approx(from_files)
+
+
+def test_an_unreachable_ibis_url_says_what_to_check(tmp_path: Path) -> None:
+    folder = make_project(
+        tmp_path,
+        MODEL,
+        {"accounts": ACCOUNTS},
+        compute={"engine": "ibis", "url": "nosuchbackend://somewhere"},
+    )
+    with pytest.raises(ConfigError) as err, ah.open(folder) as p:
+        p.compute  # noqa: B018 - the engine connects on first use
+    assert "Ibis cannot connect" in str(err.value) and "url" in err.value.where

@@ -7,7 +7,7 @@ import typing as t
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ENGINES = ("duckdb", "postgres", "spark")
+ENGINES = ("duckdb", "postgres", "spark", "ibis")
 
 
 class Source(BaseModel):
@@ -83,9 +83,12 @@ class Compute(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: t.Literal["duckdb", "postgres", "spark"] | None = None
+    engine: t.Literal["duckdb", "postgres", "spark", "ibis"] | None = None
     path: str | None = Field(default=None, description="duckdb: the database file")
-    url: str | None = Field(default=None, description="postgres: postgresql:// URL")
+    url: str | None = Field(
+        default=None,
+        description="postgres: postgresql:// URL; ibis: any Ibis backend URL (snowflake://...)",
+    )
     db_schema: str | None = Field(
         default=None,
         alias="schema",

@@ -75,9 +75,38 @@ def open_compute(project: LoadedProject, store: Engine) -> Engine:
             url = expand_env(config.store.postgres or "", where())
             return PostgresEngine(url, compute.db_schema)
         return PostgresEngine(expand_env(compute.url, where("url")), compute.db_schema)
+    if kind == "ibis":
+        return _any_ibis_backend(compute.url, compute.db_schema, where("url"))
     from accounthealth.engine.spark import SparkEngine
 
     tables = compute.tables or str(project.folder / "spark-tables")
     if "://" not in tables and not os.path.isabs(tables):
         tables = str(project.folder / tables)
     return SparkEngine(compute.master or "local[*]", compute.conf, tables, compute.db_schema)
+
+
+def _any_ibis_backend(url: str | None, database: str | None, where: str) -> Engine:
+    """Any warehouse Ibis connects to by URL (Snowflake, BigQuery, Trino, ...): computes the
+    model; the store stays in DuckDB or PostgreSQL."""
+    import ibis
+
+    if not url:
+        raise ConfigError(
+            "the ibis engine needs a url",
+            where=where,
+            fix="add url: BACKEND://... as documented by Ibis for your warehouse",
+        )
+    try:
+        backend = ibis.connect(expand_env(url, where))
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"Ibis cannot connect: {str(exc).strip().splitlines()[0]}",
+            where=where,
+            fix="check the URL and that the backend's extra is installed "
+            "(pip install 'ibis-framework[BACKEND]')",
+        ) from None
+    engine = Engine(backend, database)
+    engine.kind = f"ibis:{backend.name}"
+    return engine

@@ -21,8 +21,6 @@ class Engine:
     """An Ibis backend plus the canonical tables it can see."""
 
     kind = "engine"
-    # Whether accounthealth's own tables (scores, runs, history) can live here.
-    holds_store = True
 
     def __init__(self, backend: t.Any, database: str | None = None) -> None:
         self.ibis = backend
@@ -69,7 +67,7 @@ class Engine:
 
     def replace_table(self, name: str, data: pa.Table) -> None:
         """Replace the canonical table ``name`` with ``data`` (ingest of file sources)."""
-        self.write_arrow(name, data, replace=True)
+        self.ibis.create_table(name, data, overwrite=True, database=self.database)
 
     # -- queries ---------------------------------------------------------------------------
     def to_arrow(self, expr: ir.Expr) -> pa.Table:

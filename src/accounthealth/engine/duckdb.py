@@ -66,6 +66,9 @@ class DuckDBEngine(Engine):
         finally:
             self.raw.unregister(name)
 
+    def replace_table(self, name: str, data: pa.Table) -> None:
+        self.write_arrow(name, data, replace=True)
+
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"
         self.raw.register(view, data)

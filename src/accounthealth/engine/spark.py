@@ -78,7 +78,6 @@ class SparkEngine(Engine):
     """A SparkSession opened through Ibis."""
 
     kind = "spark"
-    holds_store = False
 
     def __init__(
         self, master: str, conf: t.Mapping[str, str], tables: str, database: str | None = None
