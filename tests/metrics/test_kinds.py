@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import typing as t
+from pathlib import Path
 
 import pytest
 
@@ -55,9 +56,9 @@ def ev(i: int, acc: str, when: str, user: str = "u1", event: str = "login", qty:
 
 
 @pytest.fixture(scope="module")
-def values(
+def project(
     tmp_path_factory: pytest.TempPathFactory, new_compute: t.Callable[[], dict | None]
-) -> dict[str, dict[str, float | None]]:
+) -> Path:
     events = [
         ev(1, "A1", "2026-01-10 09:00:00", "u1"),  # outside 28d, inside all history
         ev(2, "A1", "2026-03-10 09:00:00", "u1", "export", 5),  # previous 14d window
@@ -213,13 +214,40 @@ def values(
     )
     with ah.open(folder) as p:
         p.ingest()
-        p.score(AS_OF)
-        table = p.store.table("metric_values")
-        frame = p.store.execute(table)
+    return folder
+
+
+def stored_values(p: ah.Project, as_of: dt.date) -> dict[str, dict[str, float | None]]:
+    table = p.store.table("metric_values")
+    frame = p.store.execute(table.filter(table.as_of == as_of))
     out: dict[str, dict[str, float | None]] = {}
     for r in frame.itertuples():
         out.setdefault(r.account_id, {})[r.metric] = None if r.value != r.value else r.value
     return out
+
+
+@pytest.fixture(scope="module")
+def values(project: Path) -> dict[str, dict[str, float | None]]:
+    with ah.open(project) as p:
+        p.score(AS_OF)
+        return stored_values(p, AS_OF)
+
+
+def test_a_batch_of_dates_reads_what_each_date_alone_reads(project: Path) -> None:
+    # A batch pairs rows with dates and bounds them differently per kind (windows, rows still
+    # open, each account's last row before the batch): every kind must come out the same.
+    dates = [dt.date(2026, 3, 2), dt.date(2026, 3, 15), AS_OF, AS_OF + dt.timedelta(days=1)]
+    with ah.open(project) as p:
+        alone = {}
+        for day in dates:
+            p.score(day)
+            alone[day] = stored_values(p, day)
+        p.score(start=dt.date(2026, 3, 1), end=dt.date(2026, 4, 2), batch_days=11)
+        for day in dates:
+            batch = stored_values(p, day)
+            for account_id, metrics in alone[day].items():
+                assert batch[account_id] == pytest.approx(metrics), (day, account_id)
+            assert batch.keys() == alone[day].keys()
 
 
 def test_population_is_customers_on_the_date(values: dict) -> None:

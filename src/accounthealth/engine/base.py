@@ -96,17 +96,28 @@ class Engine:
         """Create (or replace) table ``name`` from Arrow data, inside the caller's transaction."""
         raise NotImplementedError
 
-    @contextmanager
-    def staged(self, name: str, data: pa.Table) -> t.Iterator[None]:
-        """Make ``data`` readable as table ``name`` by the store's statements, for a while."""
-        self.write_arrow(name, data, replace=True)
-        try:
-            yield
-        finally:
-            self.sql(f"DROP TABLE IF EXISTS {ident(name)}")
-
     def close(self) -> None:
         self.ibis.disconnect()
+
+
+def double_literals(compiler: type) -> t.Any:
+    """An instance of the Ibis SQL ``compiler`` that writes float literals as doubles.
+
+    PostgreSQL and Spark read a literal such as 0.3 as NUMERIC/DECIMAL: decimal arithmetic
+    rounds (Spark's scores drifted by 1e-6 from DuckDB's) and results arrive as decimals where
+    the expression's type says double.
+    """
+
+    class DoubleLiterals(compiler):  # type: ignore[misc, valid-type]
+        def visit_NonNullLiteral(self, op: t.Any, *, value: t.Any, dtype: t.Any) -> t.Any:
+            result = super().visit_NonNullLiteral(op, value=value, dtype=dtype)
+            if not dtype.is_floating():
+                return result
+            if result is None:  # the compiler's generic literal
+                result = self.visit_DefaultLiteral(op, value=value, dtype=dtype)
+            return self.cast(result, dtype)
+
+    return DoubleLiterals()
 
 
 def ident(name: str) -> str:

@@ -57,15 +57,6 @@ class DuckDBEngine(Engine):
         if self._depth == 0:
             self.raw.execute("COMMIT")
 
-    @contextmanager
-    def staged(self, name: str, data: pa.Table) -> t.Iterator[None]:
-        # DuckDB reads Arrow in place: no copy, no write to the file.
-        self.raw.register(name, data)
-        try:
-            yield
-        finally:
-            self.raw.unregister(name)
-
     def replace_table(self, name: str, data: pa.Table) -> None:
         self.write_arrow(name, data, replace=True)
 

@@ -11,8 +11,9 @@ import ibis
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlglot
+from ibis.backends.sql.compilers.postgres import PostgresCompiler
 
-from accounthealth.engine.base import Engine, ident
+from accounthealth.engine.base import Engine, double_literals, ident
 from accounthealth.errors import ProjectError
 
 
@@ -49,7 +50,9 @@ class PostgresEngine(Engine):
             raw.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
             raw.execute(f"SET search_path TO {ident(schema)}")
         self.raw = raw
-        super().__init__(ibis.postgres.from_connection(raw), schema)
+        backend = ibis.postgres.from_connection(raw)
+        backend.compiler = double_literals(PostgresCompiler)
+        super().__init__(backend, schema)
 
     def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
         cursor = self.raw.execute(_postgres_sql(query), list(params))

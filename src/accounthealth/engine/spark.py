@@ -18,7 +18,7 @@ import pyarrow as pa
 from ibis.backends.sql.compilers.pyspark import PySparkCompiler
 
 from accounthealth.config.project import Source
-from accounthealth.engine.base import Engine
+from accounthealth.engine.base import Engine, double_literals
 from accounthealth.errors import ProjectError
 
 # Settings that make a local session start quickly and quietly on one machine.
@@ -32,18 +32,6 @@ LOCAL_DEFAULTS = {
 }
 # Settings every session needs for the model's results to match the other engines.
 REQUIRED = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false"}
-
-
-class DoubleLiteralCompiler(PySparkCompiler):
-    """Spark reads a literal such as 0.3 as a DECIMAL, and decimal arithmetic rounds to a few
-    places (scores drifted by 1e-6 from DuckDB and PostgreSQL). Float literals are written as
-    doubles instead."""
-
-    def visit_NonNullLiteral(self, op: t.Any, *, value: t.Any, dtype: t.Any) -> t.Any:
-        result = super().visit_NonNullLiteral(op, value=value, dtype=dtype)
-        if dtype.is_floating() and result is not None:
-            return self.cast(result, dtype)
-        return result
 
 
 def spark_session(master: str, conf: t.Mapping[str, str]) -> t.Any:
@@ -85,7 +73,7 @@ class SparkEngine(Engine):
         self.session = spark_session(master, conf)
         self.tables = tables.rstrip("/")
         backend = ibis.pyspark.connect(self.session)
-        backend.compiler = DoubleLiteralCompiler()
+        backend.compiler = double_literals(PySparkCompiler)
         if database:
             self.session.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         super().__init__(backend, database)

@@ -70,48 +70,156 @@ def population(engine: Engine, dates: ir.Table) -> ir.Table:
     )
 
 
-def _aggregate_expr(agg: Aggregate, rows: ir.Table) -> ir.Value:
+class AsOf:
+    """The as-of date as a source row sees it, with its day bounds precomputed.
+
+    For a shift of k days, ``day(k)`` is the date as_of - k and ``next_midnight(k)`` the first
+    instant after it, so a timestamp column is compared with a bound instead of being cast to a
+    date row by row (and an engine can prune by min/max). One date gives literals and no join;
+    a batch gives columns of a small dates table joined with the rows.
+    """
+
+    def __init__(self, dates: t.Sequence[dt.date], shifts: t.Iterable[int]) -> None:
+        self.dates = list(dates)
+        self.shifts = sorted(set(shifts) | {0})
+        data: dict[str, list[t.Any]] = {"as_of": self.dates}
+        schema: dict[str, str] = {"as_of": "date"}
+        for k in self.shifts:
+            data[f"_d{k}"] = [d - dt.timedelta(days=k) for d in self.dates]
+            data[f"_t{k}"] = [_midnight(d - dt.timedelta(days=k - 1)) for d in self.dates]
+            schema |= {f"_d{k}": "date", f"_t{k}": "timestamp"}
+        self.table = ibis.memtable(data, schema=schema)
+
+    @property
+    def single(self) -> bool:
+        return len(self.dates) == 1
+
+    def day(self, rows: ir.Table | None, k: int) -> ir.DateValue:
+        if self.single:
+            return ibis.literal(self.dates[0] - dt.timedelta(days=k), "date")
+        return rows[f"_d{k}"]
+
+    def next_midnight(self, rows: ir.Table | None, k: int) -> ir.TimestampValue:
+        if self.single:
+            return ibis.literal(_midnight(self.dates[0] - dt.timedelta(days=k - 1)), "timestamp")
+        return rows[f"_t{k}"]
+
+    def on_or_before(self, rows: ir.Table | None, column: ir.Value, k: int) -> ir.BooleanValue:
+        """The column's day is on or before as_of - k."""
+        if column.type().is_timestamp():
+            return column < self.next_midnight(rows, k)
+        return column <= self.day(rows, k)
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time())
+
+
+def _aggregate_expr(agg: Aggregate, rows: ir.Table, where: ir.BooleanValue) -> ir.Value:
     if agg.kind == "count":
-        return rows.count()
+        return rows.count(where=where)
     if agg.kind == "exists":
-        return rows.count() > 0
+        return rows.count(where=where) > 0
     column = rows[agg.column] if agg.column else None
     if agg.kind == "distinct":
-        return column.nunique()
+        return column.nunique(where=where)
     if agg.kind == "sum":
-        return column.cast("float64").sum()
+        return column.cast("float64").sum(where=where)
     if agg.kind == "avg":
-        return column.cast("float64").mean()
+        return column.cast("float64").mean(where=where)
     if agg.kind == "latest":
-        return column.argmax(rows["_time"])
+        return column.argmax(rows[agg.time], where=where)
     if agg.kind == "days_since":
-        return rows["_day"].max()
+        return rows[agg.time].max(where=where).cast("date")
     raise AssertionError(agg.kind)
 
 
-def _source_rows(engine: Engine, agg: Aggregate, dates: ir.Table) -> ir.Table:
-    """Rows of the aggregate's table joined with each date whose window contains them."""
-    if not engine.has_table(agg.table):
-        raise DataError(
-            f"the model reads table '{agg.table}', which has not been ingested",
-            where="sources",
-            fix=f"add a '{agg.table}:' source to accounthealth.yaml and run 'accounthealth ingest'",
-        )
-    table = engine.table(agg.table)
-    if agg.where is not None:
-        table = table.filter(agg.where.apply(table))
-    table = table.filter(table.account_id.notnull(), table[agg.time].notnull()).mutate(
-        _time=table[agg.time], _day=table[agg.time].cast("date")
-    )
-    if agg.until:
-        table = table.mutate(_end=table[agg.until].cast("date"))
-    shifted = dates.mutate(_ref=dates.as_of - ibis.interval(days=agg.offset))
-    conditions = [table._day <= shifted._ref]
+def _reach(agg: Aggregate) -> int | None:
+    """How many days before the as-of date the aggregate reads (None: all history)."""
+    if agg.active or agg.window is None:
+        return None
+    return agg.offset + agg.window
+
+
+def _shifts(agg: Aggregate) -> set[int]:
+    reach = _reach(agg)
+    return {agg.offset} if reach is None else {agg.offset, reach}
+
+
+def _scan_key(agg: Aggregate, single: bool) -> tuple[t.Any, ...]:
+    """Aggregates with the same key are computed from one scan of their table. One date: one
+    scan per table. A batch of dates pairs rows with dates, so rows are bounded first, which
+    needs aggregates of a kind together."""
+    if single:
+        return (agg.table, agg.time)
     if agg.active:
-        conditions.append(table._end.isnull() | (table._end > shifted._ref))
+        return (agg.table, agg.time, "active", agg.until)
+    if agg.window is not None:
+        return (agg.table, agg.time, "window")
+    if agg.kind in ("days_since", "latest"):
+        return (agg.table, agg.time, "latest", agg)
+    return (agg.table, agg.time, "history")
+
+
+def _source_rows(
+    engine: Engine, group: list[Aggregate], as_of: AsOf, key: tuple[t.Any, ...]
+) -> ir.Table:
+    """Rows of one table that some aggregate of ``group`` reads on some date, paired with the
+    date (a literal for one date, a join for a batch)."""
+    first = group[0]
+    if not engine.has_table(first.table):
+        raise DataError(
+            f"the model reads table '{first.table}', which has not been ingested",
+            where="sources",
+            fix=f"add a '{first.table}:' source to accounthealth.yaml and run "
+            "'accounthealth ingest'",
+        )
+    table = engine.table(first.table)
+    time = table[first.time]
+    start, end = min(as_of.dates), max(as_of.dates)
+    offsets = [a.offset for a in group]
+    reaches = [_reach(a) for a in group]
+    table = table.filter(
+        table.account_id.notnull(), time.notnull(), _before(time, end, min(offsets))
+    )
+    if None not in reaches:
+        table = table.filter(~_before(time, start, max(t.cast(list[int], reaches))))
+    if as_of.single:
+        return table.mutate(as_of=ibis.literal(as_of.dates[0], "date"))
+    mode = key[2]
+    if mode == "active":
+        # Rows closed before the batch starts are read on none of its dates.
+        until = table[first.until]
+        table = table.filter(until.isnull() | ~_before(until, start, max(offsets)))
+    elif mode == "latest":
+        # Of the rows before the batch, only each account's last one can be the latest.
+        if first.where is not None:
+            table = table.filter(first.where.apply(table).fill_null(False))
+        earlier = _before(table[first.time], start, first.offset)
+        last = ibis.row_number().over(group_by=table.account_id, order_by=table[first.time].desc())
+        table = table.filter(~earlier).union(
+            table.filter(earlier).mutate(_n=last).filter(ibis._._n == 0).drop("_n")
+        )
+    return table.join(as_of.table, [])
+
+
+def _before(column: ir.Value, day: dt.date, shift: int) -> ir.BooleanValue:
+    """The column's day is on or before ``day - shift`` (a literal, so engines can prune)."""
+    return AsOf([day], [shift]).on_or_before(None, column, shift)
+
+
+def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf) -> ir.BooleanValue:
+    """Whether a row is one the aggregate reads for its date."""
+    time = rows[agg.time]
+    condition = as_of.on_or_before(rows, time, agg.offset)
+    if agg.active:
+        end = rows[agg.until]
+        condition &= end.isnull() | ~as_of.on_or_before(rows, end, agg.offset)
     elif agg.window is not None:
-        conditions.append(table._day > shifted._ref - ibis.interval(days=agg.window))
-    return table.join(shifted, conditions)
+        condition &= ~as_of.on_or_before(rows, time, agg.offset + agg.window)
+    if agg.where is not None:
+        condition &= agg.where.apply(rows).fill_null(False)
+    return condition
 
 
 def metric_values(
@@ -121,21 +229,26 @@ def metric_values(
 
     Returns the table and a map from metric name to its value column.
     """
-    dates_t = dates_table(dates)
-    grid = population(engine, dates_t)
+    grid = population(engine, dates_table(dates))
     metrics = resolved.metrics
     aggregates: dict[Aggregate, str] = {}
     for metric in metrics.values():
         for leaf in leaves(metric.definition):
             if isinstance(leaf, Aggregate) and leaf not in aggregates:
                 aggregates[leaf] = f"a{len(aggregates)}"
+    # Each aggregate keeps its own rows by a condition (FILTER in SQL), as a hand-written
+    # query would, so a table is scanned once for all of them.
+    as_of = AsOf(dates, (k for agg in aggregates for k in _shifts(agg)))
     by_source: dict[tuple[t.Any, ...], list[Aggregate]] = defaultdict(list)
     for agg in aggregates:
-        by_source[agg.source_key].append(agg)
-    for group in by_source.values():
-        rows = _source_rows(engine, group[0], dates_t)
+        by_source[_scan_key(agg, as_of.single)].append(agg)
+    for key, group in by_source.items():
+        rows = _source_rows(engine, group, as_of, key)
         grouped = rows.group_by(["account_id", "as_of"]).aggregate(
-            **{aggregates[agg]: _aggregate_expr(agg, rows) for agg in group}
+            **{
+                aggregates[agg]: _aggregate_expr(agg, rows, _reads(agg, rows, as_of))
+                for agg in group
+            }
         )
         grid = grid.left_join(grouped, ["account_id", "as_of"]).drop(
             "account_id_right", "as_of_right"

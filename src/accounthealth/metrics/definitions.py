@@ -47,19 +47,6 @@ class Aggregate:
     active: bool = False
     until: str | None = None
 
-    @property
-    def source_key(self) -> tuple[t.Any, ...]:
-        """Aggregates with the same key read the same rows and are computed in one pass."""
-        return (
-            self.table,
-            self.time,
-            self.where.text if self.where else None,
-            self.window,
-            self.offset,
-            self.active,
-            self.until,
-        )
-
 
 @dataclass(frozen=True)
 class Attribute:

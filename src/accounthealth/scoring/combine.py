@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 
 from accounthealth.config.model import DefaultScore, Renewal, Tier
 from accounthealth.metrics.definitions import ScoringModel
-from accounthealth.scoring.functions import score
+from accounthealth.scoring.functions import bounded, score
 
 
 def _sum(values: list[ir.Value]) -> ir.Value:
@@ -31,10 +31,11 @@ def renewal_adjustment(
     (1 + amplify) times on the renewal date."""
     if renewal is None or renewal.amplify == 0:
         return ibis.literal(0.0)
-    closeness = (1 - days.cast("float64") / renewal.within_days).clip(lower=0.0, upper=1.0)
+    closeness = bounded(1 - days.cast("float64") / renewal.within_days, 0.0, 1.0)
     factor = 1 + renewal.amplify * ibis.ifelse(days.isnull() | (days < 0), 0.0, closeness)
     risk = (100.0 - base) * factor
-    return (100.0 - risk.clip(upper=100.0)) - base
+    # A NULL base gives NULL whatever bounded() makes of the NULL risk.
+    return (100.0 - bounded(risk, upper=100.0)) - base
 
 
 def score_segment(table: ir.Table, model: ScoringModel, value_columns: dict[str, str]) -> ir.Table:
@@ -74,32 +75,43 @@ def score_segment(table: ir.Table, model: ScoringModel, value_columns: dict[str,
         **{f"cs__{name}": expr for name, expr in comp_scores.items()},
         coverage=_sum(coverage_terms),
     )
-    comp_weight_sum = _sum(
-        [ibis.ifelse(table[f"cs__{c.name}"].isnull(), 0.0, c.weight) for c in model.components]
-    )
-    shares = {}
-    for c in model.components:
-        comp_share = ibis.ifelse(
-            table[f"cs__{c.name}"].isnull() | (comp_weight_sum == 0),
-            0.0,
-            c.weight / comp_weight_sum,
-        )
-        shares[f"cw__{c.name}"] = comp_share
-        metric_den = _sum(
-            [ibis.ifelse(table[f"s__{m.name}"].isnull(), 0.0, m.weight) for m in c.metrics]
-        )
-        for m in c.metrics:
-            shares[f"w__{m.name}"] = ibis.ifelse(
-                table[f"s__{m.name}"].isnull() | (metric_den == 0),
-                0.0,
-                comp_share * m.weight / metric_den,
+    # Each stage reads the previous one's columns rather than repeating its expressions, which
+    # keeps the SQL linear in the number of metrics.
+    table = table.mutate(
+        _cws=_sum(
+            [ibis.ifelse(table[f"cs__{c.name}"].isnull(), 0.0, c.weight) for c in model.components]
+        ),
+        **{
+            f"_md__{c.name}": _sum(
+                [ibis.ifelse(table[f"s__{m.name}"].isnull(), 0.0, m.weight) for m in c.metrics]
             )
-    table = table.mutate(**shares)
+            for c in model.components
+        },
+    )
+    table = table.mutate(
+        **{
+            f"cw__{c.name}": ibis.ifelse(
+                table[f"cs__{c.name}"].isnull() | (table._cws == 0), 0.0, c.weight / table._cws
+            )
+            for c in model.components
+        }
+    )
+    table = table.mutate(
+        **{
+            f"w__{m.name}": ibis.ifelse(
+                table[f"s__{m.name}"].isnull() | (table[f"_md__{c.name}"] == 0),
+                0.0,
+                table[f"cw__{c.name}"] * m.weight / table[f"_md__{c.name}"],
+            )
+            for c in model.components
+            for m in c.metrics
+        }
+    )
     unknown = [~table[f"p__{m.name}"] for m in model.metrics if m.missing == "unknown"]
     base = _sum(
         [(table[f"cs__{c.name}"] * table[f"cw__{c.name}"]).fill_null(0.0) for c in model.components]
     )
-    base = ibis.ifelse(comp_weight_sum == 0, ibis.null("float64"), base)
+    base = ibis.ifelse(table._cws == 0, ibis.null("float64"), base)
     if unknown:
         base = ibis.ifelse(functools.reduce(operator.or_, unknown), ibis.null("float64"), base)
     table = table.mutate(base_score=base)
@@ -110,5 +122,5 @@ def score_segment(table: ir.Table, model: ScoringModel, value_columns: dict[str,
     )
     table = table.mutate(own_score=table.base_score + table.renewal_adjustment)
     return table.mutate(tier=tier_expr(table.own_score, model.tiers)).drop(
-        *[f"r__{name}" for name in raw]
+        *[f"r__{name}" for name in raw], "_cws", *[f"_md__{c.name}" for c in model.components]
     )

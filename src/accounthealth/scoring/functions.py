@@ -11,10 +11,23 @@ from accounthealth.config.model import BooleanScore, Linear, Percentile, ScoreSp
 COHORT_COLUMNS = {"all": None, "segment": "segment", "plan": "plan", "owner": "owner"}
 
 
+def bounded(
+    value: ir.FloatingValue, lower: float | None = None, upper: float | None = None
+) -> ir.FloatingValue:
+    """``value`` limited to [lower, upper]. The caller handles NULL (engines differ: GREATEST
+    skips it on PostgreSQL and Spark). Ibis's own clip repeats ``value`` three times per bound,
+    so nested clips grow the SQL exponentially and compiling it dominates a scoring pass."""
+    if upper is not None:
+        value = ibis.least(value, upper)
+    if lower is not None:
+        value = ibis.greatest(value, lower)
+    return value
+
+
 def linear(value: ir.Value, spec: Linear) -> ir.FloatingValue:
-    """0 at bad, 100 at good, clipped; works in either direction."""
+    """0 at bad, 100 at good, clipped; works in either direction (NULL handled by score)."""
     fraction = (value.cast("float64") - spec.bad) / (spec.good - spec.bad)
-    return fraction.clip(lower=0.0, upper=1.0) * 100.0
+    return bounded(fraction, 0.0, 1.0) * 100.0
 
 
 def bands(value: ir.Value, spec: dict[float, float]) -> ir.FloatingValue:

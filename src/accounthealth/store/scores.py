@@ -41,63 +41,61 @@ SCORE_COLUMNS = {
     "manager": pa.string(),
     "parent_account_id": pa.string(),
 }
-STAGING = "_scored_batch"
 
 
-def _staging(frame: pd.DataFrame, resolved: ResolvedModel) -> tuple[pa.Table, list[tuple]]:
-    """The batch as one wide Arrow table whose columns have generated names (``m3_v``), and
-    the parts to unpivot from it: (table, segment, component, metric, generated prefix).
-
-    History tables are then derived inside the store with fixed SQL, so neither a name from
-    the model nor a value is ever formatted into a statement.
-    """
-    columns: dict[str, pa.Array] = {
-        c: pa.array(frame[c], type_, from_pandas=True) for c, type_ in SCORE_COLUMNS.items()
-    }
-    parts: list[tuple] = []
-    number = 0
+def _history_tables(
+    frame: pd.DataFrame, resolved: ResolvedModel, computed_at: dt.datetime
+) -> dict[str, pa.Table]:
+    """The batch as the rows of each history table (component and metric rows in long form),
+    built column by column in Arrow: no statement is formatted with a name from the model."""
+    version = resolved.version
+    n = len(frame)
+    scores = {c: pa.array(frame[c], type_, from_pandas=True) for c, type_ in SCORE_COLUMNS.items()}
+    scores["model_version"] = pa.array([version] * n, pa.string())
+    scores["computed_at"] = pa.array([computed_at] * n, pa.timestamp("us"))
+    parts: dict[str, list[pa.Table]] = {"component_scores": [], "metric_values": []}
+    segment_model = frame["segment_model"].to_numpy()
     for seg in resolved.segments:
+        rows = frame[segment_model == seg.segment]
+        if rows.empty:
+            continue
+        keys = {
+            "account_id": pa.array(rows["account_id"], pa.string()),
+            "as_of": pa.array(rows["as_of"], pa.date32()),
+            "model_version": pa.array([version] * len(rows), pa.string()),
+        }
         for c in seg.components:
-            prefix = f"c{number}"
-            number += 1
-            if f"{prefix}_s" not in columns:
-                columns[f"{prefix}_s"] = pa.array(frame[f"cs__{c.name}"], pa.float64())
-                columns[f"{prefix}_w"] = pa.array(frame[f"cw__{c.name}"], pa.float64())
-            parts.append(("component_scores", seg.segment, c.name, None, prefix))
+            named = keys | {"component": pa.array([c.name] * len(rows), pa.string())}
+            share = rows[f"cw__{c.name}"]
+            parts["component_scores"].append(_long(named, rows[f"cs__{c.name}"], share))
             for m in c.metrics:
-                mp = f"m{number}"
-                number += 1
-                columns[f"{mp}_v"] = pa.array(frame[f"v__{m.name}"], pa.float64(), from_pandas=True)
-                columns[f"{mp}_s"] = pa.array(frame[f"s__{m.name}"], pa.float64(), from_pandas=True)
-                columns[f"{mp}_p"] = pa.array(frame[f"p__{m.name}"].fillna(False).astype(bool))
-                columns[f"{mp}_w"] = pa.array(frame[f"w__{m.name}"], pa.float64(), from_pandas=True)
-                parts.append(("metric_values", seg.segment, c.name, m.name, mp))
-    return pa.table(columns), parts
-
-
-def _insert_statements(parts: list[tuple], version: str) -> list[tuple[str, list[t.Any]]]:
-    """One INSERT ... SELECT per history table, a UNION ALL over the batch's parts."""
-    out = []
-    for table in ("component_scores", "metric_values"):
-        selects, params = [], []
-        for target, segment, component, metric, p in parts:
-            if target != table:
-                continue
-            if table == "component_scores":
-                selects.append(
-                    f"SELECT account_id, as_of, ?, ?, {p}_s, {p}_w, coalesce({p}_s * {p}_w, 0.0) "
-                    f"FROM {STAGING} WHERE segment_model = ?"
+                present = pa.array(rows[f"p__{m.name}"].fillna(False).astype(bool))
+                metric = named | {
+                    "metric": pa.array([m.name] * len(rows), pa.string()),
+                    "value": pa.array(rows[f"v__{m.name}"], pa.float64(), from_pandas=True),
+                }
+                parts["metric_values"].append(
+                    _long(metric, rows[f"s__{m.name}"], rows[f"w__{m.name}"], present=present)
                 )
-                params += [version, component, segment]
-            else:
-                selects.append(
-                    f"SELECT account_id, as_of, ?, ?, ?, {p}_v, {p}_s, {p}_p, {p}_w, "
-                    f"coalesce({p}_s * {p}_w, 0.0) FROM {STAGING} WHERE segment_model = ?"
-                )
-                params += [version, component, metric, segment]
-        if selects:
-            out.append((f"INSERT INTO {table} " + " UNION ALL ".join(selects), params))
+    out = {"scores": pa.table(scores)}
+    out.update({name: pa.concat_tables(tables) for name, tables in parts.items() if tables})
     return out
+
+
+def _long(
+    columns: dict[str, pa.Array],
+    score: pd.Series,
+    share: pd.Series,
+    present: pa.Array | None = None,
+) -> pa.Table:
+    """One component's or metric's rows: its columns plus score, share and contribution."""
+    score_a = pa.array(score, pa.float64(), from_pandas=True)
+    share_a = pa.array(share, pa.float64(), from_pandas=True)
+    contribution = pa.array((score * share).fillna(0.0), pa.float64(), from_pandas=True)
+    extra = {"present": present} if present is not None else {}
+    return pa.table(
+        columns | {"score": score_a} | extra | {"share": share_a, "contribution": contribution}
+    )
 
 
 def record_model(engine: Engine, resolved: ResolvedModel) -> None:
@@ -129,16 +127,8 @@ def write_batch(
                 [version, min(dates), max(dates)],
             )
         if not frame.empty:
-            staged, parts = _staging(frame, resolved)
-            with engine.staged(STAGING, staged):
-                columns = ", ".join(SCORE_COLUMNS)
-                engine.sql(
-                    f"INSERT INTO scores ({columns}, model_version, computed_at) "
-                    f"SELECT {columns}, ?, ? FROM {STAGING}",
-                    [version, dt.datetime.now()],
-                )
-                for statement, params in _insert_statements(parts, version):
-                    engine.sql(statement, params)
+            for name, table in _history_tables(frame, resolved, dt.datetime.now()).items():
+                engine.write_arrow(name, table)
     return len(frame)
 
 
