@@ -33,7 +33,81 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The account's name on the date, so lists need no join with data in the compute engine.
     ("ALTER TABLE scores ADD COLUMN name VARCHAR",),
+    # Component and metric detail in one wide row per account and date (columns by position,
+    # added as models grow; model_parts names the positions): a long row per metric repeated
+    # the account id sixteen times and made writing history most of a scoring pass.
+    # metric_values and component_scores become views; rows written before stay readable.
+    (
+        "ALTER TABLE metric_values RENAME TO metric_values_legacy",
+        "ALTER TABLE component_scores RENAME TO component_scores_legacy",
+        """CREATE TABLE IF NOT EXISTS score_details (
+            account_id VARCHAR, as_of DATE, model_version VARCHAR, segment_model VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS model_parts (
+            model_version VARCHAR, segment_model VARCHAR, kind VARCHAR, position INTEGER,
+            component VARCHAR, metric VARCHAR)""",
+    ),
 )
+# Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
+METRIC_FIELDS = {"value": "DOUBLE", "score": "DOUBLE", "present": "BOOLEAN", "share": "DOUBLE"}
+COMPONENT_FIELDS = {"score": "DOUBLE", "share": "DOUBLE"}
+PREFIX = {"metric": "m", "component": "c"}
+FIELDS = {"metric": METRIC_FIELDS, "component": COMPONENT_FIELDS}
+
+
+def detail_width(engine: Engine) -> dict[str, int]:
+    """How many metric and component positions score_details has columns for."""
+    columns = set(engine.table("score_details").columns)
+    return {
+        kind: sum(1 for c in columns if c.startswith(PREFIX[kind]) and c.endswith("_score"))
+        for kind in PREFIX
+    }
+
+
+def widen_details(engine: Engine, metrics: int, components: int) -> None:
+    """Give score_details columns for at least ``metrics`` and ``components`` positions and
+    define the detail views over them (names are generated from numbers, never from a model)."""
+    width = detail_width(engine)
+    wanted = {"metric": metrics, "component": components}
+    if all(width[k] >= wanted[k] for k in PREFIX) and engine.has_table("metric_values"):
+        return
+    with engine.transaction():
+        for kind, prefix in PREFIX.items():
+            for position in range(width[kind], wanted[kind]):
+                for field, type_ in FIELDS[kind].items():
+                    engine.sql(
+                        f"ALTER TABLE score_details ADD COLUMN {prefix}{position}_{field} {type_}"
+                    )
+        width = {k: max(width[k], wanted[k]) for k in PREFIX}
+        engine.sql(_detail_view("metric_values", "metric", width["metric"]))
+        engine.sql(_detail_view("component_scores", "component", width["component"]))
+
+
+def _detail_view(name: str, kind: str, width: int) -> str:
+    """A long view (one row per account, date and metric or component) over score_details."""
+    fields = FIELDS[kind]
+    picked = []
+    for field, type_ in fields.items():
+        branches = " ".join(f"WHEN {i} THEN d.{PREFIX[kind]}{i}_{field}" for i in range(width))
+        picked.append(
+            f"CASE p.position {branches} END AS {field}"
+            if width
+            else f"CAST(NULL AS {type_}) AS {field}"
+        )
+    keys = "account_id, as_of, model_version, component"
+    keys += ", metric" if kind == "metric" else ""
+    columns = f"{keys}, {', '.join(fields)}"
+    return f"""CREATE OR REPLACE VIEW {name} AS
+        SELECT {columns}, coalesce(score * share, 0.0) AS contribution
+        FROM (
+            SELECT d.account_id, d.as_of, d.model_version, p.component, p.metric,
+                   {", ".join(picked)}
+            FROM score_details AS d
+            JOIN model_parts AS p
+              ON p.model_version = d.model_version AND p.segment_model = d.segment_model
+             AND p.kind = '{kind}'
+        ) AS detail
+        UNION ALL
+        SELECT {columns}, contribution FROM {name}_legacy"""
 
 
 def migrate(engine: Engine) -> int:
@@ -49,4 +123,5 @@ def migrate(engine: Engine) -> int:
                 engine.sql(statement)
             engine.sql("INSERT INTO schema_version VALUES (?)", [number])
         current = number
+    widen_details(engine, 0, 0)
     return current

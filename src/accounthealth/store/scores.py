@@ -17,8 +17,11 @@ import pyarrow as pa
 
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
+from accounthealth.store.schema import widen_details
 
-SCORE_TABLES = ("scores", "component_scores", "metric_values")
+# The tables a batch replaces rows of (the legacy ones hold detail written before the store's
+# third migration).
+SCORE_TABLES = ("scores", "score_details", "component_scores_legacy", "metric_values_legacy")
 
 
 # Columns of the scores table taken as they are from the scored frame, with their types.
@@ -43,59 +46,64 @@ SCORE_COLUMNS = {
 }
 
 
+def positions(resolved: ResolvedModel) -> dict[str, dict[str, int]]:
+    """The score_details position of each metric and component of the model, by name."""
+    metrics = dict.fromkeys(m.name for seg in resolved.segments for m in seg.metrics)
+    components = dict.fromkeys(c.name for seg in resolved.segments for c in seg.components)
+    return {
+        "metric": {name: i for i, name in enumerate(metrics)},
+        "component": {name: i for i, name in enumerate(components)},
+    }
+
+
+def _model_parts(resolved: ResolvedModel) -> pa.Table:
+    """Which metric and component each position holds, per segment model."""
+    at = positions(resolved)
+    rows: list[tuple[str, str, int, str, str | None]] = []
+    for seg in resolved.segments:
+        for c in seg.components:
+            rows.append((seg.segment, "component", at["component"][c.name], c.name, None))
+            rows += [
+                (seg.segment, "metric", at["metric"][m.name], c.name, m.name) for m in c.metrics
+            ]
+    segment, kind, position, component, metric = zip(*rows, strict=True)
+    return pa.table(
+        {
+            "model_version": pa.array([resolved.version] * len(rows), pa.string()),
+            "segment_model": pa.array(segment, pa.string()),
+            "kind": pa.array(kind, pa.string()),
+            "position": pa.array(position, pa.int32()),
+            "component": pa.array(component, pa.string()),
+            "metric": pa.array(metric, pa.string()),
+        }
+    )
+
+
 def _history_tables(
     frame: pd.DataFrame, resolved: ResolvedModel, computed_at: dt.datetime
 ) -> dict[str, pa.Table]:
-    """The batch as the rows of each history table (component and metric rows in long form),
-    built column by column in Arrow: no statement is formatted with a name from the model."""
-    version = resolved.version
+    """The batch as rows of scores and score_details, built column by column in Arrow."""
     n = len(frame)
+    version = pa.array([resolved.version] * n, pa.string())
     scores = {c: pa.array(frame[c], type_, from_pandas=True) for c, type_ in SCORE_COLUMNS.items()}
-    scores["model_version"] = pa.array([version] * n, pa.string())
+    scores["model_version"] = version
     scores["computed_at"] = pa.array([computed_at] * n, pa.timestamp("us"))
-    parts: dict[str, list[pa.Table]] = {"component_scores": [], "metric_values": []}
-    segment_model = frame["segment_model"].to_numpy()
-    for seg in resolved.segments:
-        rows = frame[segment_model == seg.segment]
-        if rows.empty:
-            continue
-        keys = {
-            "account_id": pa.array(rows["account_id"], pa.string()),
-            "as_of": pa.array(rows["as_of"], pa.date32()),
-            "model_version": pa.array([version] * len(rows), pa.string()),
-        }
-        for c in seg.components:
-            named = keys | {"component": pa.array([c.name] * len(rows), pa.string())}
-            share = rows[f"cw__{c.name}"]
-            parts["component_scores"].append(_long(named, rows[f"cs__{c.name}"], share))
-            for m in c.metrics:
-                present = pa.array(rows[f"p__{m.name}"].fillna(False).astype(bool))
-                metric = named | {
-                    "metric": pa.array([m.name] * len(rows), pa.string()),
-                    "value": pa.array(rows[f"v__{m.name}"], pa.float64(), from_pandas=True),
-                }
-                parts["metric_values"].append(
-                    _long(metric, rows[f"s__{m.name}"], rows[f"w__{m.name}"], present=present)
-                )
-    out = {"scores": pa.table(scores)}
-    out.update({name: pa.concat_tables(tables) for name, tables in parts.items() if tables})
-    return out
-
-
-def _long(
-    columns: dict[str, pa.Array],
-    score: pd.Series,
-    share: pd.Series,
-    present: pa.Array | None = None,
-) -> pa.Table:
-    """One component's or metric's rows: its columns plus score, share and contribution."""
-    score_a = pa.array(score, pa.float64(), from_pandas=True)
-    share_a = pa.array(share, pa.float64(), from_pandas=True)
-    contribution = pa.array((score * share).fillna(0.0), pa.float64(), from_pandas=True)
-    extra = {"present": present} if present is not None else {}
-    return pa.table(
-        columns | {"score": score_a} | extra | {"share": share_a, "contribution": contribution}
-    )
+    details = {
+        "account_id": scores["account_id"],
+        "as_of": scores["as_of"],
+        "model_version": version,
+        "segment_model": scores["segment_model"],
+    }
+    at = positions(resolved)
+    for name, i in at["metric"].items():
+        details[f"m{i}_value"] = pa.array(frame[f"v__{name}"], pa.float64(), from_pandas=True)
+        details[f"m{i}_score"] = pa.array(frame[f"s__{name}"], pa.float64(), from_pandas=True)
+        details[f"m{i}_present"] = pa.array(frame[f"p__{name}"].fillna(False).astype(bool))
+        details[f"m{i}_share"] = pa.array(frame[f"w__{name}"], pa.float64(), from_pandas=True)
+    for name, i in at["component"].items():
+        details[f"c{i}_score"] = pa.array(frame[f"cs__{name}"], pa.float64(), from_pandas=True)
+        details[f"c{i}_share"] = pa.array(frame[f"cw__{name}"], pa.float64(), from_pandas=True)
+    return {"scores": pa.table(scores), "score_details": pa.table(details)}
 
 
 def record_model(engine: Engine, resolved: ResolvedModel) -> None:
@@ -110,6 +118,7 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
         "INSERT INTO model_versions VALUES (?, ?, ?, ?)",
         [version, resolved.model.name, definition, dt.datetime.now()],
     )
+    engine.write_arrow("model_parts", _model_parts(resolved))
 
 
 def write_batch(
@@ -118,6 +127,8 @@ def write_batch(
     """Replace history for the batch's dates (consecutive days) and model version with
     ``frame``."""
     version = resolved.version
+    at = positions(resolved)
+    widen_details(engine, len(at["metric"]), len(at["component"]))
     with engine.transaction():
         record_model(engine, resolved)
         for name in SCORE_TABLES:
