@@ -31,9 +31,11 @@ components:
 EVENTS = [{"event_id": "e1", "account_id": "A1", "user_id": "u1", "event_time": "2026-03-20 10:00"}]
 
 
-def version_two_store(path: Path) -> None:
-    """The schema as the second migration left it, with one account's detail for OLD."""
-    engine = DuckDBEngine(path)
+def old_project(folder: Path) -> Path:
+    """An ingested project whose store is as the second migration left it, with one
+    account's detail for OLD."""
+    make_project(folder, MODEL, {"accounts": [account("A1", licensed_seats=5)], "events": EVENTS})
+    engine = DuckDBEngine(folder / "accounthealth.duckdb")
     engine.sql("CREATE TABLE schema_version (version INTEGER)")
     for number, statements in enumerate(MIGRATIONS[:2], start=1):
         for statement in statements:
@@ -46,6 +48,9 @@ def version_two_store(path: Path) -> None:
     )
     engine.sql("INSERT INTO component_scores VALUES ('A1', ?, 'old', 'usage', 50, 0.5, 25)", [OLD])
     engine.close()
+    with ah.open(folder) as p:
+        p.ingest()
+    return folder
 
 
 def dated(frame: pd.DataFrame) -> pd.DataFrame:
@@ -53,12 +58,7 @@ def dated(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_old_detail_stays_readable_and_new_detail_is_one_wide_row(tmp_path: Path) -> None:
-    folder = make_project(
-        tmp_path, MODEL, {"accounts": [account("A1", licensed_seats=5)], "events": EVENTS}
-    )
-    version_two_store(folder / "accounthealth.duckdb")
-    with ah.open(folder) as p:
-        p.ingest()
+    with ah.open(old_project(tmp_path)) as p:
         p.score(AS_OF)
         metrics = dated(p.store.execute(p.store.table("metric_values")))
         components = dated(p.store.execute(p.store.table("component_scores")))
@@ -78,12 +78,7 @@ def test_old_detail_stays_readable_and_new_detail_is_one_wide_row(tmp_path: Path
 
 
 def test_rescoring_an_old_date_replaces_its_legacy_detail(tmp_path: Path) -> None:
-    folder = make_project(
-        tmp_path, MODEL, {"accounts": [account("A1", licensed_seats=5)], "events": EVENTS}
-    )
-    version_two_store(folder / "accounthealth.duckdb")
-    with ah.open(folder) as p:
-        p.ingest()
+    with ah.open(old_project(tmp_path)) as p:
         p.score(OLD)
         p.score(OLD)
         metrics = p.store.execute(p.store.table("metric_values"))
