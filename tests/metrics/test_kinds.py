@@ -41,6 +41,11 @@ components:
       trend: {change: {count: events, window: 14d}, score: boolean}
       open_p1: {count: tickets, where: "priority = 'P1'", active: true, score: boolean}
       overdue: {count: invoices, active: true, time: due_at, until: paid_at, score: boolean}
+      qty_avg_28d: {avg: events.quantity, window: 28d, score: boolean}
+      exported_7d: {exists: events, where: "event = 'export'", window: 7d, score: boolean}
+      since_login_14d: {days_since: events, where: "event = 'login'", window: 14d, score: boolean}
+      nps_latest_30d: {latest: surveys.score, window: 30d, score: boolean}
+      events_seen_5d: {distinct: events.event, window: 5d, score: boolean}
 """
 
 
@@ -236,13 +241,16 @@ def values(project: Path) -> dict[str, dict[str, float | None]]:
 def test_a_batch_of_dates_reads_what_each_date_alone_reads(project: Path) -> None:
     # A batch pairs rows with dates and bounds them differently per kind (windows, rows still
     # open, each account's last row before the batch): every kind must come out the same.
-    dates = [dt.date(2026, 3, 2), dt.date(2026, 3, 15), AS_OF, AS_OF + dt.timedelta(days=1)]
+    # Dates on which a row has just left a window (28d: Mar 10 + 28 = Apr 7; 14d: Mar 20 + 14;
+    # 7d and 5d: Mar 29 + 7, Mar 29 + 5) or just entered one.
+    dates = [dt.date(2026, 3, 2), dt.date(2026, 3, 15), AS_OF]
+    dates += [dt.date(2026, 4, day) for day in (1, 3, 5, 7)]
     with ah.open(project) as p:
         alone = {}
         for day in dates:
             p.score(day)
             alone[day] = stored_values(p, day)
-        p.score(start=dt.date(2026, 3, 1), end=dt.date(2026, 4, 2), batch_days=11)
+        p.score(start=dt.date(2026, 3, 1), end=dt.date(2026, 4, 8), batch_days=11)
         for day in dates:
             batch = stored_values(p, day)
             for account_id, metrics in alone[day].items():

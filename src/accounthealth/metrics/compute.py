@@ -192,13 +192,17 @@ def _source_rows(
         until = table[first.until]
         table = table.filter(until.isnull() | ~_before(until, start, max(offsets)))
     elif mode == "latest":
-        # Of the rows before the batch, only each account's last one can be the latest.
+        # Of the rows before the batch, only each account's last one can be the latest: one
+        # grouped row per account stands for them (the filter is applied here, before).
         if first.where is not None:
             table = table.filter(first.where.apply(table).fill_null(False))
-        earlier = _before(table[first.time], start, first.offset)
-        last = ibis.row_number().over(group_by=table.account_id, order_by=table[first.time].desc())
-        table = table.filter(~earlier).union(
-            table.filter(earlier).mutate(_n=last).filter(ibis._._n == 0).drop("_n")
+        table = table.select(*dict.fromkeys(["account_id", first.time, first.column or first.time]))
+        before = table.filter(_before(table[first.time], start, first.offset))
+        last = {first.time: before[first.time].max()}
+        if first.column and first.column != first.time:
+            last[first.column] = before[first.column].argmax(before[first.time])
+        table = table.filter(~_before(table[first.time], start, first.offset)).union(
+            before.group_by("account_id").aggregate(**last).select(*table.columns)
         )
     return table.join(as_of.table, [])
 
@@ -217,7 +221,8 @@ def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf) -> ir.BooleanValue:
         condition &= end.isnull() | ~as_of.on_or_before(rows, end, agg.offset)
     elif agg.window is not None:
         condition &= ~as_of.on_or_before(rows, time, agg.offset + agg.window)
-    if agg.where is not None:
+    # A batch's 'latest' rows were filtered before being narrowed to the columns they need.
+    if agg.where is not None and agg.where.columns <= set(rows.columns):
         condition &= agg.where.apply(rows).fill_null(False)
     return condition
 
