@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,12 @@ import accounthealth as ah
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries it over
+    from the parent through fork and exec, so a child of a large parent reports the parent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def run(step: str, project: Path, dates: list[dt.date]) -> dict:
