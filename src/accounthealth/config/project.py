@@ -95,7 +95,10 @@ class Compute(BaseModel):
         description="postgres: the schema ingested tables go to; spark: the database",
     )
     master: str | None = Field(default=None, description="spark: local[*], yarn, spark://...")
-    conf: dict[str, str] = Field(default_factory=dict, description="spark: session settings")
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="spark: session settings; duckdb: database settings (memory_limit, threads)",
+    )
     tables: str | None = Field(
         default=None, description="spark: where ingested tables are written as Parquet"
     )

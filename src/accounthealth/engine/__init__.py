@@ -44,7 +44,14 @@ def open_store(project: LoadedProject) -> Engine:
 
         where = project.document.where(("store", "postgres"))
         return PostgresEngine(expand_env(store.postgres, where), store.db_schema)
-    return DuckDBEngine(project.folder / store.duckdb)
+    compute = project.config.compute
+    # The embedded default computes in the store's own connection: its settings apply here.
+    computes_here = project.config.engine == "duckdb" and compute.path is None
+    return DuckDBEngine(
+        project.folder / store.duckdb,
+        settings=compute.conf if computes_here else None,
+        where=project.document.where(("compute", "conf")),
+    )
 
 
 def open_compute(project: LoadedProject, store: Engine) -> Engine:
@@ -59,7 +66,11 @@ def open_compute(project: LoadedProject, store: Engine) -> Engine:
     if kind == "duckdb":
         if compute.path is None and isinstance(store, DuckDBEngine):
             return store
-        return DuckDBEngine(project.folder / (compute.path or "compute.duckdb"))
+        return DuckDBEngine(
+            project.folder / (compute.path or "compute.duckdb"),
+            settings=compute.conf,
+            where=where("conf"),
+        )
     if kind == "postgres":
         from accounthealth.engine.postgres import PostgresEngine
 

@@ -6,13 +6,14 @@ import typing as t
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
 from accounthealth.config.project import Source
 from accounthealth.engine.base import Engine, ident
-from accounthealth.errors import ProjectError
+from accounthealth.errors import ConfigError, ProjectError, did_you_mean
 
 
 class DuckDBEngine(Engine):
@@ -20,10 +21,19 @@ class DuckDBEngine(Engine):
 
     kind = "duckdb"
 
-    def __init__(self, path: Path | str = ":memory:", *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | str = ":memory:",
+        *,
+        read_only: bool = False,
+        settings: t.Mapping[str, str] | None = None,
+        where: str = "compute.conf",
+    ) -> None:
         self.path = path
+        settings = dict(settings or {})
+        _check_settings(settings, where)
         try:
-            backend = ibis.duckdb.connect(str(path), read_only=read_only)
+            backend = ibis.duckdb.connect(str(path), read_only=read_only, **settings)
         except Exception as exc:  # duckdb raises IOException subclasses for locks
             raise ProjectError(
                 f"cannot open the store {path}: {exc}",
@@ -69,3 +79,26 @@ class DuckDBEngine(Engine):
             self.raw.execute(f"{verb} {ident(name)} {suffix} {ident(view)}")
         finally:
             self.raw.unregister(view)
+
+
+def _check_settings(settings: t.Mapping[str, str], where: str) -> None:
+    """Refuse a setting DuckDB does not have, before opening the database with it."""
+    if not settings:
+        return
+    with duckdb.connect() as probe:
+        known = [row[0] for row in probe.execute("SELECT name FROM duckdb_settings()").fetchall()]
+        for name, value in settings.items():
+            if name not in known:
+                raise ConfigError(
+                    f"DuckDB has no setting '{name}'",
+                    where=where,
+                    fix=did_you_mean(name, known),
+                )
+            try:
+                probe.execute(f"SET {name} = ?", [value])  # a known name, a bound value
+            except duckdb.Error as exc:
+                raise ConfigError(
+                    f"DuckDB refuses {name} = {value!r}: {str(exc).splitlines()[0]}",
+                    where=where,
+                    fix="see https://duckdb.org/docs/configuration/overview",
+                ) from None
