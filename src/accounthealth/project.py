@@ -28,7 +28,7 @@ from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
 from accounthealth.store import migrate
-from accounthealth.store.scores import current, history_for, write_batch
+from accounthealth.store.scores import current, history_for, record_model, write_batch
 
 SORTS = ("score", "arr", "change", "renewal", "name")
 # Rows of one scoring batch (accounts x days): bounds the memory of a backfill.
@@ -170,6 +170,7 @@ class Project:
             count = int(self.compute.execute(accounts.count()))
             batch_days = max(1, min(31, ACCOUNT_DAYS_PER_BATCH // max(count, 1)))
         batches = [dates[i : i + batch_days] for i in range(0, len(dates), batch_days)]
+        record_model(self.store, resolved)
         with self.progress.task("scoring", total=len(dates)) as advance:
             for batch in batches:
                 frame = self._score_batch(resolved, batch)

@@ -84,3 +84,14 @@ def test_rescoring_an_old_date_replaces_its_legacy_detail(tmp_path: Path) -> Non
         metrics = p.store.execute(p.store.table("metric_values"))
     # The legacy row was for another model version: it stays, beside exactly one new set.
     assert sorted(metrics["model_version"] == "old") == [False, False, True]
+
+
+def test_a_version_that_scored_before_the_upgrade_gets_its_detail_named(tmp_path: Path) -> None:
+    folder = old_project(tmp_path)
+    with ah.open(folder) as p:
+        # As if this very model had scored before migration 3: its definition is recorded,
+        # but the store had no model_parts then.
+        p.store.sql("INSERT INTO model_versions VALUES (?, 'test', '{}', now())", [p.model.version])
+        p.score(AS_OF)
+        metrics = dated(p.store.execute(p.store.table("metric_values")))
+    assert sorted(metrics.loc[metrics["as_of"] == AS_OF, "metric"]) == ["logins", "seats"]

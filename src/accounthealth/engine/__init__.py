@@ -107,10 +107,9 @@ def _any_ibis_backend(url: str | None, database: str | None, where: str) -> Engi
             where=where,
             fix="add url: BACKEND://... as documented by Ibis for your warehouse",
         )
+    url = expand_env(url, where)
     try:
-        backend = ibis.connect(expand_env(url, where))
-    except ConfigError:
-        raise
+        backend = ibis.connect(url)
     except Exception as exc:
         raise ConfigError(
             f"Ibis cannot connect: {str(exc).strip().splitlines()[0]}",

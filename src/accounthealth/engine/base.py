@@ -67,7 +67,7 @@ class Engine:
 
     def replace_table(self, name: str, data: pa.Table) -> None:
         """Replace the canonical table ``name`` with ``data`` (ingest of file sources)."""
-        self.ibis.create_table(name, data, overwrite=True, database=self.database)
+        self.write_arrow(name, data, replace=True)
 
     # -- queries ---------------------------------------------------------------------------
     def to_arrow(self, expr: ir.Expr) -> pa.Table:
@@ -93,8 +93,12 @@ class Engine:
         yield
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
-        """Create (or replace) table ``name`` from Arrow data, inside the caller's transaction."""
-        raise NotImplementedError
+        """Append Arrow data to table ``name`` (or replace the table), inside the caller's
+        transaction. Engines with a bulk path of their own override this."""
+        if replace:
+            self.ibis.create_table(name, data, overwrite=True, database=self.database)
+        else:
+            self.ibis.insert(name, data, database=self.database)
 
     def close(self) -> None:
         self.ibis.disconnect()

@@ -67,9 +67,6 @@ class DuckDBEngine(Engine):
         if self._depth == 0:
             self.raw.execute("COMMIT")
 
-    def replace_table(self, name: str, data: pa.Table) -> None:
-        self.write_arrow(name, data, replace=True)
-
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"
         self.raw.register(view, data)
@@ -82,23 +79,22 @@ class DuckDBEngine(Engine):
 
 
 def _check_settings(settings: t.Mapping[str, str], where: str) -> None:
-    """Refuse a setting DuckDB does not have, before opening the database with it."""
+    """Refuse a setting DuckDB does not have, or a value it refuses, before opening the
+    database with it."""
     if not settings:
         return
     with duckdb.connect() as probe:
         known = [row[0] for row in probe.execute("SELECT name FROM duckdb_settings()").fetchall()]
-        for name, value in settings.items():
-            if name not in known:
-                raise ConfigError(
-                    f"DuckDB has no setting '{name}'",
-                    where=where,
-                    fix=did_you_mean(name, known),
-                )
-            try:
-                probe.execute(f"SET {name} = ?", [value])  # a known name, a bound value
-            except duckdb.Error as exc:
-                raise ConfigError(
-                    f"DuckDB refuses {name} = {value!r}: {str(exc).splitlines()[0]}",
-                    where=where,
-                    fix="see https://duckdb.org/docs/configuration/overview",
-                ) from None
+    for name in settings:
+        if name not in known:
+            raise ConfigError(
+                f"DuckDB has no setting '{name}'", where=where, fix=did_you_mean(name, known)
+            )
+    try:
+        duckdb.connect(":memory:", config=dict(settings)).close()
+    except duckdb.Error as exc:
+        raise ConfigError(
+            f"DuckDB refuses the settings: {str(exc).splitlines()[0]}",
+            where=where,
+            fix="see https://duckdb.org/docs/configuration/overview for each setting's values",
+        ) from None

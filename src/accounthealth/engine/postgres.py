@@ -64,9 +64,6 @@ class PostgresEngine(Engine):
         with self.raw.transaction():
             yield
 
-    def replace_table(self, name: str, data: pa.Table) -> None:
-        self.write_arrow(name, data, replace=True)
-
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         with self.transaction():
             if replace:

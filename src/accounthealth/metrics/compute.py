@@ -9,6 +9,7 @@ Only rows with time <= the as-of date are ever read, which is what makes scores 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import typing as t
 from collections import defaultdict
 
@@ -73,42 +74,38 @@ def population(engine: Engine, dates: ir.Table) -> ir.Table:
 class AsOf:
     """The as-of date as a source row sees it, with its day bounds precomputed.
 
-    For a shift of k days, ``day(k)`` is the date as_of - k and ``next_midnight(k)`` the first
-    instant after it, so a timestamp column is compared with a bound instead of being cast to a
-    date row by row (and an engine can prune by min/max). One date gives literals and no join;
-    a batch gives columns of a small dates table joined with the rows.
+    For a shift of k days the bounds are the date as_of - k and the first instant after it, so
+    a timestamp column is compared with a bound instead of being cast to a date row by row (and
+    an engine can prune by min/max). One date gives literals and no join; a batch gives
+    columns of a small dates table joined with the rows.
     """
 
     def __init__(self, dates: t.Sequence[dt.date], shifts: t.Iterable[int]) -> None:
         self.dates = list(dates)
         self.shifts = sorted(set(shifts) | {0})
+
+    @property
+    def single(self) -> bool:
+        return len(self.dates) == 1
+
+    @functools.cached_property
+    def table(self) -> ir.Table:
+        """The batch's dates with their bounds per shift (``_d<k>`` date, ``_t<k>`` midnight)."""
         data: dict[str, list[t.Any]] = {"as_of": self.dates}
         schema: dict[str, str] = {"as_of": "date"}
         for k in self.shifts:
             data[f"_d{k}"] = [d - dt.timedelta(days=k) for d in self.dates]
             data[f"_t{k}"] = [_midnight(d - dt.timedelta(days=k - 1)) for d in self.dates]
             schema |= {f"_d{k}": "date", f"_t{k}": "timestamp"}
-        self.table = ibis.memtable(data, schema=schema)
+        return ibis.memtable(data, schema=schema)
 
-    @property
-    def single(self) -> bool:
-        return len(self.dates) == 1
-
-    def day(self, rows: ir.Table | None, k: int) -> ir.DateValue:
+    def on_or_before(self, rows: ir.Table, column: ir.Value, k: int) -> ir.BooleanValue:
+        """The column's day is on or before as_of - k (the row's date, for a batch)."""
         if self.single:
-            return ibis.literal(self.dates[0] - dt.timedelta(days=k), "date")
-        return rows[f"_d{k}"]
-
-    def next_midnight(self, rows: ir.Table | None, k: int) -> ir.TimestampValue:
-        if self.single:
-            return ibis.literal(_midnight(self.dates[0] - dt.timedelta(days=k - 1)), "timestamp")
-        return rows[f"_t{k}"]
-
-    def on_or_before(self, rows: ir.Table | None, column: ir.Value, k: int) -> ir.BooleanValue:
-        """The column's day is on or before as_of - k."""
+            return _before(column, self.dates[0], k)
         if column.type().is_timestamp():
-            return column < self.next_midnight(rows, k)
-        return column <= self.day(rows, k)
+            return column < rows[f"_t{k}"]
+        return column <= rows[f"_d{k}"]
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -208,12 +205,17 @@ def _source_rows(
 
 
 def _before(column: ir.Value, day: dt.date, shift: int) -> ir.BooleanValue:
-    """The column's day is on or before ``day - shift`` (a literal, so engines can prune)."""
-    return AsOf([day], [shift]).on_or_before(None, column, shift)
+    """The column's day is on or before ``day - shift``, against a literal (engines prune by
+    min/max); a timestamp is compared with the next midnight rather than cast row by row."""
+    bound = day - dt.timedelta(days=shift)
+    if column.type().is_timestamp():
+        return column < ibis.literal(_midnight(bound + dt.timedelta(days=1)), "timestamp")
+    return column <= ibis.literal(bound, "date")
 
 
-def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf) -> ir.BooleanValue:
-    """Whether a row is one the aggregate reads for its date."""
+def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf, filtered: bool) -> ir.BooleanValue:
+    """Whether a row is one the aggregate reads for its date (``filtered``: its `where` was
+    applied already)."""
     time = rows[agg.time]
     condition = as_of.on_or_before(rows, time, agg.offset)
     if agg.active:
@@ -221,8 +223,7 @@ def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf) -> ir.BooleanValue:
         condition &= end.isnull() | ~as_of.on_or_before(rows, end, agg.offset)
     elif agg.window is not None:
         condition &= ~as_of.on_or_before(rows, time, agg.offset + agg.window)
-    # A batch's 'latest' rows were filtered before being narrowed to the columns they need.
-    if agg.where is not None and agg.where.columns <= set(rows.columns):
+    if agg.where is not None and not filtered:
         condition &= agg.where.apply(rows).fill_null(False)
     return condition
 
@@ -249,9 +250,11 @@ def metric_values(
         by_source[_scan_key(agg, as_of.single)].append(agg)
     for key, group in by_source.items():
         rows = _source_rows(engine, group, as_of, key)
+        # A batch's 'latest' rows were filtered before being narrowed to the columns they need.
+        filtered = not as_of.single and key[2] == "latest"
         grouped = rows.group_by(["account_id", "as_of"]).aggregate(
             **{
-                aggregates[agg]: _aggregate_expr(agg, rows, _reads(agg, rows, as_of))
+                aggregates[agg]: _aggregate_expr(agg, rows, _reads(agg, rows, as_of, filtered))
                 for agg in group
             }
         )

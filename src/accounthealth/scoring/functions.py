@@ -14,9 +14,9 @@ COHORT_COLUMNS = {"all": None, "segment": "segment", "plan": "plan", "owner": "o
 def bounded(
     value: ir.FloatingValue, lower: float | None = None, upper: float | None = None
 ) -> ir.FloatingValue:
-    """``value`` limited to [lower, upper]. The caller handles NULL (engines differ: GREATEST
-    skips it on PostgreSQL and Spark). Ibis's own clip repeats ``value`` three times per bound,
-    so nested clips grow the SQL exponentially and compiling it dominates a scoring pass."""
+    """``value`` limited to [lower, upper]. The caller handles NULL: GREATEST and LEAST skip it.
+    Ibis's own clip repeats ``value`` three times per bound, so nested clips grow the SQL
+    exponentially and compiling it dominated a scoring pass."""
     if upper is not None:
         value = ibis.least(value, upper)
     if lower is not None:

@@ -75,7 +75,8 @@ def widen_details(engine: Engine, metrics: int, components: int) -> None:
             for position in range(width[kind], wanted[kind]):
                 for field, type_ in FIELDS[kind].items():
                     engine.sql(
-                        f"ALTER TABLE score_details ADD COLUMN {prefix}{position}_{field} {type_}"
+                        f"ALTER TABLE score_details ADD COLUMN IF NOT EXISTS "
+                        f"{prefix}{position}_{field} {type_}"
                     )
         width = {k: max(width[k], wanted[k]) for k in PREFIX}
         engine.sql(_detail_view("metric_values", "metric", width["metric"]))

@@ -107,30 +107,34 @@ def _history_tables(
 
 
 def record_model(engine: Engine, resolved: ResolvedModel) -> None:
-    """Keep the definition of every model version that has produced scores."""
+    """Keep the definition of every model version that scores, and which metric and component
+    each score_details position holds; give score_details the columns the model needs. Once
+    per scoring run, before its batches."""
     version = resolved.version
-    if engine.sql("SELECT 1 FROM model_versions WHERE model_version = ?", [version]):
-        return
-    definition = json.dumps(
-        resolved.model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    )
-    engine.sql(
-        "INSERT INTO model_versions VALUES (?, ?, ?, ?)",
-        [version, resolved.model.name, definition, dt.datetime.now()],
-    )
-    engine.write_arrow("model_parts", _model_parts(resolved))
+    at = positions(resolved)
+    widen_details(engine, len(at["metric"]), len(at["component"]))
+    with engine.transaction():
+        if not engine.sql("SELECT 1 FROM model_versions WHERE model_version = ?", [version]):
+            definition = json.dumps(
+                resolved.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
+            engine.sql(
+                "INSERT INTO model_versions VALUES (?, ?, ?, ?)",
+                [version, resolved.model.name, definition, dt.datetime.now()],
+            )
+        # Checked on its own: a version that scored before the store had model_parts (its
+        # third migration) has a definition but no parts yet.
+        if not engine.sql("SELECT 1 FROM model_parts WHERE model_version = ?", [version]):
+            engine.write_arrow("model_parts", _model_parts(resolved))
 
 
 def write_batch(
     engine: Engine, frame: pd.DataFrame, resolved: ResolvedModel, dates: t.Sequence[dt.date]
 ) -> int:
     """Replace history for the batch's dates (consecutive days) and model version with
-    ``frame``."""
+    ``frame`` (after ``record_model``)."""
     version = resolved.version
-    at = positions(resolved)
-    widen_details(engine, len(at["metric"]), len(at["component"]))
     with engine.transaction():
-        record_model(engine, resolved)
         for name in SCORE_TABLES:
             # One statement per table: a scan per day would read history 31 times a batch.
             engine.sql(
