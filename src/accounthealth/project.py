@@ -165,11 +165,12 @@ class Project:
         resolved = self.model
         started = time.perf_counter()
         rows = 0
-        if batch_days is None:
+        if batch_days is None and len(dates) > 1:
             accounts = self.compute.table("accounts")
             count = int(self.compute.execute(accounts.count()))
             batch_days = max(1, min(31, ACCOUNT_DAYS_PER_BATCH // max(count, 1)))
-        batches = [dates[i : i + batch_days] for i in range(0, len(dates), batch_days)]
+        step = batch_days or 1
+        batches = [dates[i : i + step] for i in range(0, len(dates), step)]
         record_model(self.store, resolved)
         with self.progress.task("scoring", total=len(dates)) as advance:
             for batch in batches:

@@ -164,13 +164,6 @@ def _source_rows(
     """Rows of one table that some aggregate of ``group`` reads on some date, paired with the
     date (a literal for one date, a join for a batch)."""
     first = group[0]
-    if not engine.has_table(first.table):
-        raise DataError(
-            f"the model reads table '{first.table}', which has not been ingested",
-            where="sources",
-            fix=f"add a '{first.table}:' source to accounthealth.yaml and run "
-            "'accounthealth ingest'",
-        )
     table = engine.table(first.table)
     time = table[first.time]
     start, end = min(as_of.dates), max(as_of.dates)
@@ -242,6 +235,14 @@ def metric_values(
         for leaf in leaves(metric.definition):
             if isinstance(leaf, Aggregate) and leaf not in aggregates:
                 aggregates[leaf] = f"a{len(aggregates)}"
+    # Checked once per table: a batch may scan one table in several groups.
+    for name in dict.fromkeys(agg.table for agg in aggregates):
+        if not engine.has_table(name):
+            raise DataError(
+                f"the model reads table '{name}', which has not been ingested",
+                where="sources",
+                fix=f"add a '{name}:' source to accounthealth.yaml and run 'accounthealth ingest'",
+            )
     # Each aggregate keeps its own rows by a condition (FILTER in SQL), as a hand-written
     # query would, so a table is scanned once for all of them.
     as_of = AsOf(dates, (k for agg in aggregates for k in _shifts(agg)))
