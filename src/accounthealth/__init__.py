@@ -9,13 +9,17 @@ The Python API for notebooks::
     project.accounts(tier="Red")        # pandas DataFrame
     project.scores(start, end)          # history
     print(project.explain("A00042").summary())
+    project.backtest(horizon=90).figures  # how well the score predicted churn
 """
 
 from accounthealth.errors import AccountHealthError, ConfigError, DataError, NotFoundError
 from accounthealth.project import Project, ScoreReport, open
+from accounthealth.validation.backtest import Backtest, BacktestOptions
 
 __all__ = [
     "AccountHealthError",
+    "Backtest",
+    "BacktestOptions",
     "ConfigError",
     "DataError",
     "NotFoundError",

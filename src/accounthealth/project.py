@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
 from accounthealth.store import migrate
 from accounthealth.store.scores import current, history_for, record_model, write_batch
+from accounthealth.validation.backtest import Backtest, BacktestOptions, backtest
 
 SORTS = ("score", "arr", "change", "renewal", "name")
 # Rows of one scoring batch (accounts x days): bounds the memory of a backfill.
@@ -125,18 +127,33 @@ class Project:
         return self.store.execute(rejected.order_by(["table_name", "source_file", "row_number"]))
 
     # -- scoring -----------------------------------------------------------------------------
-    def latest_data_date(self) -> dt.date:
-        """The most recent date any event, ticket or other signal was recorded."""
+    def data_span(self) -> tuple[dt.date, dt.date]:
+        """The first and the most recent date any event, ticket or other signal was recorded
+        (today for both when there is none). The first comes from signals that happen at a
+        moment (events, surveys, activities, metrics): contracts and contacts often start
+        long before a company's data does."""
         compute = self.compute
         self._require(compute, "accounts", "run 'accounthealth ingest' first")
-        latest: list[dt.date] = []
+        firsts: list[dt.date] = []
+        lasts: list[dt.date] = []
         for name, spec in TABLES.items():
             if name != "accounts" and compute.has_table(name):
                 table = compute.table(name)
-                value = compute.execute(table.aggregate(last=table[spec.time].cast("date").max()))
-                if not value.empty and pd.notna(value["last"].iloc[0]):
-                    latest.append(pd.Timestamp(value["last"].iloc[0]).date())
-        return max(latest) if latest else dt.date.today()
+                day = table[spec.time].cast("date")
+                value = compute.execute(table.aggregate(first=day.min(), last=day.max()))
+                first, last = (
+                    pd.Timestamp(v).date() if pd.notna(v) else None for v in value.iloc[0]
+                )
+                lasts += [last] if last else []
+                if first and spec.end is None and name != "outcomes":
+                    firsts.append(first)
+        today = dt.date.today()
+        last = max(lasts, default=today)
+        return min(firsts, default=last), last
+
+    def latest_data_date(self) -> dt.date:
+        """The most recent date any event, ticket or other signal was recorded."""
+        return self.data_span()[1]
 
     def score(
         self,
@@ -165,21 +182,50 @@ class Project:
         resolved = self.model
         started = time.perf_counter()
         rows = 0
-        if batch_days is None and len(dates) > 1:
-            accounts = self.compute.table("accounts")
-            count = int(self.compute.execute(accounts.count()))
-            batch_days = max(1, min(31, ACCOUNT_DAYS_PER_BATCH // max(count, 1)))
-        step = batch_days or 1
-        batches = [dates[i : i + step] for i in range(0, len(dates), step)]
         record_model(self.store, resolved)
         with self.progress.task("scoring", total=len(dates)) as advance:
-            for batch in batches:
+            for batch in self._batches(dates, batch_days):
                 frame = self._score_batch(resolved, batch)
                 rows += write_batch(self.store, frame, resolved, batch)
                 advance(len(batch))
         return ScoreReport(resolved.version, tuple(dates), rows, time.perf_counter() - started)
 
-    def _score_batch(self, resolved: ResolvedModel, dates: list[dt.date]) -> pd.DataFrame:
+    def evaluate(
+        self, dates: t.Iterable[dt.date], model: ResolvedModel | None = None
+    ) -> pd.DataFrame:
+        """Scores of every account on each of ``dates``, point-in-time, with ``model`` (default
+        the live one): computed and returned, not stored (for backtests and what-ifs)."""
+        resolved = model or self.model
+        wanted = sorted(set(dates))
+        spec = resolved.model.trend_tiers
+        # The 4-tier split compares with the score `days` earlier: score those dates too.
+        extra = (
+            sorted({d - dt.timedelta(days=spec.days) for d in wanted} - set(wanted)) if spec else []
+        )
+        frames = []
+        with self.progress.task("scoring", total=len(wanted) + len(extra)) as advance:
+            for batch in self._batches(sorted(wanted + extra), None):
+                frames.append(self._score_batch(resolved, batch, split=False))
+                advance(len(batch))
+        frame = pd.concat(frames, ignore_index=True)
+        if spec is not None:
+            frame = split_by_trend(frame[frame["as_of"].isin(wanted)], frame, resolved.model)
+        return frame.reset_index(drop=True)
+
+    def _batches(self, dates: list[dt.date], batch_days: int | None) -> list[list[dt.date]]:
+        """Dates in scoring batches of up to 31 days and about ACCOUNT_DAYS_PER_BATCH rows."""
+        if batch_days is None and len(dates) > 1:
+            accounts = self.compute.table("accounts")
+            count = int(self.compute.execute(accounts.count()))
+            batch_days = max(1, min(31, ACCOUNT_DAYS_PER_BATCH // max(count, 1)))
+        step = batch_days or 1
+        return [dates[i : i + step] for i in range(0, len(dates), step)]
+
+    def _score_batch(
+        self, resolved: ResolvedModel, dates: list[dt.date], split: bool = True
+    ) -> pd.DataFrame:
+        """Scores of every account on ``dates``, rolled up; ``split`` applies the 4-tier trend
+        split with earlier scores from the store (a backtest splits with its own)."""
         frame = score_frame(self.compute, resolved, dates)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         tiers = {seg.segment: seg.tiers for seg in resolved.segments}
@@ -189,12 +235,21 @@ class Project:
 
         frame = rollup(frame, resolved.model, tier_of)
         spec = resolved.model.trend_tiers
-        if spec is not None:
+        if spec is not None and split:
             wanted = sorted({d - dt.timedelta(days=spec.days) for d in dates} - set(dates))
             history = history_for(self.store, resolved.version, wanted)
             history["as_of"] = pd.to_datetime(history["as_of"]).dt.date
             frame = split_by_trend(frame, history, resolved.model)
         return frame
+
+    # -- validation ---------------------------------------------------------------------------
+    def backtest(self, options: BacktestOptions | None = None, **settings: t.Any) -> Backtest:
+        """Score past dates point-in-time and measure how well the scores predicted churn.
+
+        ``settings`` are BacktestOptions fields (horizon, start, end, every, segment, outcomes,
+        grace, reps), e.g. ``project.backtest(horizon=90, every=30)``.
+        """
+        return backtest(self, options or BacktestOptions(**settings))
 
     # -- results -----------------------------------------------------------------------------
     def _history(self) -> ibis.Table:

@@ -1,5 +1,5 @@
 """The Typer app: `accounthealth init | ingest | score | accounts | explain | export | rejects |
-check`. Every command is a few lines over the Project facade."""
+backtest | check`. Every command is a few lines over the Project facade."""
 
 from __future__ import annotations
 
@@ -242,6 +242,123 @@ def rejects(
             r.reason,
         )
     console.print(out)
+
+
+def _days(value: str, option: str) -> int:
+    from accounthealth.config.durations import parse_days
+
+    try:
+        return parse_days(int(value) if value.isdigit() else value)
+    except ValueError as exc:
+        raise AccountHealthError(str(exc), where=option, fix="give e.g. 90d, 4w or 3m") from None
+
+
+def _ci(estimate: dict, percent: bool = False) -> str:
+    """'0.80 (0.78 to 0.82)': a figure with its bootstrap interval."""
+    from accounthealth.validation.report import format_estimate
+
+    value, interval = format_estimate(estimate, percent)
+    return f"{value} [dim]({interval})[/]" if interval else value
+
+
+@app.command()
+def backtest(
+    project: ProjectOpt = Path("."),
+    horizon: str = typer.Option("90d", help="Churn within this long after a date counts."),
+    every: str = typer.Option("14d", help="Days between observation dates."),
+    start: DateOpt = date_option("--from", help="First observation date."),
+    end: DateOpt = date_option("--to", help="Last observation date (default: last data)."),
+    segment: str | None = typer.Option(None, help="Only this segment of the model."),
+    outcomes: str = typer.Option("auto", help="auto, contracts or table."),
+    grace: int = typer.Option(30, help="Days a late renewal may start after the end."),
+    bootstrap: int = typer.Option(200, help="Bootstrap replicates for the intervals."),
+    report: Path = typer.Option(None, help="Folder for the HTML and JSON report."),
+) -> None:
+    """Score past dates point-in-time and measure how well the score predicted churn."""
+    from accounthealth.validation.backtest import BacktestOptions
+    from accounthealth.validation.report import write_report
+
+    options = BacktestOptions(
+        horizon=_days(horizon, "--horizon"),
+        every=_days(every, "--every"),
+        start=_date(start),
+        end=_date(end),
+        segment=segment,
+        outcomes=outcomes,
+        grace=grace,
+        reps=bootstrap,
+    )
+    with _open(project) as p:
+        result = p.backtest(options)
+        folder = report or p.folder / "reports"
+    f = result.figures
+    counts = ", ".join(f"{n:,} {o}" for o, n in f["outcome_counts"].items())
+    console.print(
+        f"[bold]Backtest[/] of model {f['model_version']}: {f['dates']['count']} dates from "
+        f"{f['dates']['first']} to {f['dates']['last']} every {f['every_days']} days; churn "
+        f"within {f['horizon_days']} days. Outcomes from {f['outcomes_source']} known until "
+        f"{f['outcomes_known_until']}: {counts}."
+    )
+    segments = f["segments"]
+    ranks = table(
+        "Segment", "Accounts", "Churned", "AUC", "Top-decile lift", "C-index",
+        title=f"How well the score ranks churn within {f['horizon_days']} days",
+    )  # fmt: skip
+    for name, g in segments.items():
+        r = g["ranking"]
+        ranks.add_row(
+            name,
+            f"{g['counts']['accounts']:,}",
+            f"{g['counts']['churned_accounts']:,}",
+            _ci(r["auc"]),
+            _ci(r["top_decile_lift"]),
+            number(r["concordance"]["value"], 2),
+        )
+    console.print(ranks)
+    tiers = segments["all"]["tiers"]
+    by_tier = table("Segment", *tiers, title="Churn rate within the horizon, by tier")
+    for name, g in segments.items():
+        rates = {row["tier"]: row["churn_rate"] for row in g["by_tier"]}
+        by_tier.add_row(name, *[_ci(rates.get(t, {}), percent=True) for t in tiers])
+    console.print(by_tier)
+    leads = [str(k) for k in options.days_before]
+    ahead = table(
+        "Segment",
+        *[f"{tiers[0]} {k}d before" for k in leads],
+        f"{tiers[-1]} at churn",
+        "Median lead",
+        title=f"Churned accounts: in {tiers[0]} before churning, in {tiers[-1]} when they churned",
+    )
+    scores = table(
+        "Segment",
+        *[f"{k}d {kind}" for k in leads for kind in ("churned", "retained")],
+        title="Average score before the outcome (churn, or renewal for retained accounts)",
+    )
+    for name, g in segments.items():
+        b, lead = g["before_outcome"], g["lead_time"]
+        ahead.add_row(
+            name,
+            *[_ci(b["churned_in_top_tier"][k], percent=True) for k in leads],
+            "-" if lead["share_warned"] is None else f"{lead['share_warned']:.0%}",
+            "-" if lead["median_days"] is None else f"{lead['median_days']:.0f}d",
+        )
+        means = b["mean_score"]
+        scores.add_row(
+            name,
+            *[number(means[kind][k]["value"]) for k in leads for kind in ("churned", "retained")],
+        )
+    console.print(ahead)
+    console.print(scores)
+    bands = table("Score band", "Observations", "Churned", "Churn rate", title="Calibration (all)")
+    for row in segments["all"]["calibration"]:
+        rate = "-" if row["churn_rate"] is None else f"{row['churn_rate']:.1%}"
+        bands.add_row(row["band"], f"{row['observations']:,}", f"{row['churned']:,}", rate)
+    console.print(bands)
+    for name, g in segments.items():
+        for warning in g["warnings"]:
+            console.print(f"[yellow]{name}: {warning}[/]")
+    html, data = write_report(result, folder)
+    console.print(f"Report: {html} (figures as JSON: {data})")
 
 
 @app.command()

@@ -152,6 +152,17 @@ class ResolvedModel:
     account_columns: tuple[str, ...] = field(default=())
 
     @property
+    def lookback_days(self) -> int:
+        """How far back the model reads from an as-of date (its longest window and offset)."""
+        spans = [
+            (leaf.window or 0) + leaf.offset
+            for metric in self.metrics.values()
+            for leaf in leaves(metric.definition)
+            if isinstance(leaf, Aggregate)
+        ]
+        return max(spans, default=0)
+
+    @property
     def metrics(self) -> dict[str, Metric]:
         """Every metric of every segment by name (same name, same definition across segments
         unless a segment redefines it: then the segment-qualified name is used)."""
