@@ -218,5 +218,10 @@ def test_the_cli_prints_the_figures_and_writes_an_offline_report(
     parser.feed(page)
     assert parser.tags.count("svg") == 5 and "script" not in parser.tags
     assert "http://" not in page and "https://" not in page  # nothing fetched when opened
+    # The signal table: 6 of 10 accounts (retainers) share one 30-day count, churners another.
+    assert "<td>events 30d</td><td>100%</td><td>2</td><td>60%</td><td>1.000</td>" in page
+    signals = CliRunner().invoke(app, ["signals", *args[1:9]])
+    assert signals.exit_code == 0, signals.output
+    assert "AUC alone" in signals.output and "Scores: mean" in signals.output
     bad = CliRunner().invoke(app, [*args[:3], "--horizon", "soon"])
     assert bad.exit_code != 0 and "--horizon" in str(bad.exception or bad.output)

@@ -1,5 +1,5 @@
 """The Typer app: `accounthealth init | ingest | score | accounts | explain | export | rejects |
-backtest | check`. Every command is a few lines over the Project facade."""
+backtest | signals | check`. Every command is a few lines over the Project facade."""
 
 from __future__ import annotations
 
@@ -261,24 +261,26 @@ def _ci(estimate: dict, percent: bool = False) -> str:
     return f"{value} [dim]({interval})[/]" if interval else value
 
 
-@app.command()
-def backtest(
-    project: ProjectOpt = Path("."),
-    horizon: str = typer.Option("90d", help="Churn within this long after a date counts."),
-    every: str = typer.Option("14d", help="Days between observation dates."),
-    start: DateOpt = date_option("--from", help="First observation date."),
-    end: DateOpt = date_option("--to", help="Last observation date (default: last data)."),
-    segment: str | None = typer.Option(None, help="Only this segment of the model."),
-    outcomes: str = typer.Option("auto", help="auto, contracts or table."),
-    grace: int = typer.Option(30, help="Days a late renewal may start after the end."),
-    bootstrap: int = typer.Option(200, help="Bootstrap replicates for the intervals."),
-    report: Path = typer.Option(None, help="Folder for the HTML and JSON report."),
-) -> None:
-    """Score past dates point-in-time and measure how well the score predicted churn."""
-    from accounthealth.validation.backtest import BacktestOptions
-    from accounthealth.validation.report import write_report
+Horizon = t.Annotated[str, typer.Option(help="Churn within this long after a date counts.")]
+Every = t.Annotated[str, typer.Option(help="Days between observation dates.")]
+Segment = t.Annotated[str | None, typer.Option(help="Only this segment of the model.")]
+Outcomes = t.Annotated[str, typer.Option(help="auto, contracts or table.")]
+Grace = t.Annotated[int, typer.Option(help="Days a late renewal may start after the end.")]
 
-    options = BacktestOptions(
+
+def _backtest_options(
+    horizon: str,
+    every: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    segment: str | None,
+    outcomes: str,
+    grace: int,
+    reps: int,
+) -> t.Any:
+    from accounthealth.validation.backtest import BacktestOptions
+
+    return BacktestOptions(
         horizon=_days(horizon, "--horizon"),
         every=_days(every, "--every"),
         start=_date(start),
@@ -286,8 +288,27 @@ def backtest(
         segment=segment,
         outcomes=outcomes,
         grace=grace,
-        reps=bootstrap,
+        reps=reps,
     )
+
+
+@app.command()
+def backtest(
+    project: ProjectOpt = Path("."),
+    horizon: Horizon = "90d",
+    every: Every = "14d",
+    start: DateOpt = date_option("--from", help="First observation date."),
+    end: DateOpt = date_option("--to", help="Last observation date (default: last data)."),
+    segment: Segment = None,
+    outcomes: Outcomes = "auto",
+    grace: Grace = 30,
+    bootstrap: int = typer.Option(200, help="Bootstrap replicates for the intervals."),
+    report: Path = typer.Option(None, help="Folder for the HTML and JSON report."),
+) -> None:
+    """Score past dates point-in-time and measure how well the score predicted churn."""
+    from accounthealth.validation.report import write_report
+
+    options = _backtest_options(horizon, every, start, end, segment, outcomes, grace, bootstrap)
     with _open(project) as p:
         result = p.backtest(options)
         folder = report or p.folder / "reports"
@@ -359,6 +380,53 @@ def backtest(
             console.print(f"[yellow]{name}: {warning}[/]")
     html, data = write_report(result, folder)
     console.print(f"Report: {html} (figures as JSON: {data})")
+
+
+@app.command()
+def signals(
+    project: ProjectOpt = Path("."),
+    horizon: Horizon = "90d",
+    every: Every = "14d",
+    start: DateOpt = date_option("--from", help="First observation date."),
+    end: DateOpt = date_option("--to", help="Last observation date (default: last data)."),
+    segment: Segment = None,
+    outcomes: Outcomes = "auto",
+    grace: Grace = 30,
+) -> None:
+    """Which metrics vary, which predict churn alone, which duplicate each other, and whether
+    the scores spread out (on the backtest's observations)."""
+    options = _backtest_options(horizon, every, start, end, segment, outcomes, grace, 0)
+    with _open(project) as p:
+        found = p.backtest(options).figures["signals"]
+    for title, rows in (("Metrics", found["metrics"]), ("Components", found["components"])):
+        out = table(
+            "Name", "Coverage", "Distinct", "Same value", "Std", "AUC alone", "Flagged",
+            title=f"{title}: spread and power against churn within {options.horizon} days",
+        )  # fmt: skip
+        for r in rows:
+            out.add_row(
+                r["label"],
+                f"{r['coverage']:.0%}",
+                f"{r['distinct_values']:,}",
+                "-" if r["same_value_share"] is None else f"{r['same_value_share']:.0%}",
+                number(r["std"], 2),
+                number(r["auc"], 2),
+                "[yellow]yes[/]" if r["flags"] else "",
+            )
+        console.print(out)
+        for r in rows:
+            for flag in r["flags"]:
+                console.print(f"[yellow]{r['label']}: {flag}[/]")
+    if found["correlated"]:
+        pairs = table("Metric", "Metric", "Spearman", title="Metrics that measure the same thing")
+        for pair in found["correlated"]:
+            pairs.add_row(pair["a"], pair["b"], number(pair["spearman"], 2))
+        console.print(pairs)
+    dist = found["scores"]
+    bands = "  ".join(f"{b['band']}: {b['share']:.0%}" for b in dist["bands"])
+    console.print(f"Scores: mean {number(dist['mean'])}, std {number(dist['std'])}.  {bands}")
+    for warning in dist["warnings"]:
+        console.print(f"[yellow]{warning}[/]")
 
 
 @app.command()

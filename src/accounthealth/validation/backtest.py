@@ -19,6 +19,7 @@ from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.validation import measures
 from accounthealth.validation.observations import before_outcomes, label
 from accounthealth.validation.outcomes import OUTCOMES, from_contracts, from_table
+from accounthealth.validation.signals import analyse
 
 if t.TYPE_CHECKING:
     from accounthealth.project import Project
@@ -158,6 +159,11 @@ def backtest(
         "segments": {
             g: _figures(observed, before, outcomes, g, tiers[g], options, boot) for g in groups
         },
+        "signals": analyse(
+            observed,
+            {name: metric.label for name, metric in resolved.metrics.items()},
+            list(dict.fromkeys(c.name for seg in resolved.segments for c in seg.components)),
+        ),
     }
     return Backtest(figures, observed, outcomes)
 

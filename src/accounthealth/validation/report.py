@@ -228,6 +228,28 @@ def render_html(figures: dict) -> str:
         [(r["band"], r["churn_rate"], None, None) for r in everyone["calibration"]],
         "churn rate",
     )
+    found = figures["signals"]
+    signal_rows = _table(
+        ["Metric or component", "Coverage", "Distinct values", "Same value", "AUC alone", "Flags"],
+        (
+            [
+                html.escape(r["label"]),
+                f"{r['coverage']:.0%}",
+                f"{r['distinct_values']:,}",
+                "-" if r["same_value_share"] is None else f"{r['same_value_share']:.0%}",
+                "-" if r["auc"] is None else f"{r['auc']:.3f}",
+                html.escape("; ".join(r["flags"])),
+            ]
+            for r in found["metrics"] + found["components"]
+        ),
+    )
+    correlated = "".join(
+        f"<li>{html.escape(p['a'])} and {html.escape(p['b'])}: Spearman {p['spearman']:.2f}</li>"
+        for p in found["correlated"]
+    )
+    signal_notes = (
+        f"<p>Metrics that measure the same thing:</p><ul>{correlated}</ul>" if correlated else ""
+    ) + "".join(f"<p>{html.escape(w)}</p>" for w in found["scores"]["warnings"])
     source = figures["outcomes_source"]
     intro = (
         f"Model {html.escape(str(figures['model_version']))}, scored point-in-time on "
@@ -258,6 +280,7 @@ figcaption{{font-weight:600}}
 <h2>Churn by tier</h2>{tier_rows}
 <h2>Before the outcome</h2>{before_rows}
 <div>{roc}{lift}{by_tier}{trajectory}{calibration}</div>
+<h2>Signals</h2>{signal_rows}{signal_notes}
 </body></html>
 """
 
