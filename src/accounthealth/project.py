@@ -18,7 +18,7 @@ from pathlib import Path
 import ibis
 import pandas as pd
 
-from accounthealth.config.loader import LoadedProject, load_project
+from accounthealth.config.loader import LoadedProject, load_model_file, load_project
 from accounthealth.engine import Engine, open_compute, open_store
 from accounthealth.errors import AccountHealthError, NotFoundError, ProjectError, did_you_mean
 from accounthealth.explain import Explanation, explain
@@ -88,11 +88,21 @@ class Project:
     def model(self) -> ResolvedModel:
         """The health model with every name checked against the data's columns."""
         if self._resolved is None:
-            columns: list[str] = []
-            if self.compute.has_table("accounts"):
-                columns = list(self.compute.table("accounts").columns)
-            self._resolved = resolve(self.loaded.health, columns)
+            self._resolved = resolve(self.loaded.health, self._account_columns())
         return self._resolved
+
+    def _account_columns(self) -> list[str]:
+        if self.compute.has_table("accounts"):
+            return list(self.compute.table("accounts").columns)
+        return []
+
+    def load_model(self, file: Path | str) -> ResolvedModel:
+        """Another health model file (a proposed one), checked against this project's data."""
+        path = Path(file)
+        path = path if path.is_absolute() else self.folder / path
+        if not path.exists():
+            raise NotFoundError(f"no model file {path}", where=str(path), fix="check the path")
+        return resolve(load_model_file(path), self._account_columns())
 
     def close(self) -> None:
         """Close the engines."""
@@ -250,6 +260,16 @@ class Project:
         grace, reps), e.g. ``project.backtest(horizon=90, every=30)``.
         """
         return backtest(self, options or BacktestOptions(**settings))
+
+    def calibrate(
+        self, train_until: dt.date, options: BacktestOptions | None = None, **settings: t.Any
+    ) -> dict:
+        """Fit suggested weights on outcomes up to ``train_until``, write the proposed model
+        file next to the live one (never replacing it), and compare the live model, the
+        proposed one and a gradient-boosted reference on the period after it."""
+        from accounthealth.validation.calibrate import calibrate
+
+        return calibrate(self, train_until, options or BacktestOptions(**settings))
 
     # -- results -----------------------------------------------------------------------------
     def _history(self) -> ibis.Table:

@@ -21,6 +21,7 @@ def observations(n: int = 200, seed: int = 0) -> pd.DataFrame:
         "backwards": 100 - good,  # scored the wrong way round
         "flat": np.full(n, 50.0),  # everyone the same
         "noise": noise,
+        "strong": good * 0.3 + noise * 0.7,  # predictive, not suspiciously so
         "sparse": good,
     }
     for name, values in metrics.items():
@@ -35,13 +36,14 @@ def observations(n: int = 200, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def found() -> dict:
-    names = ["good", "copy", "backwards", "flat", "noise", "sparse"]
+    names = ["good", "copy", "backwards", "flat", "noise", "strong", "sparse"]
     return analyse(observations(), {n: n.title() for n in names}, ["usage"])
 
 
 def test_each_metric_is_measured_and_flagged_for_what_it_is(found: dict) -> None:
     rows = {r["name"]: r for r in found["metrics"]}
-    assert rows["good"]["auc"] == 1.0 and rows["good"]["flags"] == []
+    assert rows["good"]["auc"] == 1.0 and "a leak of the outcome" in rows["good"]["flags"][0]
+    assert rows["strong"]["flags"] == [] and 0.7 < rows["strong"]["auc"] < 0.95
     assert rows["good"]["label"] == "Good" and rows["good"]["coverage"] == 1.0
     assert rows["backwards"]["auc"] == 0.0
     assert rows["backwards"]["flags"] == ["higher scores churn more: the scoring runs backwards"]
@@ -57,7 +59,7 @@ def test_metrics_that_measure_the_same_thing_are_paired(found: dict) -> None:
     pairs = {(p["a"], p["b"]): p["spearman"] for p in found["correlated"]}
     assert pairs[("good", "copy")] == 1.0
     assert pairs[("good", "backwards")] == -1.0
-    assert not any("noise" in pair for pair in pairs)
+    assert not any("noise" in pair for pair in pairs if "strong" not in pair)
     assert not any("flat" in pair for pair in pairs)  # constant: no correlation at all
 
 

@@ -1,5 +1,5 @@
 """The Typer app: `accounthealth init | ingest | score | accounts | explain | export | rejects |
-backtest | signals | check`. Every command is a few lines over the Project facade."""
+backtest | signals | calibrate | check`. Every command is a few lines over the Project facade."""
 
 from __future__ import annotations
 
@@ -427,6 +427,90 @@ def signals(
     console.print(f"Scores: mean {number(dist['mean'])}, std {number(dist['std'])}.  {bands}")
     for warning in dist["warnings"]:
         console.print(f"[yellow]{warning}[/]")
+
+
+@app.command()
+def calibrate(
+    train_until: DateOpt = date_option("--train-until", help="Fit on outcomes up to this date."),
+    project: ProjectOpt = Path("."),
+    horizon: Horizon = "90d",
+    every: Every = "14d",
+    start: DateOpt = date_option("--from", help="First observation date."),
+    end: DateOpt = date_option("--to", help="Last observation date (default: last data)."),
+    outcomes: Outcomes = "auto",
+    grace: Grace = 30,
+    bootstrap: int = typer.Option(200, help="Bootstrap replicates for the intervals."),
+) -> None:
+    """Fit suggested weights and renewal proximity on outcomes up to --train-until, write
+    model.proposed.yaml, and compare it with the live model on the period after that date."""
+    import json
+
+    if train_until is None:
+        raise AccountHealthError(
+            "calibrate needs --train-until", where="calibrate", fix="e.g. --train-until 2026-05-01"
+        )
+    options = _backtest_options(horizon, every, start, end, None, outcomes, grace, bootstrap)
+    with _open(project) as p:
+        result = p.calibrate(_date(train_until), options)
+        folder = p.folder / "reports"
+    train = result["train"]
+    console.print(
+        f"[bold]Calibration[/] on {train['observations']:,} observations from {train['first']} "
+        f"to {train['last']} ({train['churned_accounts']} churned accounts), outcomes known "
+        f"by {result['train_until']}."
+    )
+    for fit in result["fits"]:
+        out = table("Component", "Current", "Proposed", "90% interval", title=fit["segment"])
+        for name, weight in fit["current"].items():
+            proposed = (fit["proposed"] or {}).get(name)
+            low_high = fit["intervals"].get(name)
+            out.add_row(
+                name,
+                number(weight),
+                number(proposed),
+                f"{low_high[0]:.0f} to {low_high[1]:.0f}" if low_high else "-",
+            )
+        console.print(out)
+        if fit["reason"]:
+            console.print(f"[yellow]{fit['segment']}: weights unchanged: {fit['reason']}[/]")
+    renewal = result["renewal"]
+    now = renewal["current"]
+    if renewal["proposed"]:
+        new = renewal["proposed"]
+        console.print(
+            f"Renewal proximity: within {now['within_days']} days x{1 + now['amplify']:g} -> "
+            f"within {new['within_days']} days x{1 + new['amplify']:g} (training AUC "
+            f"{now['train_auc']:.3f} -> {new['train_auc']:.3f})"
+        )
+    else:
+        console.print(f"Renewal proximity unchanged: {renewal['reason']}")
+    held = result["held_out"]
+    compare = table(
+        "Model", "AUC", "Top-decile lift", "Churned in top tier 30d before", "Bottom tier churn",
+        title=f"Held out: {held['first']} to {held['last']} ({held['churned_accounts']} churned)",
+    )  # fmt: skip
+    for name, figures in result["compared"].items():
+        compare.add_row(
+            name.replace("_", " "),
+            _ci(figures["auc"]),
+            _ci(figures["top_decile_lift"]),
+            _ci(figures["churned_in_top_tier_30d"] or {}, percent=True),
+            _ci(figures["bottom_tier_churn_rate"], percent=True),
+        )
+    console.print(compare)
+    prob = result["probability"]
+    console.print(
+        f"Churn probability from the score: Brier {prob['brier']:.4f} on the held-out period "
+        f"(the base rate alone: {prob['brier_of_base_rate']:.4f})."
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / f"calibration-{_date(train_until)}.json"
+    data.write_text(json.dumps(result, indent=2, default=str))
+    if result["proposed_file"]:
+        console.print(f"Proposed model: {result['proposed_file']} (the live model is unchanged)")
+    else:
+        console.print("No change proposed: the live model stays as it is.")
+    console.print(f"Figures as JSON: {data}")
 
 
 @app.command()

@@ -121,12 +121,32 @@ def observation_dates(
     return [start + dt.timedelta(days=i * options.every) for i in range(count)], known_until
 
 
-def backtest(
-    project: Project, options: BacktestOptions, resolved: ResolvedModel | None = None
-) -> Backtest:
-    """Score the grid of dates with ``resolved`` (default: the live model) and measure it."""
+@dataclass
+class Observations:
+    """Labelled observations of one model over a grid of dates, with the outcomes used."""
+
+    frame: pd.DataFrame
+    outcomes: pd.DataFrame
+    source: str
+    dates: list[dt.date]
+    known_until: dt.date
+
+    def after(self, day: dt.date) -> Observations:
+        """Only the observations after ``day`` (a held-out period)."""
+        dates = [d for d in self.dates if d > day]
+        if not dates:
+            raise AccountHealthError(
+                f"no observation date after {day}",
+                where="--train-until",
+                fix=f"train until a date before {self.dates[-1]}",
+            )
+        frame = self.frame[self.frame["as_of"] > day].reset_index(drop=True)
+        return Observations(frame, self.outcomes, self.source, dates, self.known_until)
+
+
+def observe(project: Project, options: BacktestOptions, resolved: ResolvedModel) -> Observations:
+    """Score the grid of dates with ``resolved`` and pair every score with its outcome."""
     _check(options)
-    resolved = resolved or project.model
     segments = [seg.segment for seg in resolved.segments]
     if options.segment and options.segment not in segments:
         raise AccountHealthError(
@@ -139,21 +159,28 @@ def backtest(
     scores = project.evaluate(dates, resolved)
     observed = label(scores, outcomes, options.horizon, known_until)
     if options.segment:
-        observed = observed[observed["segment_model"] == options.segment]
+        observed = observed[observed["segment_model"] == options.segment].reset_index(drop=True)
+    return Observations(observed, outcomes, source, dates, known_until)
+
+
+def measure(seen: Observations, resolved: ResolvedModel, options: BacktestOptions) -> dict:
+    """Every backtest figure of a set of observations (scored with ``resolved``)."""
+    observed, outcomes = seen.frame, seen.outcomes
     before = before_outcomes(observed, outcomes, options.days_before, options.every)
-    tiers = {seg.segment: _tier_names(resolved, seg.tiers) for seg in resolved.segments}
+    segments = [seg.segment for seg in resolved.segments]
+    tiers = {seg.segment: tier_names(resolved, seg.tiers) for seg in resolved.segments}
     tiers[ALL] = tiers[segments[-1]]
     boot = measures.Bootstrap.draw(
         pd.concat([observed["account_id"], outcomes["account_id"]]), options.reps, options.seed
     )
     groups = [ALL, *sorted(observed["segment_model"].dropna().unique())]
-    figures = {
+    return {
         "model_version": resolved.version,
         "horizon_days": options.horizon,
         "every_days": options.every,
-        "dates": {"first": dates[0], "last": dates[-1], "count": len(dates)},
-        "outcomes_known_until": known_until,
-        "outcomes_source": source,
+        "dates": {"first": seen.dates[0], "last": seen.dates[-1], "count": len(seen.dates)},
+        "outcomes_known_until": seen.known_until,
+        "outcomes_source": seen.source,
         "outcome_counts": {o: int((outcomes["outcome"] == o).sum()) for o in OUTCOMES},
         "bootstrap_replicates": options.reps,
         "segments": {
@@ -165,10 +192,18 @@ def backtest(
             list(dict.fromkeys(c.name for seg in resolved.segments for c in seg.components)),
         ),
     }
-    return Backtest(figures, observed, outcomes)
 
 
-def _tier_names(resolved: ResolvedModel, tiers: t.Sequence[t.Any]) -> list[str]:
+def backtest(
+    project: Project, options: BacktestOptions, resolved: ResolvedModel | None = None
+) -> Backtest:
+    """Score the grid of dates with ``resolved`` (default: the live model) and measure it."""
+    resolved = resolved or project.model
+    seen = observe(project, options, resolved)
+    return Backtest(measure(seen, resolved, options), seen.frame, seen.outcomes)
+
+
+def tier_names(resolved: ResolvedModel, tiers: t.Sequence[t.Any]) -> list[str]:
     """Tier names from the healthiest to the most at risk, with the 4-tier split applied."""
     names = [tier.name for tier in tiers]
     spec = resolved.model.trend_tiers

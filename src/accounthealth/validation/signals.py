@@ -15,6 +15,7 @@ LOW_COVERAGE = 0.5
 SAME_VALUE = 0.9
 NO_POWER = 0.05  # AUC within 0.5 +/- this predicts nothing
 CORRELATED = 0.8
+TOO_GOOD = 0.95  # AUC alone above this: suspicious of data dated before it was known
 CLUSTERED = 0.5  # share of scores in one 10-point band
 MIN_ROWS = 30
 
@@ -45,7 +46,12 @@ def _signal(
     if len(v) and (modal >= SAME_VALUE or scores[have].std() < 1e-9):
         flags.append(f"{modal:.0%} of accounts have the same value: it does not differentiate")
     if not math.isnan(auc) and known.sum() >= MIN_ROWS:
-        if auc < 0.5 - NO_POWER:
+        if auc >= TOO_GOOD:
+            flags.append(
+                "predicts churn almost perfectly on its own: check that its data was known on "
+                "the dates it carries (a leak of the outcome would look like this)"
+            )
+        elif auc < 0.5 - NO_POWER:
             flags.append("higher scores churn more: the scoring runs backwards")
         elif abs(auc - 0.5) <= NO_POWER:
             flags.append("predicts churn no better than chance")
