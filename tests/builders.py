@@ -4,6 +4,7 @@ right scores can be worked out by hand."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import textwrap
 from pathlib import Path
 
@@ -63,3 +64,50 @@ def make_project(
     text = model if isinstance(model, str) else yaml.safe_dump(model, sort_keys=False)
     (folder / "model.yaml").write_text(textwrap.dedent(text))
     return folder
+
+
+CHURN_MODEL = """
+components:
+  usage:
+    weight: 100
+    metrics:
+      events_30d: {count: events, window: 30d, score: {linear: {bad: 0, good: 10}}}
+segments:
+  enterprise: {when: "segment = 'enterprise'"}
+"""
+CHURNERS = ["C1", "C2", "C3", "C4"]
+RETAINERS = ["R1", "R2", "R3", "R4", "R5", "R6"]
+ENTERPRISE = {"C4", "R5", "R6"}
+
+
+def _day(offset: int) -> dt.date:
+    return dt.date.fromisoformat("2025-10-01") + dt.timedelta(days=offset)
+
+
+def churn_book(folder: Path, tables: dict | None = None, late_events: tuple = ()) -> Path:
+    """A book whose backtest answer is known: churners (C*) never use the product and churn
+    on 2026-04-01, retainers (R*) use it daily and renew; the last data is 2026-06-30."""
+    accounts = [
+        account(a, segment="enterprise" if a in ENTERPRISE else "smb") for a in CHURNERS + RETAINERS
+    ]
+    contracts = []
+    for a in CHURNERS + RETAINERS:
+        churns = a in CHURNERS
+        contracts.append(
+            {"contract_id": f"{a}-1", "account_id": a, "start_date": "2025-01-01",
+             "end_date": "2026-04-01", "arr": 1000, "status": "churned" if churns else "renewed"}
+        )  # fmt: skip
+        if not churns:
+            contracts.append(
+                {"contract_id": f"{a}-2", "account_id": a, "start_date": "2026-04-01",
+                 "end_date": "2027-04-01", "arr": 1000, "status": "active"}
+            )  # fmt: skip
+    # Retainers: one event a day from Oct 2025 to the end of June 2026 (the last data).
+    events = [
+        {"account_id": a, "user_id": "u1", "event_time": f"{_day(i)} 10:00:00", "event": "login"}
+        for a in RETAINERS
+        for i in range((dt.date.fromisoformat("2026-06-30") - _day(0)).days + 1)
+    ]
+    events += late_events
+    data = {"accounts": accounts, "contracts": contracts, "events": events, **(tables or {})}
+    return make_project(folder, CHURN_MODEL, data)

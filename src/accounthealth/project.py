@@ -271,6 +271,32 @@ class Project:
 
         return calibrate(self, train_until, options or BacktestOptions(**settings))
 
+    def plan(
+        self,
+        proposed: Path | str | None = None,
+        options: BacktestOptions | None = None,
+        **settings: t.Any,
+    ) -> dict:
+        """What differs between the live model and a proposed one (default
+        model.proposed.yaml), and both backtested on the same dates."""
+        from accounthealth.validation.changes import plan
+
+        return plan(self, proposed, options or BacktestOptions(**settings))
+
+    def apply(self, proposed: Path | str | None = None, *, by: str, note: str = "") -> dict:
+        """Make a proposed model file the live model, recording who applied it and when."""
+        from accounthealth.validation.changes import apply
+
+        result = apply(self, proposed, by, note)
+        self.loaded = load_project(self.folder)
+        self._resolved = None
+        return result
+
+    def model_changes(self) -> pd.DataFrame:
+        """Every applied model change, newest first."""
+        changes = self.store.table("model_changes")
+        return self.store.execute(changes.order_by(changes.changed_at.desc()))
+
     # -- results -----------------------------------------------------------------------------
     def _history(self) -> ibis.Table:
         self._require(self.store, "scores", "run 'accounthealth score' first")

@@ -15,58 +15,15 @@ from accounthealth.cli.app import app
 from accounthealth.errors import AccountHealthError
 from accounthealth.validation.backtest import BacktestOptions
 
-from builders import account, make_project
+from builders import CHURNERS, RETAINERS, churn_book
 
 D = dt.date.fromisoformat
-MODEL = """
-components:
-  usage:
-    weight: 100
-    metrics:
-      events_30d: {count: events, window: 30d, score: {linear: {bad: 0, good: 10}}}
-segments:
-  enterprise: {when: "segment = 'enterprise'"}
-"""
-CHURNERS = ["C1", "C2", "C3", "C4"]
-RETAINERS = ["R1", "R2", "R3", "R4", "R5", "R6"]
-ENTERPRISE = {"C4", "R5", "R6"}
 OPTIONS = {"start": D("2026-01-05"), "end": D("2026-03-30"), "every": 7, "reps": 50}
-
-
-def _day(offset: int) -> dt.date:
-    return D("2025-10-01") + dt.timedelta(days=offset)
-
-
-def build(folder: Path, tables: dict | None = None, late_events: tuple = ()) -> Path:
-    accounts = [
-        account(a, segment="enterprise" if a in ENTERPRISE else "smb") for a in CHURNERS + RETAINERS
-    ]
-    contracts = []
-    for a in CHURNERS + RETAINERS:
-        churns = a in CHURNERS
-        contracts.append(
-            {"contract_id": f"{a}-1", "account_id": a, "start_date": "2025-01-01",
-             "end_date": "2026-04-01", "arr": 1000, "status": "churned" if churns else "renewed"}
-        )  # fmt: skip
-        if not churns:
-            contracts.append(
-                {"contract_id": f"{a}-2", "account_id": a, "start_date": "2026-04-01",
-                 "end_date": "2027-04-01", "arr": 1000, "status": "active"}
-            )  # fmt: skip
-    # Retainers: one event a day from Oct 2025 to the end of June 2026 (the last data).
-    events = [
-        {"account_id": a, "user_id": "u1", "event_time": f"{_day(i)} 10:00:00", "event": "login"}
-        for a in RETAINERS
-        for i in range((D("2026-06-30") - _day(0)).days + 1)
-    ]
-    events += late_events
-    data = {"accounts": accounts, "contracts": contracts, "events": events, **(tables or {})}
-    return make_project(folder, MODEL, data)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = build(tmp_path_factory.mktemp("backtest") / "p")
+    folder = churn_book(tmp_path_factory.mktemp("backtest") / "p")
     with ah.open(folder) as p:
         p.ingest()
     return folder
@@ -148,7 +105,7 @@ def test_recent_observations_are_censored_not_counted_as_retained(project: Path)
 
 
 def test_later_data_changes_outcomes_but_no_score_of_the_past(tmp_path: Path) -> None:
-    folder = build(tmp_path / "p")
+    folder = churn_book(tmp_path / "p")
     with ah.open(folder) as p:
         p.ingest()
         before = p.backtest(**OPTIONS).observations
@@ -157,7 +114,7 @@ def test_later_data_changes_outcomes_but_no_score_of_the_past(tmp_path: Path) ->
         {"account_id": a, "user_id": "u9", "event_time": "2026-04-15 09:00:00", "event": "x"}
         for a in CHURNERS
     )
-    with ah.open(build(tmp_path / "q", late_events=late)) as p:
+    with ah.open(churn_book(tmp_path / "q", late_events=late)) as p:
         p.ingest()
         after = p.backtest(**OPTIONS).observations
     cols = ["account_id", "as_of", "score", "tier", "churned", "known"]
@@ -166,7 +123,7 @@ def test_later_data_changes_outcomes_but_no_score_of_the_past(tmp_path: Path) ->
 
 def test_an_outcomes_table_is_used_when_it_has_rows(tmp_path: Path) -> None:
     outcomes = [{"account_id": "R1", "date": "2026-02-15", "outcome": "churned"}]
-    folder = build(tmp_path / "p", tables={"outcomes": outcomes})
+    folder = churn_book(tmp_path / "p", tables={"outcomes": outcomes})
     with ah.open(folder) as p:
         p.ingest()
         got = p.backtest(**OPTIONS)

@@ -1,5 +1,6 @@
 """The Typer app: `accounthealth init | ingest | score | accounts | explain | export | rejects |
-backtest | signals | calibrate | check`. Every command is a few lines over the Project facade."""
+backtest | signals | calibrate | plan | apply |
+check`. Every command is a few lines over the Project facade."""
 
 from __future__ import annotations
 
@@ -511,6 +512,74 @@ def calibrate(
     else:
         console.print("No change proposed: the live model stays as it is.")
     console.print(f"Figures as JSON: {data}")
+
+
+def _setting(value: t.Any) -> str:
+    return "-" if value is None else str(value)
+
+
+@app.command()
+def plan(
+    proposed: Path = typer.Option(None, help="Proposed model file (default model.proposed.yaml)."),
+    project: ProjectOpt = Path("."),
+    horizon: Horizon = "90d",
+    every: Every = "14d",
+    start: DateOpt = date_option("--from", help="First observation date."),
+    end: DateOpt = date_option("--to", help="Last observation date (default: last data)."),
+    outcomes: Outcomes = "auto",
+    grace: Grace = 30,
+    bootstrap: int = typer.Option(200, help="Bootstrap replicates for the intervals."),
+) -> None:
+    """Show what a proposed model changes and how it backtests against the live one."""
+    options = _backtest_options(horizon, every, start, end, None, outcomes, grace, bootstrap)
+    with _open(project) as p:
+        result = p.plan(proposed, options)
+    diff = table(
+        "Setting", "Live", "Proposed",
+        title=f"{result['live_version']} (live) -> {result['proposed_version']} "
+        f"({Path(result['proposed_file']).name})",
+    )  # fmt: skip
+    for change in result["changes"]:
+        diff.add_row(change["setting"], _setting(change["live"]), _setting(change["proposed"]))
+    console.print(diff)
+    live, new = result["backtest"]["live"], result["backtest"]["proposed"]
+    compare = table(
+        "Segment", "AUC live", "AUC proposed", "Lift live", "Lift proposed",
+        title=f"Backtest on {live['dates']['count']} dates, {live['dates']['first']} to "
+        f"{live['dates']['last']}",
+    )  # fmt: skip
+    for name, before in live["segments"].items():
+        after = new["segments"].get(name)
+        if after is None:
+            continue
+        compare.add_row(
+            name,
+            _ci(before["ranking"]["auc"]),
+            _ci(after["ranking"]["auc"]),
+            _ci(before["ranking"]["top_decile_lift"]),
+            _ci(after["ranking"]["top_decile_lift"]),
+        )
+    console.print(compare)
+    console.print("Apply it with: accounthealth apply --by NAME")
+
+
+@app.command()
+def apply(
+    by: str = typer.Option(..., help="Who applies the change (recorded)."),
+    proposed: Path = typer.Option(None, help="Proposed model file (default model.proposed.yaml)."),
+    note: str = typer.Option("", help="Why (recorded with the change)."),
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Make the proposed model the live one; who and when are recorded, history keeps its
+    model versions."""
+    with _open(project) as p:
+        result = p.apply(proposed, by=by, note=note)
+    console.print(
+        f"Applied model {result['to_version']} (was {result['from_version']}) to "
+        f"{result['model_file']} by {result['applied_by']} at {result['applied_at']}: "
+        f"{len(result['changes'])} setting(s) changed. Scores already computed keep their "
+        "version; run 'accounthealth score' to score with the new one."
+    )
 
 
 @app.command()

@@ -46,6 +46,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             model_version VARCHAR, segment_model VARCHAR, kind VARCHAR, position INTEGER,
             component VARCHAR, metric VARCHAR)""",
     ),
+    # Applied model changes: who, when, from which version to which, both definitions.
+    (
+        """CREATE TABLE IF NOT EXISTS model_changes (
+            changed_at TIMESTAMP, changed_by VARCHAR, from_version VARCHAR,
+            to_version VARCHAR, model_file VARCHAR, previous_definition VARCHAR,
+            new_definition VARCHAR, note VARCHAR)""",
+    ),
 )
 # Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
 METRIC_FIELDS = {"value": "DOUBLE", "score": "DOUBLE", "present": "BOOLEAN", "share": "DOUBLE"}
