@@ -24,7 +24,7 @@ from accounthealth.errors import AccountHealthError, NotFoundError, ProjectError
 from accounthealth.explain import Explanation, explain
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.progress import SILENT, Progress
-from accounthealth.scoring.run import rollup, score_frame, split_by_trend
+from accounthealth.scoring.run import churn_probability, rollup, score_frame, split_by_trend
 from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
@@ -244,6 +244,7 @@ class Project:
             return next(t.name for t in tiers[segment] if value >= t.min)
 
         frame = rollup(frame, resolved.model, tier_of)
+        frame["churn_probability"] = churn_probability(frame, resolved.model)
         spec = resolved.model.trend_tiers
         if spec is not None and split:
             wanted = sorted({d - dt.timedelta(days=spec.days) for d in dates} - set(dates))

@@ -178,6 +178,11 @@ def test_the_proposed_model_is_a_new_file_and_the_live_one_is_untouched(
         assert p.load_model(proposed).version == calibrated["proposed_version"]
     assert (book / "model.yaml").read_text() == live_text
     document = yaml.safe_load(proposed.read_text())
+    # The calibrated churn probability goes with the proposal, judged on the held-out period.
+    mapping = document["churn_probability"]
+    assert mapping["slope"] < 0 and mapping["fitted_until"] == str(TRAIN_UNTIL)
+    judged = calibrated["probability"]
+    assert 0 < judged["brier"] < 0.25 and judged["reliability"]
     fits = {f["segment"]: f for f in calibrated["fits"]}
     for name, fit in fits.items():
         if not fit["proposed"]:

@@ -127,12 +127,15 @@ def accounts(
             day, tier=tier, segment=segment, owner=owner, sort=sort, limit=limit or None
         )
         trends = p.model.model.trends
+    # The churn probability column appears once a calibrated model has scored these dates.
+    churn = "churn_probability" in frame and frame["churn_probability"].notna().any()
     out = table(
         "Account",
         "Name",
         "Score",
         "Tier",
         *[f"Δ{d}d" for d in trends],
+        *(["Churn"] if churn else []),
         "Coverage",
         "ARR",
         "Renewal",
@@ -149,6 +152,7 @@ def accounts(
             number(r["score"]),
             tier_text(r["tier"]),
             *[number(r[f"change_{d}d"], signed=True) for d in trends],
+            *([_percent(r["churn_probability"])] if churn else []),
             f"{r['coverage']:.0%}",
             number(r["arr"]),
             "-" if renewal is None or renewal != renewal else f"{int(renewal)}d",
@@ -156,6 +160,10 @@ def accounts(
             str(r["segment"] or ""),
         )
     console.print(out)
+
+
+def _percent(value: t.Any) -> str:
+    return "-" if value is None or value != value else f"{value:.0%}"
 
 
 @app.command()
@@ -176,6 +184,12 @@ def explain(
         f"model {e.model_version} ({e.segment_model})   ARR {number(e.arr)}   "
         f"renewal {'-' if e.days_to_renewal is None else f'in {e.days_to_renewal} days'}"
     )
+    if e.churn_probability is not None:
+        factors = ", ".join(f"{label} (-{points:.0f} points)" for label, points in e.risk_factors())
+        console.print(
+            f"Churn probability: [bold]{e.churn_probability:.0%}[/]"
+            + (f"; biggest risk factors: {factors}" if factors else "")
+        )
     if abs(e.renewal_adjustment) >= 0.05:
         console.print(f"Renewal proximity: {e.renewal_adjustment:+.1f} points")
     if e.rollup_children:
@@ -500,10 +514,17 @@ def calibrate(
         )
     console.print(compare)
     prob = result["probability"]
-    console.print(
-        f"Churn probability from the score: Brier {prob['brier']:.4f} on the held-out period "
-        f"(the base rate alone: {prob['brier_of_base_rate']:.4f})."
-    )
+    if "brier" in prob:
+        console.print(
+            f"Churn probability beside each score (proposed): Brier {prob['brier']:.4f} on the "
+            f"held-out period (the base rate alone: {prob['brier_of_base_rate']:.4f})."
+        )
+        rel = table("Predicted", "Observed", "Observations", title="Reliability (held out)")
+        for row in prob["reliability"]:
+            rel.add_row(
+                f"{row['predicted']:.1%}", f"{row['observed']:.1%}", f"{row['observations']:,}"
+            )
+        console.print(rel)
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / f"calibration-{_date(train_until)}.json"
     data.write_text(json.dumps(result, indent=2, default=str))

@@ -84,6 +84,7 @@ NUMERIC = {
     "share",
     "value",
     "line",
+    "churn",
 }
 
 

@@ -280,6 +280,17 @@ class Renewal(Strict):
     amplify: float = Field(0.5, ge=0, le=3)
 
 
+class ChurnProbability(Strict):
+    """A churn probability beside every score: P(churn within ``horizon`` days) =
+    logistic(intercept + slope x score), fitted by `accounthealth calibrate` on outcomes up to
+    ``fitted_until``. A higher score must not mean more churn, so slope is at most 0."""
+
+    horizon: Days = 90
+    intercept: float
+    slope: float = Field(le=0)
+    fitted_until: str | None = None
+
+
 class Rollup(Strict):
     """How a parent account's score is made from its children's."""
 
@@ -308,6 +319,7 @@ class HealthModel(Strict):
     trends: tuple[int, ...] = (7, 30, 90)
     renewal: Renewal | None = None
     rollup: Rollup | None = None
+    churn_probability: ChurnProbability | None = None
     signals: dict[str, MetricSpec] = Field(default_factory=dict)
     components: dict[str, Component]
     segments: dict[str, Segment] = Field(default_factory=dict)

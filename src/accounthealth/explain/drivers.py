@@ -73,10 +73,19 @@ class Explanation:
     components: tuple[ComponentPart, ...]
     changes: tuple[Change, ...] = ()
     freshness: dict[str, dt.date | None] = field(default_factory=dict)
+    churn_probability: float | None = None
 
     def summary(self) -> str:
         """The change sentences, one per line."""
         return "\n".join(c.sentence for c in self.changes)
+
+    def risk_factors(self, top: int = 3) -> list[tuple[str, float]]:
+        """The components that cost the score the most points (share x (100 - score)): what
+        drives the churn risk, biggest first."""
+        lost = [
+            (c.label, c.share * (100 - c.score)) for c in self.components if c.score is not None
+        ]
+        return sorted((x for x in lost if x[1] > 0.05), key=lambda x: -x[1])[:top]
 
 
 def format_value(value: float | None, fmt: str) -> str:
@@ -360,4 +369,5 @@ def explain(
         components=tuple(components),
         changes=tuple(changes),
         freshness=freshness(compute, account_id, now["as_of"]),
+        churn_probability=_num(now.get("churn_probability")),
     )

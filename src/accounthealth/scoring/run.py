@@ -152,3 +152,12 @@ def split_by_trend(frame: pd.DataFrame, history: pd.DataFrame, model: HealthMode
     merged.loc[middle, "tier"] = spec.stable
     merged.loc[declining, "tier"] = spec.declining
     return merged.drop(columns=["_then"])
+
+
+def churn_probability(frame: pd.DataFrame, model: HealthModel) -> pd.Series:
+    """P(churn within the model's horizon) from each final score, when the model has one."""
+    spec = model.churn_probability
+    if spec is None:
+        return pd.Series(np.nan, index=frame.index, dtype="float64")
+    z = spec.intercept + spec.slope * frame["score"].astype("float64")
+    return 1 / (1 + np.exp(-z))

@@ -53,6 +53,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             to_version VARCHAR, model_file VARCHAR, previous_definition VARCHAR,
             new_definition VARCHAR, note VARCHAR)""",
     ),
+    # The calibrated churn probability beside each score (empty for models without one).
+    ("ALTER TABLE scores ADD COLUMN churn_probability DOUBLE",),
 )
 # Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
 METRIC_FIELDS = {"value": "DOUBLE", "score": "DOUBLE", "present": "BOOLEAN", "share": "DOUBLE"}

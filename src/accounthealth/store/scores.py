@@ -43,6 +43,7 @@ SCORE_COLUMNS = {
     "owner": pa.string(),
     "manager": pa.string(),
     "parent_account_id": pa.string(),
+    "churn_probability": pa.float64(),
 }
 
 

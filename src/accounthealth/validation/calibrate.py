@@ -161,6 +161,9 @@ def with_renewal(base: pd.Series, days: pd.Series, within: int, amplify: float) 
 RENEWAL_DAYS = (30, 60, 90, 120, 180)
 RENEWAL_AMPLIFY = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 MIN_GAIN = 0.01
+# A setting that pushes more than this share of scores to 0 is not proposed: a floor of zeros
+# ranks nothing among them and tells a CSM nothing but "renewal is near".
+MAX_FLOORED = 0.02
 
 
 def fit_renewal(train: pd.DataFrame, fits: list[dict], current: t.Any) -> dict:
@@ -172,12 +175,17 @@ def fit_renewal(train: pd.DataFrame, fits: list[dict], current: t.Any) -> dict:
     def auc(within: int, amplify: float) -> float:
         score = with_renewal(base, train["days_to_renewal"], within, amplify)
         keep = score.notna().to_numpy()
+        floored = ((score <= 0) & (base > 0)).mean()
+        if floored > MAX_FLOORED:
+            return math.nan
         return weighted_auc(y[keep], -score.to_numpy()[keep])
 
     now = (current.within_days, current.amplify) if current else (90, 0.0)
     tried = {(w, a): auc(w, a) for w in RENEWAL_DAYS for a in RENEWAL_AMPLIFY}
+    tried = {k: v for k, v in tried.items() if not math.isnan(v)}
     best = max(tried, key=lambda k: tried[k])
     baseline = auc(*now)
+    baseline = baseline if not math.isnan(baseline) else 0.0
     out = {
         "current": {"within_days": now[0], "amplify": now[1], "train_auc": round(baseline, 4)},
         "proposed": None,
@@ -195,13 +203,19 @@ def fit_renewal(train: pd.DataFrame, fits: list[dict], current: t.Any) -> dict:
 
 
 def proposed_document(
-    model_file: Path | None, inline: dict | None, fits: list[dict], renewal: dict | None = None
+    model_file: Path | None,
+    inline: dict | None,
+    fits: list[dict],
+    renewal: dict | None = None,
+    probability: dict | None = None,
 ) -> dict:
     """The live model's YAML with the proposed weights in place (default components and
-    segment `weights:`) and, when proposed, the renewal proximity."""
+    segment `weights:`) and, when proposed, the renewal proximity and churn probability."""
     data = yaml.safe_load(model_file.read_text()) if model_file else inline or {}
     if renewal and renewal["proposed"]:
         data["renewal"] = {k: renewal["proposed"][k] for k in ("within_days", "amplify")}
+    if probability:
+        data["churn_probability"] = probability
     for fit in fits:
         if not fit["proposed"]:
             continue
@@ -244,32 +258,34 @@ def rank_matched_tiers(score: np.ndarray, like: pd.Series, order: list[str]) -> 
     return tiers
 
 
-def probability(train: pd.DataFrame, test: pd.DataFrame) -> dict:
-    """A churn probability from the health score (logistic in the score, fitted on the
-    training period) and its Brier score and reliability on the test period."""
+def fit_probability(score: pd.Series, churned: pd.Series) -> tuple[float, float]:
+    """Intercept and slope of P(churn) = logistic(intercept + slope x score)."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression()
-    model.fit(train[["score"]].astype(float), train["churned"].astype(int))
-    p = model.predict_proba(test[["score"]].astype(float))[:, 1]
-    y = test["churned"].to_numpy(dtype=float)
+    keep = score.notna()
+    model = LogisticRegression(C=1e6).fit(score[keep].to_frame(), churned[keep].astype(int))
+    return float(model.intercept_[0]), float(model.coef_[0][0])
+
+
+def assess_probability(probability: pd.Series, churned: pd.Series) -> dict:
+    """Brier score (against the base rate's) and reliability: mean predicted vs observed churn
+    per tenth of probability."""
+    keep = probability.notna()
+    p, y = probability[keep].to_numpy(), churned[keep].to_numpy(dtype=float)
     bins = np.minimum((p * 10).astype(int), 9)
-    reliability = [
-        {
-            "predicted": round(float(p[bins == b].mean()), 4),
-            "observed": round(float(y[bins == b].mean()), 4),
-            "observations": int((bins == b).sum()),
-        }
-        for b in range(10)
-        if (bins == b).any()
-    ]
     base = float(y.mean()) if len(y) else math.nan
     return {
-        "intercept": float(model.intercept_[0]),
-        "slope": float(model.coef_[0][0]),
         "brier": round(float(np.mean((p - y) ** 2)), 6),
         "brier_of_base_rate": round(float(np.mean((base - y) ** 2)), 6),
-        "reliability": reliability,
+        "reliability": [
+            {
+                "predicted": round(float(p[bins == b].mean()), 4),
+                "observed": round(float(y[bins == b].mean()), 4),
+                "observations": int((bins == b).sum()),
+            }
+            for b in range(10)
+            if (bins == b).any()
+        ],
     }
 
 
@@ -319,12 +335,31 @@ def calibrate(project: Project, train_until: dt.date, options: BacktestOptions) 
     }
     test_options = dataclasses.replace(options, start=held_out.dates[0])
     compared = {"current": _headline(measure(held_out, live, test_options))}
-    if any(f["proposed"] for f in fits) or renewal["proposed"]:
+    # The probability is fitted on the proposed score (weights and renewal) of the training
+    # observations; it is judged on the held-out period as the proposed model scores it.
+    settings = renewal["proposed"] or renewal["current"]
+    trained = with_renewal(
+        base_scores(train, fits),
+        train["days_to_renewal"],
+        settings["within_days"],
+        settings["amplify"],
+    )
+    intercept, slope = fit_probability(trained, train["churned"])
+    probability = None
+    if slope < 0:
+        probability = {
+            "horizon": f"{options.horizon}d",
+            "intercept": round(intercept, 6),
+            "slope": round(slope, 6),
+            "fitted_until": str(train_until),
+        }
+    result["probability"] = {"model": probability}
+    if any(f["proposed"] for f in fits) or renewal["proposed"] or probability:
         folder = project.folder
         model_setting = project.loaded.config.model
         model_file = folder / model_setting if isinstance(model_setting, str) else None
         inline = None if model_file else copy.deepcopy(dict(model_setting))
-        document = proposed_document(model_file, inline, fits, renewal)
+        document = proposed_document(model_file, inline, fits, renewal, probability)
         target = (model_file or folder / "model.yaml").with_suffix(".proposed.yaml")
         header = (
             f"# Proposed by 'accounthealth calibrate --train-until {train_until}' from outcomes "
@@ -337,6 +372,10 @@ def calibrate(project: Project, train_until: dt.date, options: BacktestOptions) 
         again = observe(project, test_options, proposed)
         again.frame = again.frame[again.frame["known"]].reset_index(drop=True)
         compared["proposed"] = _headline(measure(again, proposed, test_options))
+        if probability:
+            result["probability"].update(
+                assess_probability(again.frame["churn_probability"], again.frame["churned"])
+            )
     test = held_out.frame
     gbm = test.copy()
     gbm["score"] = reference_scores(train, test, list(live.metrics))
@@ -351,7 +390,6 @@ def calibrate(project: Project, train_until: dt.date, options: BacktestOptions) 
         "churned_accounts": int(test.loc[test["churned"], "account_id"].nunique()),
     }
     result["compared"] = compared
-    result["probability"] = probability(train, test)
     # The live score's AUC on the training period: far above the held-out one hints at a leak
     # or a period unlike the present.
     result["current_auc_in_training"] = weighted_auc(
