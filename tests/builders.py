@@ -84,9 +84,15 @@ def _day(offset: int) -> dt.date:
     return dt.date.fromisoformat("2025-10-01") + dt.timedelta(days=offset)
 
 
-def churn_book(folder: Path, tables: dict | None = None, late_events: tuple = ()) -> Path:
+def churn_book(
+    folder: Path,
+    tables: dict | None = None,
+    late_events: tuple = (),
+    renewal_arr: dict[str, float] | None = None,
+) -> Path:
     """A book whose backtest answer is known: churners (C*) never use the product and churn
-    on 2026-04-01, retainers (R*) use it daily and renew; the last data is 2026-06-30."""
+    on 2026-04-01, retainers (R*) use it daily and renew (at ``renewal_arr`` instead of 1000
+    where given: a contraction or expansion); the last data is 2026-06-30."""
     accounts = [
         account(a, segment="enterprise" if a in ENTERPRISE else "smb") for a in CHURNERS + RETAINERS
     ]
@@ -100,7 +106,8 @@ def churn_book(folder: Path, tables: dict | None = None, late_events: tuple = ()
         if not churns:
             contracts.append(
                 {"contract_id": f"{a}-2", "account_id": a, "start_date": "2026-04-01",
-                 "end_date": "2027-04-01", "arr": 1000, "status": "active"}
+                 "end_date": "2027-04-01", "arr": (renewal_arr or {}).get(a, 1000),
+             "status": "active"}
             )  # fmt: skip
     # Retainers: one event a day from Oct 2025 to the end of June 2026 (the last data).
     events = [

@@ -182,3 +182,20 @@ def test_the_cli_prints_the_figures_and_writes_an_offline_report(
     assert "AUC alone" in signals.output and "Scores: mean" in signals.output
     bad = CliRunner().invoke(app, [*args[:3], "--horizon", "soon"])
     assert bad.exit_code != 0 and "--horizon" in str(bad.exception or bad.output)
+
+
+def test_partial_churn_is_counted_apart_from_churn(tmp_path: Path) -> None:
+    folder = churn_book(tmp_path / "p", renewal_arr={"R1": 600.0, "R2": 1500.0})
+    with ah.open(folder) as p:
+        p.ingest()
+        got = p.backtest(**OPTIONS)
+    counts = got.figures["outcome_counts"]
+    assert (counts["contracted"], counts["expanded"], counts["renewed"]) == (1, 1, 4)
+    obs = got.observations
+    assert set(obs.loc[obs["contracted"], "account_id"]) == {"R1"}
+    assert not (obs["contracted"] & obs["churned"]).any()
+    tiers = {r["tier"]: r for r in got.figures["segments"]["all"]["by_tier"]}
+    # R1 is one of six Green accounts on each of the 13 dates; churn is unchanged by it.
+    assert tiers["Green"]["contracted"] == 13
+    assert tiers["Green"]["contraction_rate"] == pytest.approx(1 / 6, abs=1e-6)
+    assert tiers["Green"]["churn_rate"]["value"] == 0.0

@@ -18,6 +18,7 @@ from accounthealth.cli.app import app
 from accounthealth.demo.project import create
 from accounthealth.metrics.definitions import ScoredComponent, ScoringModel
 from accounthealth.validation.calibrate import (
+    assess_probability,
     fit_segment,
     fit_weights,
     rank_matched_tiers,
@@ -212,3 +213,16 @@ def test_the_cli_writes_the_comparison_and_refuses_without_a_date(book: Path) ->
     assert (book / "reports" / f"calibration-{TRAIN_UNTIL}.json").exists()
     missing = CliRunner().invoke(app, ["calibrate", "-p", str(book)])
     assert missing.exit_code != 0
+
+
+def test_brier_and_reliability_on_known_probabilities() -> None:
+    p = pd.Series([0.1, 0.1, 0.9, 0.9, np.nan])
+    y = pd.Series([False, True, True, True, True])
+    got = assess_probability(p, y)
+    # (0.01 + 0.81 + 0.01 + 0.01) / 4; the base rate 0.75 scores 3 x 0.0625 + 0.5625 over 4.
+    assert got["brier"] == pytest.approx(0.21)
+    assert got["brier_of_base_rate"] == pytest.approx(0.1875)
+    assert got["reliability"] == [
+        {"predicted": 0.1, "observed": 0.5, "observations": 2},
+        {"predicted": 0.9, "observed": 1.0, "observations": 2},
+    ]

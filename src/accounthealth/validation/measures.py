@@ -143,8 +143,10 @@ def ranking(obs: pd.DataFrame, boot: Bootstrap) -> dict:
 
 
 def by_tier(known: pd.DataFrame, tiers: t.Sequence[str], boot: Bootstrap) -> list[dict]:
-    """Churn rate within the horizon of the observations in each tier."""
+    """Churn rate within the horizon of the observations in each tier, and the rate of
+    partial churn (renewal at lower ARR) where contractions are known."""
     y = known["churned"].to_numpy(dtype=float)
+    shrank = known.get("contracted", pd.Series(False, index=known.index)).to_numpy(dtype=float)
     out = []
     for tier in tiers:
         among = (known["tier"] == tier).to_numpy(dtype=float)
@@ -154,6 +156,8 @@ def by_tier(known: pd.DataFrame, tiers: t.Sequence[str], boot: Bootstrap) -> lis
                 "observations": int(among.sum()),
                 "churned": int((among * y).sum()),
                 "churn_rate": boot.estimate(known["account_id"], _rate(y, among), among.sum()),
+                "contracted": int((among * shrank).sum()),
+                "contraction_rate": _clean(_rate(shrank, among)(np.ones(len(known)))),
             }
         )
     return out

@@ -21,8 +21,9 @@ from accounthealth.validation.outcomes import RETAINED
 def label(
     scores: pd.DataFrame, outcomes: pd.DataFrame, horizon: int, known_until: dt.date
 ) -> pd.DataFrame:
-    """Add churn_date (next churn after the date), churned (within ``horizon`` days), known,
-    duration (days to churn or to ``known_until``) and event to each scored account-date."""
+    """Add churn_date (next churn after the date), churned (within ``horizon`` days),
+    contracted (renewed at lower ARR within the horizon, without churning), known, duration
+    (days to churn or to ``known_until``) and event to each scored account-date."""
     obs = scores.copy()
     obs["_t"] = pd.to_datetime(obs["as_of"])
     obs = obs.sort_values("_t").reset_index(drop=True)
@@ -38,6 +39,18 @@ def label(
         allow_exact_matches=False,
     )
     obs["churn_date"] = nxt["_churn"].to_numpy()
+    # Partial churn: the next contraction (a renewal at lower ARR) after the date.
+    shrinks = events.loc[events["outcome"] == "contracted", ["account_id", "_d"]]
+    shrink = pd.merge_asof(
+        obs[["_t", "account_id"]],
+        shrinks.rename(columns={"_d": "_shrink"}).assign(_c=lambda f: f["_shrink"]),
+        left_on="_t",
+        right_on="_c",
+        by="account_id",
+        direction="forward",
+        allow_exact_matches=False,
+    )
+    obs["_shrink"] = shrink["_shrink"].to_numpy()
     # The latest outcome on or before the date: a churn with no comeback since means the
     # account is not a customer on that date (possible with an outcomes table).
     prev = pd.merge_asof(
@@ -53,12 +66,17 @@ def label(
     known = pd.Timestamp(known_until)
     end = obs["_t"] + pd.Timedelta(days=horizon)
     obs["churned"] = obs["churn_date"].notna() & (obs["churn_date"] <= end)
+    obs["contracted"] = ~obs["churned"] & obs["_shrink"].notna() & (obs["_shrink"] <= end)
     obs["known"] = obs["churned"] | (end <= known)
     obs["event"] = obs["churn_date"].notna() & (obs["churn_date"] <= known)
     stop = obs["churn_date"].where(obs["event"], known)
     obs["duration"] = (stop - obs["_t"]).dt.days.astype(float)
     obs["churn_date"] = obs["churn_date"].dt.date
-    return obs.drop(columns=["_t"]).sort_values(["as_of", "account_id"]).reset_index(drop=True)
+    return (
+        obs.drop(columns=["_t", "_shrink"])
+        .sort_values(["as_of", "account_id"])
+        .reset_index(drop=True)
+    )
 
 
 def before_outcomes(
