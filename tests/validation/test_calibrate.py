@@ -20,6 +20,7 @@ from accounthealth.metrics.definitions import ScoredComponent, ScoringModel
 from accounthealth.validation.calibrate import (
     assess_probability,
     fit_segment,
+    fit_tiers,
     fit_weights,
     rank_matched_tiers,
     to_weights,
@@ -226,3 +227,20 @@ def test_brier_and_reliability_on_known_probabilities() -> None:
         {"predicted": 0.1, "observed": 0.5, "observations": 2},
         {"predicted": 0.9, "observed": 1.0, "observations": 2},
     ]
+
+
+def test_tier_bounds_keep_each_tiers_share_of_accounts() -> None:
+    from accounthealth.config.model import DEFAULT_TIERS
+
+    score = pd.Series(np.linspace(0, 100, 101))
+    live = pd.Series(["Green"] * 30 + ["Yellow"] * 50 + ["Red"] * 21)
+    got = fit_tiers(score, live, DEFAULT_TIERS)
+    # 30% above 70 stays Green; Red keeps its ~21%: below 20 instead of below 40.
+    assert got["proposed"] == [
+        {"name": "Green", "min": 70.0},
+        {"name": "Yellow", "min": 21.0},
+        {"name": "Red", "min": 0.0},
+    ]
+    same = pd.Series(["Green"] * 31 + ["Yellow"] * 30 + ["Red"] * 40)
+    unchanged = fit_tiers(score, same, DEFAULT_TIERS)
+    assert unchanged["proposed"] is None and "no bound would move" in unchanged["reason"]

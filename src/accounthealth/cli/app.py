@@ -456,8 +456,9 @@ def calibrate(
     grace: Grace = 30,
     bootstrap: int = typer.Option(200, help="Bootstrap replicates for the intervals."),
 ) -> None:
-    """Fit suggested weights and renewal proximity on outcomes up to --train-until, write
-    model.proposed.yaml, and compare it with the live model on the period after that date."""
+    """Fit suggested weights, tier bounds, renewal proximity and a churn probability on
+    outcomes up to --train-until, write model.proposed.yaml, and compare it with the live
+    model on the period after that date."""
     import json
 
     if train_until is None:
@@ -488,6 +489,16 @@ def calibrate(
         console.print(out)
         if fit["reason"]:
             console.print(f"[yellow]{fit['segment']}: weights unchanged: {fit['reason']}[/]")
+    bounds = result["tiers"]
+    if bounds["proposed"]:
+        moves = ", ".join(
+            f"{a['name']} from {a['min']:g} to {b['min']:g}"
+            for a, b in zip(bounds["current"], bounds["proposed"], strict=True)
+            if a["min"] != b["min"]
+        )
+        console.print(f"Tier bounds (keeping each tier's share of accounts): {moves}")
+    else:
+        console.print(f"Tier bounds unchanged: {bounds['reason']}")
     renewal = result["renewal"]
     now = renewal["current"]
     if renewal["proposed"]:

@@ -1,5 +1,6 @@
-"""Suggested component weights fitted on churn outcomes up to a date, checked on the period
-after it, written as a proposed model file that never replaces the live one by itself.
+"""Suggested component weights (with tier bounds, renewal proximity and a churn probability)
+fitted on churn outcomes up to a date, checked on the period after it, written as a proposed
+model file that never replaces the live one by itself.
 
 The fit keeps the score a transparent weighted average: churn within the horizon is modelled
 as logistic in the component scores with non-negative coefficients (a higher component score
@@ -202,16 +203,50 @@ def fit_renewal(train: pd.DataFrame, fits: list[dict], current: t.Any) -> dict:
     return out
 
 
+# Tier bounds move only when the proposed score would shift them by at least this many points.
+MIN_BOUND_SHIFT = 3
+
+
+def fit_tiers(trained: pd.Series, live_tiers: pd.Series, tiers: t.Sequence[t.Any]) -> dict:
+    """Tier bounds for the proposed score that keep each tier's share of the training
+    observations as the live model had it, so Red holds as many accounts as the team works
+    today. Proposed when a bound moves by MIN_BOUND_SHIFT points or more."""
+    current = [{"name": tier.name, "min": float(tier.min)} for tier in tiers]
+    out: dict = {"current": current, "proposed": None, "reason": None}
+    score = trained.dropna()
+    shares = live_tiers.value_counts(normalize=True)
+    proposed, above = [], 0.0
+    for tier in current[:-1]:
+        above += float(shares.get(tier["name"], 0.0))
+        bound = float(np.clip(np.round(np.quantile(score, 1 - above)), 1, 99)) if len(score) else 0
+        proposed.append({"name": tier["name"], "min": bound})
+    proposed.append({"name": current[-1]["name"], "min": 0.0})
+    bounds = [tier["min"] for tier in proposed]
+    if len(set(bounds)) < len(bounds) or bounds != sorted(bounds, reverse=True):
+        out["reason"] = "the proposed scores cannot keep the tiers' shares apart"
+    elif max(abs(a["min"] - b["min"]) for a, b in zip(current, proposed, strict=True)) < (
+        MIN_BOUND_SHIFT
+    ):
+        out["reason"] = f"no bound would move by {MIN_BOUND_SHIFT} points or more"
+    else:
+        out["proposed"] = proposed
+    return out
+
+
 def proposed_document(
     model_file: Path | None,
     inline: dict | None,
     fits: list[dict],
     renewal: dict | None = None,
     probability: dict | None = None,
+    tiers: dict | None = None,
 ) -> dict:
     """The live model's YAML with the proposed weights in place (default components and
-    segment `weights:`) and, when proposed, the renewal proximity and churn probability."""
+    segment `weights:`) and, when proposed, tier bounds, renewal proximity and churn
+    probability."""
     data = yaml.safe_load(model_file.read_text()) if model_file else inline or {}
+    if tiers and tiers["proposed"]:
+        data["tiers"] = [{"name": t["name"], "min": t["min"]} for t in tiers["proposed"]]
     if renewal and renewal["proposed"]:
         data["renewal"] = {k: renewal["proposed"][k] for k in ("within_days", "amplify")}
     if probability:
@@ -345,6 +380,11 @@ def calibrate(project: Project, train_until: dt.date, options: BacktestOptions) 
         settings["amplify"],
     )
     intercept, slope = fit_probability(trained, train["churned"])
+    # Tier bounds for the segments that use the model's own tiers (not a segment's override).
+    shared = [seg.segment for seg in live.segments if seg.tiers == live.model.tiers]
+    rows = train["segment_model"].isin(shared)
+    tiers = fit_tiers(trained[rows], train.loc[rows, "tier"], live.model.tiers)
+    result["tiers"] = tiers
     probability = None
     if slope < 0:
         probability = {
@@ -354,12 +394,12 @@ def calibrate(project: Project, train_until: dt.date, options: BacktestOptions) 
             "fitted_until": str(train_until),
         }
     result["probability"] = {"model": probability}
-    if any(f["proposed"] for f in fits) or renewal["proposed"] or probability:
+    if any(f["proposed"] for f in fits) or renewal["proposed"] or probability or tiers["proposed"]:
         folder = project.folder
         model_setting = project.loaded.config.model
         model_file = folder / model_setting if isinstance(model_setting, str) else None
         inline = None if model_file else copy.deepcopy(dict(model_setting))
-        document = proposed_document(model_file, inline, fits, renewal, probability)
+        document = proposed_document(model_file, inline, fits, renewal, probability, tiers)
         target = (model_file or folder / "model.yaml").with_suffix(".proposed.yaml")
         header = (
             f"# Proposed by 'accounthealth calibrate --train-until {train_until}' from outcomes "
