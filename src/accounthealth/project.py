@@ -348,11 +348,18 @@ class Project:
                 day = day.filter(day[name].lower() == value.lower())
         out = day
         for days in self.model.model.trends:
+            # Only a score of the same model version is a change; across a model change the
+            # difference is the new model's, not the account's (backfill to compare).
             past = history.filter(history.as_of == as_of - dt.timedelta(days=days)).select(
-                "account_id", **{f"change_{days}d": history.score}
+                "account_id",
+                _then_version=history.model_version,
+                **{f"change_{days}d": history.score},
             )
             out = out.left_join(past, "account_id").drop("account_id_right")
-            out = out.mutate(**{f"change_{days}d": out.score - out[f"change_{days}d"]})
+            change = ibis.ifelse(
+                out.model_version == out._then_version, out.score - out[f"change_{days}d"], None
+            )
+            out = out.mutate(**{f"change_{days}d": change}).drop("_then_version")
         if sort not in SORTS:
             raise AccountHealthError(
                 f"cannot sort by '{sort}'", where="--sort", fix=did_you_mean(sort, SORTS)

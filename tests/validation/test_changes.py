@@ -106,3 +106,18 @@ def test_the_cli_plans_and_applies(book: Path) -> None:
     applied = runner.invoke(app, ["apply", "-p", str(book), "--by", "Rita"])
     assert applied.exit_code == 0, applied.output
     assert "Applied model" in applied.output
+
+
+def test_changes_in_the_account_list_compare_scores_of_one_model_only(book: Path) -> None:
+    propose(book)
+    day, week_before = D("2026-03-09"), D("2026-03-02")
+    with ah.open(book) as p:
+        p.score(start=week_before, end=day)
+        p.apply(by="Rita")
+        p.score(day)
+        # The week before was scored by the old model only: no change to show yet.
+        assert p.accounts(day)["change_7d"].isna().all()
+        # explain says so in words instead of showing the difference as a change.
+        assert "The health model changed" in p.explain("R1", day).changes[0].sentence
+        p.score(start=week_before, end=day)
+        assert p.accounts(day)["change_7d"].notna().all()

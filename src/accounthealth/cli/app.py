@@ -610,7 +610,8 @@ def apply(
         f"Applied model {result['to_version']} (was {result['from_version']}) to "
         f"{result['model_file']} by {result['applied_by']} at {result['applied_at']}: "
         f"{len(result['changes'])} setting(s) changed. Scores already computed keep their "
-        "version; run 'accounthealth score' to score with the new one."
+        "version; run 'accounthealth score' to score with the new one, with --from/--to over "
+        "recent weeks so that trends compare scores of the same model."
     )
 
 
