@@ -18,6 +18,22 @@ import pandas as pd
 from accounthealth.validation.outcomes import RETAINED
 
 
+def _next(obs: pd.DataFrame, events: pd.DataFrame, outcome: str) -> np.ndarray:
+    """For each observation (sorted by _t), the date of the account's next ``outcome`` strictly
+    after it (NaT when none)."""
+    dates = events.loc[events["outcome"] == outcome, ["account_id", "_d"]]
+    found = pd.merge_asof(
+        obs[["_t", "account_id"]],
+        dates.assign(_at=dates["_d"]),
+        left_on="_t",
+        right_on="_d",
+        by="account_id",
+        direction="forward",
+        allow_exact_matches=False,
+    )
+    return found["_at"].to_numpy()
+
+
 def label(
     scores: pd.DataFrame, outcomes: pd.DataFrame, horizon: int, known_until: dt.date
 ) -> pd.DataFrame:
@@ -28,29 +44,9 @@ def label(
     obs["_t"] = pd.to_datetime(obs["as_of"])
     obs = obs.sort_values("_t").reset_index(drop=True)
     events = outcomes.assign(_d=pd.to_datetime(outcomes["date"])).sort_values("_d")
-    churns = events.loc[events["outcome"] == "churned", ["account_id", "_d"]]
-    nxt = pd.merge_asof(
-        obs[["_t", "account_id"]],
-        churns.rename(columns={"_d": "_churn"}).assign(_c=lambda f: f["_churn"]),
-        left_on="_t",
-        right_on="_c",
-        by="account_id",
-        direction="forward",
-        allow_exact_matches=False,
-    )
-    obs["churn_date"] = nxt["_churn"].to_numpy()
+    obs["churn_date"] = _next(obs, events, "churned")
     # Partial churn: the next contraction (a renewal at lower ARR) after the date.
-    shrinks = events.loc[events["outcome"] == "contracted", ["account_id", "_d"]]
-    shrink = pd.merge_asof(
-        obs[["_t", "account_id"]],
-        shrinks.rename(columns={"_d": "_shrink"}).assign(_c=lambda f: f["_shrink"]),
-        left_on="_t",
-        right_on="_c",
-        by="account_id",
-        direction="forward",
-        allow_exact_matches=False,
-    )
-    obs["_shrink"] = shrink["_shrink"].to_numpy()
+    obs["_shrink"] = _next(obs, events, "contracted")
     # The latest outcome on or before the date: a churn with no comeback since means the
     # account is not a customer on that date (possible with an outcomes table).
     prev = pd.merge_asof(
