@@ -53,14 +53,18 @@ def write_project(folder: Path, sources: dict, compute: dict | None = None) -> N
     (folder / "accounthealth.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def make_book(folder: Path, accounts: int, events: int) -> dict[str, int]:
-    """A project whose DuckDB file holds the book as tables read in place."""
+def make_book(
+    folder: Path, accounts: int, events: int, memory_limit: str | None = None
+) -> dict[str, int]:
+    """A project whose DuckDB file holds the book as tables read in place (with DuckDB's
+    memory_limit setting when given)."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     with duckdb.connect(str(folder / "accounthealth.duckdb")) as con:
         counts = generate(con, accounts, events)
-    write_project(folder, {t: {"table": t} for t in TABLES})
+    compute = {"conf": {"memory_limit": memory_limit}} if memory_limit else None
+    write_project(folder, {t: {"table": t} for t in TABLES}, compute)
     return counts
 
 
@@ -136,6 +140,12 @@ def main() -> None:
     parser.add_argument("--engine-events", type=int, default=2_000_000)
     parser.add_argument("--backfill-days", type=int, default=90)
     parser.add_argument("--skip-engines", action="store_true")
+    parser.add_argument(
+        "--memory-limit",
+        default="1GB",
+        help="DuckDB memory_limit for the book (compute.conf); 'default' leaves DuckDB's 80%% "
+        "of RAM, which lets its cache of written history grow through a long backfill",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
     args = parser.parse_args()
     as_of = END
@@ -146,7 +156,8 @@ def main() -> None:
         flush=True,
     )
     project = args.work / "book"
-    counts = make_book(project, args.accounts, args.events)
+    limit = None if args.memory_limit == "default" else args.memory_limit
+    counts = make_book(project, args.accounts, args.events, limit)
     print(f"  generated {counts}", flush=True)
     size = step("event_bytes", project)
     ref = step("reference", project, as_of)
@@ -165,6 +176,7 @@ def main() -> None:
     event_mb = size["bytes"] / 2**20
     results = {
         "cores": os.cpu_count(),
+        "duckdb_memory_limit": args.memory_limit,
         "accounts": args.accounts,
         "events": args.events,
         "counts": counts,
@@ -201,7 +213,8 @@ def print_summary(r: dict) -> None:
     ]
     print(
         f"\n{r['cores']} cores, {r['accounts']:,} accounts, {r['events']:,} events "
-        f"({r['event_data_mb']:.0f} MB in memory)"
+        f"({r['event_data_mb']:.0f} MB in memory), DuckDB memory_limit "
+        f"{r.get('duckdb_memory_limit', 'default')}"
     )
     print(
         f"reference {r['reference_seconds']:.2f}s, full pass {r['full_pass_seconds']:.2f}s, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import typing as t
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,8 +244,12 @@ class Project:
         def tier_of(segment: str, value: float) -> str:
             return next(t.name for t in tiers[segment] if value >= t.min)
 
-        frame = rollup(frame, resolved.model, tier_of)
-        frame["churn_probability"] = churn_probability(frame, resolved.model)
+        # The batch holds one block per column on purpose (each is freed as history is
+        # written); pandas warns about that when columns are added, which costs nothing here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+            frame = rollup(frame, resolved.model, tier_of)
+            frame["churn_probability"] = churn_probability(frame, resolved.model)
         spec = resolved.model.trend_tiers
         if spec is not None and split:
             wanted = sorted({d - dt.timedelta(days=spec.days) for d in dates} - set(dates))

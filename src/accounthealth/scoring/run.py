@@ -58,7 +58,10 @@ def score_frame(
     # Materialise the metric grid once: each segment's model reads it.
     with engine.cache(grid) as cached:
         # Through Arrow: Ibis's own conversion to pandas costs more than the query here.
-        return engine.to_arrow(_scored(cached, resolved, value_columns)).to_pandas()
+        # self_destruct frees each Arrow column as it converts: one copy of a large batch
+        # in memory instead of two.
+        result = engine.to_arrow(_scored(cached, resolved, value_columns))
+        return result.to_pandas(self_destruct=True, split_blocks=True)
 
 
 def _scored(grid: ir.Table, resolved: ResolvedModel, value_columns: dict[str, str]) -> ir.Table:
@@ -94,17 +97,21 @@ def rollup(
 ) -> pd.DataFrame:
     """Parent accounts take the mean (or ARR-weighted mean) of their children's scores, with
     their own score counted as one more child when ``include_parent`` is set."""
-    frame = frame.assign(score=frame["own_score"], rollup_children=0)
+    # In place: a batch can be a million rows wide with ~90 columns, and copies add up.
+    frame["score"] = frame["own_score"]
+    frame["rollup_children"] = 0
     if model.rollup is None or frame.empty:
         return frame
-    children = frame[frame["parent_account_id"].notna() & frame["own_score"].notna()]
+    children = frame.loc[
+        frame["parent_account_id"].notna() & frame["own_score"].notna(),
+        ["account_id", "as_of", "parent_account_id", "own_score", "arr"],
+    ]
     if children.empty:
         return frame
     rows = children.assign(_key=children["parent_account_id"])
     if model.rollup.include_parent:
-        parents = frame[
-            frame["account_id"].isin(children["parent_account_id"]) & frame["own_score"].notna()
-        ]
+        is_parent = frame["account_id"].isin(children["parent_account_id"])
+        parents = frame.loc[is_parent & frame["own_score"].notna(), list(children.columns)]
         rows = pd.concat([rows, parents.assign(_key=parents["account_id"])])
     if model.rollup.method == "arr_weighted":
         weight = rows["arr"].fillna(0).clip(lower=0)
@@ -113,24 +120,20 @@ def rollup(
     else:
         rows = rows.assign(_w=1.0)
     rows = rows.assign(_ws=rows["own_score"] * rows["_w"])
-    agg = rows.groupby(["_key", "as_of"]).agg(
-        _ws=("_ws", "sum"), _w=("_w", "sum"), _n=("_w", "size")
-    )
-    n_children = children.groupby(["parent_account_id", "as_of"]).size().rename("_children")
-    agg = agg.join(n_children.rename_axis(["_key", "as_of"]))
-    agg["_rolled"] = agg["_ws"] / agg["_w"]
-    merged = frame.merge(
-        agg[["_rolled", "_children"]], left_on=["account_id", "as_of"], right_index=True, how="left"
-    )
+    agg = rows.groupby(["_key", "as_of"]).agg(_ws=("_ws", "sum"), _w=("_w", "sum"))
+    n_children = children.groupby(["parent_account_id", "as_of"]).size()
+    keys = pd.MultiIndex.from_arrays([frame["account_id"], frame["as_of"]])
+    rolled = (agg["_ws"] / agg["_w"]).reindex(keys).to_numpy()
+    count = n_children.rename_axis(["_key", "as_of"]).reindex(keys).fillna(0).to_numpy()
     # A parent rolls up only on dates when at least one of its children is scored.
-    has = merged["_rolled"].notna() & merged["_children"].fillna(0).gt(0)
-    merged.loc[has, "score"] = merged.loc[has, "_rolled"]
-    merged.loc[has, "rollup_children"] = merged.loc[has, "_children"].astype(int)
-    merged.loc[has, "tier"] = [
+    has = ~np.isnan(rolled) & (count > 0)
+    frame.loc[has, "score"] = rolled[has]
+    frame.loc[has, "rollup_children"] = count[has].astype(int)
+    frame.loc[has, "tier"] = [
         tiers_of(s, v)
-        for s, v in zip(merged.loc[has, "segment_model"], merged.loc[has, "score"], strict=True)
+        for s, v in zip(frame.loc[has, "segment_model"], frame.loc[has, "score"], strict=True)
     ]
-    return merged.drop(columns=["_rolled", "_children"])
+    return frame
 
 
 def split_by_trend(frame: pd.DataFrame, history: pd.DataFrame, model: HealthModel) -> pd.DataFrame:

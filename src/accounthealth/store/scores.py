@@ -83,10 +83,16 @@ def _model_parts(resolved: ResolvedModel) -> pa.Table:
 def _history_tables(
     frame: pd.DataFrame, resolved: ResolvedModel, computed_at: dt.datetime
 ) -> dict[str, pa.Table]:
-    """The batch as rows of scores and score_details, built column by column in Arrow."""
+    """The batch as rows of scores and score_details, built column by column in Arrow. Each
+    column leaves the frame once converted (the frame is consumed), so a large batch is not
+    held twice."""
     n = len(frame)
     version = pa.array([resolved.version] * n, pa.string())
-    scores = {c: pa.array(frame[c], type_, from_pandas=True) for c, type_ in SCORE_COLUMNS.items()}
+
+    def take(column: str, type_: pa.DataType) -> pa.Array:
+        return pa.array(frame.pop(column), type_, from_pandas=True)
+
+    scores = {c: take(c, type_) for c, type_ in SCORE_COLUMNS.items()}
     scores["model_version"] = version
     scores["computed_at"] = pa.array([computed_at] * n, pa.timestamp("us"))
     details = {
@@ -97,13 +103,15 @@ def _history_tables(
     }
     at = positions(resolved)
     for name, i in at["metric"].items():
-        details[f"m{i}_value"] = pa.array(frame[f"v__{name}"], pa.float64(), from_pandas=True)
-        details[f"m{i}_score"] = pa.array(frame[f"s__{name}"], pa.float64(), from_pandas=True)
-        details[f"m{i}_present"] = pa.array(frame[f"p__{name}"].fillna(False).astype(bool))
-        details[f"m{i}_share"] = pa.array(frame[f"w__{name}"], pa.float64(), from_pandas=True)
+        details[f"m{i}_value"] = take(f"v__{name}", pa.float64())
+        details[f"m{i}_score"] = take(f"s__{name}", pa.float64())
+        details[f"m{i}_present"] = pa.array(
+            frame.pop(f"p__{name}").astype("boolean").fillna(False).astype(bool)
+        )
+        details[f"m{i}_share"] = take(f"w__{name}", pa.float64())
     for name, i in at["component"].items():
-        details[f"c{i}_score"] = pa.array(frame[f"cs__{name}"], pa.float64(), from_pandas=True)
-        details[f"c{i}_share"] = pa.array(frame[f"cw__{name}"], pa.float64(), from_pandas=True)
+        details[f"c{i}_score"] = take(f"cs__{name}", pa.float64())
+        details[f"c{i}_share"] = take(f"cw__{name}", pa.float64())
     return {"scores": pa.table(scores), "score_details": pa.table(details)}
 
 
@@ -133,7 +141,7 @@ def write_batch(
     engine: Engine, frame: pd.DataFrame, resolved: ResolvedModel, dates: t.Sequence[dt.date]
 ) -> int:
     """Replace history for the batch's dates (consecutive days) and model version with
-    ``frame`` (after ``record_model``)."""
+    ``frame`` (after ``record_model``). The frame's columns are consumed as they are written."""
     version = resolved.version
     with engine.transaction():
         for name in SCORE_TABLES:
