@@ -72,11 +72,6 @@ def to_weights(coefficients: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _design(frame: pd.DataFrame, components: list[str], means: pd.Series) -> np.ndarray:
-    x = frame[[f"cs__{c}" for c in components]].astype(float) / 100
-    return x.fillna(means).to_numpy()
-
-
 def fit_segment(train: pd.DataFrame, seg: ScoringModel, reps: int, seed: int = 0) -> dict:
     """Current and proposed weights of one segment's components, with bootstrap intervals,
     or the reason none are proposed."""
@@ -101,9 +96,8 @@ def fit_segment(train: pd.DataFrame, seg: ScoringModel, reps: int, seed: int = 0
         )
         return out
     x_frame = rows[[f"cs__{c}" for c in components]].astype(float) / 100
-    means = x_frame.mean().fillna(0.5)
-    means.index = components
-    x = _design(rows, components, means.rename(lambda c: f"cs__{c}"))
+    # A component without data on a date takes its training mean (0.5 if it never has data).
+    x = x_frame.fillna(x_frame.mean().fillna(0.5)).to_numpy()
     y = rows["churned"].to_numpy(dtype=float)
     weights = to_weights(fit_weights(x, y))
     if np.isnan(weights).any():

@@ -83,7 +83,6 @@ def before_outcomes(
     events = outcomes.assign(
         _d=pd.to_datetime(outcomes["date"]),
         retained=outcomes["outcome"].isin(RETAINED),
-        event_id=np.arange(len(outcomes)),
     )
     observed = scores[["account_id", "as_of", "score", "tier", "segment_model"]].assign(
         _t=lambda f: pd.to_datetime(f["as_of"])
