@@ -118,3 +118,43 @@ def churn_book(
     events += late_events
     data = {"accounts": accounts, "contracts": contracts, "events": events, **(tables or {})}
     return make_project(folder, CHURN_MODEL, data)
+
+
+TRAJECTORY_START = dt.date(2026, 3, 1)
+# The score is the day's `quantity` of product use: 0-100, so a test writes scores directly.
+TRAJECTORY_MODEL = """
+tiers: {green: 70, yellow: 40}
+components:
+  usage:
+    weight: 100
+    metrics:
+      use_today: {sum: events.quantity, window: 1d, score: {linear: {bad: 0, good: 100}},
+                  missing: {default: 0}}
+"""
+
+
+def trajectory_project(
+    folder: Path,
+    scores: dict[str, list[float]],
+    model: str = TRAJECTORY_MODEL,
+    renewals: dict[str, str] | None = None,
+    **account_fields: dict,
+) -> Path:
+    """A project where account A scores ``scores[A][i]`` on TRAJECTORY_START + i days (one
+    event a day of that quantity), with a contract renewing on ``renewals[A]`` (default far
+    off)."""
+    accounts = [account(a, **account_fields.get(a, {})) for a in scores]
+    events = [
+        {"account_id": a, "user_id": "u1", "event": "use", "quantity": q,
+         "event_time": f"{TRAJECTORY_START + dt.timedelta(i)} 09:00:00"}
+        for a, series in scores.items()
+        for i, q in enumerate(series)
+    ]  # fmt: skip
+    contracts = [
+        {"contract_id": f"{a}-1", "account_id": a, "start_date": "2025-01-01",
+         "end_date": (renewals or {}).get(a, "2028-01-01"), "arr": 12000, "status": "active"}
+        for a in scores
+    ]  # fmt: skip
+    return make_project(
+        folder, model, {"accounts": accounts, "events": events, "contracts": contracts}
+    )

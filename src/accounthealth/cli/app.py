@@ -1,6 +1,6 @@
 """The Typer app: `accounthealth init | ingest | score | accounts | explain | export | rejects |
-check`, and the validation commands of cli/validation.py. Every command is a few lines over
-the Project facade."""
+check`, the validation commands of cli/validation.py and the action commands of
+cli/actions.py. Every command is a few lines over the Project facade."""
 
 from __future__ import annotations
 
@@ -151,8 +151,8 @@ def accounts(
         out.add_row(
             r["account_id"],
             str(r["name"] or ""),
-            number(r["score"]),
-            tier_text(r["tier"]),
+            _overridden(r, "score", number),
+            _overridden(r, "tier", tier_text),
             *[number(r[f"change_{d}d"], signed=True) for d in trends],
             *([_percent(r["churn_probability"])] if churn else []),
             f"{r['coverage']:.0%}",
@@ -166,6 +166,15 @@ def accounts(
 
 def _percent(value: t.Any) -> str:
     return "-" if value is None or value != value else f"{value:.0%}"
+
+
+def _overridden(row: dict, field: str, show: t.Callable[[t.Any], str]) -> str:
+    """The score or tier shown, and the computed one beside it when an override set it."""
+    override = row.get("override_id")
+    computed = row.get(f"computed_{field}")
+    if override is None or override != override or computed == row[field]:
+        return show(row[field])
+    return f"{show(row[field])} [dim](computed {show(computed)}, override)[/]"
 
 
 @app.command()
@@ -186,6 +195,13 @@ def explain(
         f"model {e.model_version} ({e.segment_model})   ARR {number(e.arr)}   "
         f"renewal {'-' if e.days_to_renewal is None else f'in {e.days_to_renewal} days'}"
     )
+    if e.override:
+        o = e.override
+        console.print(
+            f"[bold]Overridden[/] by {o['author']} ({o['override_id']}, until {o['expires_on']}): "
+            f"{o['reason']}. Computed: {number(o['computed_score'])} "
+            f"{tier_text(o['computed_tier'])}"
+        )
     if e.churn_probability is not None:
         factors = ", ".join(f"{label} (-{points:.0f} points)" for label, points in e.risk_factors())
         console.print(
@@ -266,14 +282,17 @@ def check(project: ProjectOpt = Path(".")) -> None:
     """Validate accounthealth.yaml and the health model without touching data."""
     with open_project(project) as p:
         model = p.model
+        rules = p.playbooks().rules
     n = sum(len(seg.metrics) for seg in model.segments if seg.segment == "default")
     console.print(
         f"OK: model '{model.model.name}' version {model.version}, {n} metrics in "
-        f"{len(model.model.components)} components, {len(model.segments) - 1} segment(s)."
+        f"{len(model.model.components)} components, {len(model.segments) - 1} segment(s), "
+        f"{len(rules)} playbook rule(s)."
     )
 
 
 # The validation commands register themselves on `app` (kept apart: app.py stays readable).
+from accounthealth.cli import actions as _actions  # noqa: E402, F401
 from accounthealth.cli import validation as _validation  # noqa: E402, F401
 
 

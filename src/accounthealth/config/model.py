@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from accounthealth.config.durations import parse_days
+from accounthealth.config.playbooks import DEFAULT_PLAYBOOKS, OverridePolicy, Playbooks
 
 METRIC_KINDS = (
     "count",
@@ -323,6 +324,10 @@ class HealthModel(Strict):
     signals: dict[str, MetricSpec] = Field(default_factory=dict)
     components: dict[str, Component]
     segments: dict[str, Segment] = Field(default_factory=dict)
+    playbooks: Playbooks | None = Field(
+        None, description="rules that act on health changes (absent: the default playbooks)"
+    )
+    overrides: OverridePolicy = OverridePolicy()
 
     @field_validator("components")
     @classmethod
@@ -341,10 +346,24 @@ class HealthModel(Strict):
         return self
 
     def version(self) -> str:
-        """A fingerprint of everything that changes results; descriptions and labels excluded."""
-        payload = _strip_metadata(self.model_dump(mode="json", by_alias=True, exclude_none=True))
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        return digest[:12]
+        """A fingerprint of everything that changes scores; descriptions and labels excluded,
+        and so are playbooks and the override policy, which act on scores without changing
+        them."""
+        payload = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        payload = {k: v for k, v in payload.items() if k not in ("playbooks", "overrides")}
+        return _fingerprint(_strip_metadata(payload))
+
+    def effective_playbooks(self) -> Playbooks:
+        """The model's playbooks, or the default ones when it has no `playbooks:` section."""
+        return self.playbooks or Playbooks.model_validate(DEFAULT_PLAYBOOKS)
+
+    def playbooks_version(self) -> str:
+        """A fingerprint of the playbooks in force (recorded with every rule firing)."""
+        return _fingerprint(self.effective_playbooks().model_dump(mode="json", by_alias=True))
+
+
+def _fingerprint(payload: t.Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 _METADATA_KEYS = {"description", "label", "format"}

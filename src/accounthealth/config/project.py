@@ -109,6 +109,86 @@ class Compute(BaseModel):
         return {k: str(x) for k, x in v.items()} if isinstance(v, dict) else v
 
 
+class Smtp(BaseModel):
+    """An SMTP server that sends email notifications."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    port: int = 25
+    sender: str = Field(description="the From address")
+    username: str | None = None
+    password: str | None = Field(default=None, description="${VAR} is read from the environment")
+    starttls: bool = False
+
+
+class Webhook(BaseModel):
+    """A URL that receives each notification as JSON, signed with HMAC-SHA256 when a secret is
+    set (header X-AccountHealth-Signature)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    secret: str | None = Field(default=None, description="${VAR} is read from the environment")
+
+
+class Channel(BaseModel):
+    """One way to deliver notifications: email, a Slack incoming webhook, or a webhook."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    smtp: Smtp | None = None
+    slack: str | None = Field(default=None, description="incoming webhook URL (or ${VAR})")
+    webhook: Webhook | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Channel:
+        given = [k for k in ("smtp", "slack", "webhook") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a channel is exactly one of smtp, slack or webhook "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "smtp" if self.smtp else "slack" if self.slack else "webhook"
+
+
+class Person(BaseModel):
+    """How to reach a CSM, a manager or a role (vp, executive, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: str | None = None
+    slack: str | None = Field(default=None, description="how Slack messages mention them")
+    name: str | None = None
+
+
+class Notifications(BaseModel):
+    """Channels, who is who, and delivery settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    directory: dict[str, Person] = Field(
+        default_factory=dict,
+        description="a CSM or manager as written in accounts.owner/manager, or a role name",
+    )
+    timeout: float = Field(10.0, gt=0, le=300, description="seconds per delivery attempt")
+    attempts: int = Field(6, ge=1, le=50, description="tries before a notification fails")
+    backoff: float = Field(60.0, ge=0, description="seconds before the first retry; doubles")
+
+
+class Schedule(BaseModel):
+    """When `accounthealth run --schedule` runs the day's job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: str = Field("06:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local time")
+
+
 class ProjectConfig(BaseModel):
     """The whole project file."""
 
@@ -119,6 +199,8 @@ class ProjectConfig(BaseModel):
     compute: Compute = Compute()
     model: str | dict[str, t.Any] = "model.yaml"
     sources: dict[str, Source]
+    notifications: Notifications = Notifications()
+    schedule: Schedule = Schedule()
 
     @field_validator("store", mode="before")
     @classmethod

@@ -74,6 +74,7 @@ class Explanation:
     changes: tuple[Change, ...] = ()
     freshness: dict[str, dt.date | None] = field(default_factory=dict)
     churn_probability: float | None = None
+    override: dict[str, t.Any] | None = None
 
     def summary(self) -> str:
         """The change sentences, one per line."""
@@ -370,4 +371,26 @@ def explain(
         changes=tuple(changes),
         freshness=freshness(compute, account_id, now["as_of"]),
         churn_probability=_num(now.get("churn_probability")),
+        override=_override(engine, now),
     )
+
+
+def _override(engine: Engine, now: pd.Series) -> dict[str, t.Any] | None:
+    """The override that set this score, with the computed score it replaced."""
+    override_id = now.get("override_id")
+    if override_id is None or pd.isna(override_id):
+        return None
+    rows = engine.sql(
+        "SELECT author, reason, starts_on, expires_on FROM overrides WHERE override_id = ?",
+        [override_id],
+    )
+    author, reason, starts, expires = rows[0] if rows else (None, None, None, None)
+    return {
+        "override_id": override_id,
+        "author": author,
+        "reason": reason,
+        "starts_on": starts,
+        "expires_on": expires,
+        "computed_score": _num(now.get("computed_score")),
+        "computed_tier": now.get("computed_tier"),
+    }

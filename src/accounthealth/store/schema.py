@@ -55,6 +55,49 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The calibrated churn probability beside each score (empty for models without one).
     ("ALTER TABLE scores ADD COLUMN churn_probability DOUBLE",),
+    # Acting on health: the append-only audit log, rule state and firings, tasks, the
+    # notification outbox, and overrides.
+    (
+        """CREATE TABLE IF NOT EXISTS audit_log (
+            entry_id BIGINT PRIMARY KEY, logged_at TIMESTAMP, actor VARCHAR, action VARCHAR,
+            subject VARCHAR, account_id VARCHAR, details VARCHAR, previous_hash VARCHAR,
+            entry_hash VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS rule_runs (
+            as_of DATE PRIMARY KEY, model_version VARCHAR, playbooks_version VARCHAR,
+            ran_at TIMESTAMP, firings INTEGER, held INTEGER)""",
+        """CREATE TABLE IF NOT EXISTS health_states (
+            account_id VARCHAR PRIMARY KEY, as_of DATE, stable_tier VARCHAR,
+            stable_since DATE, previous_tier VARCHAR, pending_tier VARCHAR,
+            pending_days INTEGER)""",
+        """CREATE TABLE IF NOT EXISTS rule_states (
+            rule VARCHAR, account_id VARCHAR, active BOOLEAN, active_since DATE,
+            last_fired DATE, PRIMARY KEY (rule, account_id))""",
+        """CREATE TABLE IF NOT EXISTS rule_firings (
+            firing_id VARCHAR PRIMARY KEY, dedupe_key VARCHAR UNIQUE, rule VARCHAR,
+            account_id VARCHAR, as_of DATE, trigger VARCHAR, score DOUBLE, tier VARCHAR,
+            previous_tier VARCHAR, details VARCHAR, playbooks_version VARCHAR,
+            fired_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS tasks (
+            task_id VARCHAR PRIMARY KEY, firing_id VARCHAR, rule VARCHAR, kind VARCHAR,
+            account_id VARCHAR, title VARCHAR, owner VARCHAR, priority VARCHAR,
+            status VARCHAR, created_on DATE, due_on DATE, snoozed_until DATE,
+            resolved_on DATE, outcome VARCHAR, escalations INTEGER, created_at TIMESTAMP,
+            updated_at TIMESTAMP, first_action_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS notifications (
+            notification_id VARCHAR PRIMARY KEY, firing_id VARCHAR, task_id VARCHAR,
+            rule VARCHAR, account_id VARCHAR, channel VARCHAR, recipient VARCHAR,
+            address VARCHAR, subject VARCHAR, body VARCHAR, created_at TIMESTAMP,
+            status VARCHAR, attempts INTEGER, next_attempt_at TIMESTAMP, last_error VARCHAR,
+            delivered_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS overrides (
+            override_id VARCHAR PRIMARY KEY, account_id VARCHAR, target VARCHAR,
+            component VARCHAR, score DOUBLE, tier VARCHAR, reason VARCHAR, author VARCHAR,
+            starts_on DATE, expires_on DATE, created_at TIMESTAMP, removed_at TIMESTAMP,
+            removed_by VARCHAR, removal_reason VARCHAR)""",
+        "ALTER TABLE scores ADD COLUMN computed_score DOUBLE",
+        "ALTER TABLE scores ADD COLUMN computed_tier VARCHAR",
+        "ALTER TABLE scores ADD COLUMN override_id VARCHAR",
+    ),
 )
 # Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
 METRIC_FIELDS = {"value": "DOUBLE", "score": "DOUBLE", "present": "BOOLEAN", "share": "DOUBLE"}

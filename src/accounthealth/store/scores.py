@@ -44,6 +44,9 @@ SCORE_COLUMNS = {
     "manager": pa.string(),
     "parent_account_id": pa.string(),
     "churn_probability": pa.float64(),
+    "computed_score": pa.float64(),
+    "computed_tier": pa.string(),
+    "override_id": pa.string(),
 }
 
 

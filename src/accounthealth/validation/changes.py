@@ -10,6 +10,7 @@ import os
 import typing as t
 from pathlib import Path
 
+from accounthealth.actions.audit import Entry, append
 from accounthealth.config.model import HealthModel
 from accounthealth.errors import AccountHealthError, ProjectError
 from accounthealth.validation.backtest import BacktestOptions, measure, observe
@@ -92,7 +93,8 @@ def apply(project: Project, proposed: Path | str | None, by: str, note: str = ""
         )
     path = proposed_path(project, proposed)
     live, new = project.model, project.load_model(path)
-    if new.version == live.version:
+    same_playbooks = new.model.playbooks_version() == live.model.playbooks_version()
+    if new.version == live.version and same_playbooks:
         raise ProjectError(
             f"{path.name} is the live model already (version {live.version})",
             where=str(path),
@@ -119,6 +121,14 @@ def apply(project: Project, proposed: Path | str | None, by: str, note: str = ""
             [now, by, live.version, new.version, str(target), definition(live.model),
              definition(new.model), note],
         )  # fmt: skip
+        details = {
+            "from_version": live.version,
+            "to_version": new.version,
+            "note": note,
+            "file": str(target),
+            "playbooks_changed": not same_playbooks,
+        }
+        append(store, [Entry(by, "model.applied", new.version, None, details)], now)
         # Inside the transaction: if the file cannot be replaced, no change is recorded.
         os.replace(staged, target)
     if path != target:
