@@ -58,3 +58,17 @@ def test_overrides_from_the_command_line(book: Path) -> None:
     assert "Overridden by Ana" in cli("explain", "B", cwd=book)
     review = cli("overrides", "review", cwd=book)
     assert "Overrides by author" in review
+
+
+def test_an_altered_audit_entry_is_found(book: Path) -> None:
+    import accounthealth as ah
+
+    with ah.open(book) as p:
+        p.run(LAST, start=day(0))
+        assert p.verify_audit() == (9, None)
+        p.store.sql("UPDATE audit_log SET actor = 'someone else' WHERE entry_id = 4")
+        assert p.verify_audit() == (9, 4)
+        p.store.sql("DELETE FROM audit_log WHERE entry_id = 6")
+        assert p.verify_audit()[1] == 4
+    out = cli("audit", "--verify", cwd=book, ok=False)
+    assert "the audit log was altered at entry 4" in out

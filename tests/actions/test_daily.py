@@ -150,3 +150,30 @@ def test_channels_and_directory_are_checked(book: Path) -> None:
     (book / "model.yaml").write_text(model)
     with ah.open(book) as p, pytest.raises(ah.ConfigError, match="did you mean 'chat'"):
         p.playbooks()
+
+
+def test_the_same_day_on_a_postgresql_store(book: Path, postgres_server: t.Any) -> None:
+    import yaml
+
+    file = book / "accounthealth.yaml"
+    config = yaml.safe_load(file.read_text())
+    config["store"] = {"postgres": postgres_server.new_database()}
+    file.write_text(yaml.safe_dump(config, sort_keys=False))
+    with ah.open(book) as p:
+        assert p.store.kind == "postgres"
+        p.run(LAST, start=day(0))
+        firings = p.store.sql("SELECT rule, account_id, as_of FROM rule_firings ORDER BY 3, 1")
+        assert [(r, a, d) for r, a, d in firings] == [
+            ("drop", "A", day(5)), ("red", "A", day(5)), ("drop", "C", day(6)),
+            ("red", "C", day(6)), ("stuck", "A", day(11)),
+        ]  # fmt: skip
+        task = p.tasks(account_id="C").iloc[0]["task_id"]
+        p.update_task(task, "resolve", by="Ana", note="Fixed the integration")
+        oid = p.override("B", by="Ana", reason="Budget freeze", tier="Red", starts=day(14))
+        p.score(LAST)
+        b = p.accounts(LAST, tier="Red").set_index("account_id").loc["B"]
+        assert (b["override_id"], b["computed_tier"]) == (oid, "Green")
+        before = counts(p)
+        p.run(LAST)
+        assert counts(p) == before
+        assert p.verify_audit() == (11, None)

@@ -60,6 +60,7 @@ def test_apply_makes_it_live_records_who_and_keeps_history_versions(book: Path) 
         assert p.model.version == result["to_version"] != old
         p.score(D("2026-03-02"))
         changes = p.model_changes()
+        applied = p.audit(action="model.applied")
         versions = sorted(p.store.execute(p.store.table("scores"))["model_version"].unique())
     assert not proposed.exists()
     text = (book / "model.yaml").read_text()
@@ -73,6 +74,9 @@ def test_apply_makes_it_live_records_who_and_keeps_history_versions(book: Path) 
         "calibrated on Q1",
     )
     assert '"good": 10.0' in row["previous_definition"] and '"good": 20.0' in row["new_definition"]
+    assert list(zip(applied["actor"], applied["subject"], strict=True)) == [
+        ("Rita Ops", result["to_version"])
+    ]
     assert versions == sorted([old, result["to_version"]])  # each score keeps its version
     with ah.open(book) as p:  # a fresh process sees the applied model
         assert p.model.version == result["to_version"]
