@@ -38,7 +38,14 @@ def daily_run(project: Project, day: dt.date | None, start: dt.date | None) -> D
     last = store.sql("SELECT max(as_of) FROM rule_runs")[0][0]
     first = last + dt.timedelta(days=1) if last else (start or day)
     wanted = [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
-    scored = set(project.scored_dates()) if store.has_table("scores") else set()
+    # Only the days in question: the whole history would be a scan of every score ever stored.
+    scored = {
+        row[0]
+        for row in store.sql(
+            "SELECT DISTINCT as_of FROM scores WHERE model_version = ? AND as_of BETWEEN ? AND ?",
+            [project.model.version, first, day],
+        )
+    }
     missing = [d for d in wanted if d not in scored]
     for run in _consecutive(missing):
         project.score(start=run[0], end=run[-1])

@@ -85,8 +85,8 @@ def _run_once(
     else:
         queued = sum(rules.notifications.values()) + rules.escalations
         console.print(
-            f"  rules: {len(rules.days)} day(s), {sum(rules.firings.values())} firings, "
-            f"{sum(rules.tasks.values())} tasks, {queued} notifications queued "
+            f"  rules: {len(rules.days)} day(s), {sum(rules.firings.values()):,} firings, "
+            f"{sum(rules.tasks.values()):,} tasks, {queued:,} notifications queued "
             f"({rules.escalations} for tasks unresolved past an escalation step)"
         )
     d = report.delivery
