@@ -40,33 +40,22 @@ def population(engine: Engine, as_of: AsOf) -> ir.Table:
     contracts, with one live (start <= date < end). Adds arr, renewal_date, days_to_renewal and
     tenure_days."""
     accounts = engine.table("accounts")
-    has_contracts = engine.has_table("contracts")
-    contracts = engine.table("contracts") if has_contracts else None
+    dates: ir.Table | None = None
     if as_of.single:
         # One date is a scalar (a literal, or a parameter of a reusable query): no dates table.
         day = as_of.day(0)
         grid = accounts.filter(_.created_at.isnull() | (_.created_at <= day)).mutate(as_of=day)
         keys = ["account_id"]
-        if contracts is not None:
-            live_rows = contracts.filter(
-                contracts.start_date <= day,
-                contracts.end_date.isnull() | (contracts.end_date > day),
-            )
     else:
         dates = dates_table(as_of.dates)
         grid = accounts.cross_join(dates).filter(_.created_at.isnull() | (_.created_at <= _.as_of))
         keys = ["account_id", "as_of"]
-        if contracts is not None:
-            live_rows = contracts.join(
-                dates,
-                [
-                    contracts.start_date <= dates.as_of,
-                    contracts.end_date.isnull() | (contracts.end_date > dates.as_of),
-                ],
-            )
-    if contracts is not None:
-        live = live_rows.group_by(keys).aggregate(
-            arr=_.arr.sum(), renewal_date=_.end_date.min(), live_contracts=_.count()
+    if engine.has_table("contracts"):
+        contracts = engine.table("contracts")
+        live = (
+            _live_contracts(contracts, as_of, dates)
+            .group_by(keys)
+            .aggregate(arr=_.arr.sum(), renewal_date=_.end_date.min(), live_contracts=_.count())
         )
         with_contracts = contracts.select("account_id").distinct().mutate(has_contracts=True)
         grid = (
@@ -83,6 +72,22 @@ def population(engine: Engine, as_of: AsOf) -> ir.Table:
         arr=_.arr.cast("float64"),
         days_to_renewal=_.renewal_date.delta(_.as_of, unit="day"),
         tenure_days=_.as_of.delta(_.created_at, unit="day"),
+    )
+
+
+def _live_contracts(contracts: ir.Table, as_of: AsOf, dates: ir.Table | None) -> ir.Table:
+    """Contract rows live on the date (start <= date < end); paired with it for a batch."""
+    if dates is None:
+        day = as_of.day(0)
+        return contracts.filter(
+            contracts.start_date <= day, contracts.end_date.isnull() | (contracts.end_date > day)
+        )
+    return contracts.join(
+        dates,
+        [
+            contracts.start_date <= dates.as_of,
+            contracts.end_date.isnull() | (contracts.end_date > dates.as_of),
+        ],
     )
 
 
@@ -214,8 +219,8 @@ def _scan_key(agg: Aggregate, single: bool) -> tuple[t.Any, ...]:
 def _source_rows(
     engine: Engine, group: list[Aggregate], as_of: AsOf, key: tuple[t.Any, ...]
 ) -> ir.Table:
-    """Rows of one table that some aggregate of ``group`` reads on some date, paired with the
-    date (a literal for one date, a join for a batch)."""
+    """Rows of one table that some aggregate of ``group`` reads on some date; for a batch,
+    paired with the date by a join."""
     first = group[0]
     table = engine.table(first.table)
     time = table[first.time]
@@ -227,7 +232,7 @@ def _source_rows(
     if None not in reaches:
         table = table.filter(~as_of.before(time, max(t.cast(list[int], reaches)), first=True))
     if as_of.single:
-        return table.mutate(as_of=as_of.day(0))
+        return table
     mode = key[2]
     if mode == "active":
         # Rows closed before the batch starts are read on none of its dates.
@@ -299,6 +304,8 @@ def metric_values(
     # query would, so a table is scanned once for all of them.
     as_of = AsOf(dates, (k for agg in aggregates for k in _shifts(agg)), parameters)
     grid = population(engine, as_of)
+    # One date's rows are grouped by account alone: the date is the same scalar for all.
+    keys = ["account_id"] if as_of.single else ["account_id", "as_of"]
     by_source: dict[tuple[t.Any, ...], list[Aggregate]] = defaultdict(list)
     for agg in aggregates:
         by_source[_scan_key(agg, as_of.single)].append(agg)
@@ -306,15 +313,13 @@ def metric_values(
         rows = _source_rows(engine, group, as_of, key)
         # A batch's 'latest' rows were filtered before being narrowed to the columns they need.
         filtered = not as_of.single and key[2] == "latest"
-        grouped = rows.group_by(["account_id", "as_of"]).aggregate(
+        grouped = rows.group_by(keys).aggregate(
             **{
                 aggregates[agg]: _aggregate_expr(agg, rows, _reads(agg, rows, as_of, filtered))
                 for agg in group
             }
         )
-        grid = grid.left_join(grouped, ["account_id", "as_of"]).drop(
-            "account_id_right", "as_of_right"
-        )
+        grid = grid.left_join(grouped, keys).drop(*[f"{k}_right" for k in keys])
     # Turn raw aggregates into values: no rows means 0 for counts, 'no' for exists, and for
     # days_since the days between the last row and the (shifted) date.
     fixes = {}
