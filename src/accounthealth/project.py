@@ -38,6 +38,7 @@ from accounthealth.errors import (
 from accounthealth.explain import Explanation, explain
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.progress import SILENT, Progress
+from accounthealth.scoring.querycache import QueryCache
 from accounthealth.scoring.run import churn_probability, rollup, score_frame, split_by_trend
 from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
@@ -47,6 +48,8 @@ from accounthealth.store.scores import current, history_for, record_model, write
 from accounthealth.validation.backtest import Backtest, BacktestOptions, backtest
 
 SORTS = ("score", "arr", "change", "renewal", "name")
+# Where compiled scoring queries are kept, inside the project folder.
+QUERY_CACHE = Path(".accounthealth-cache") / "queries"
 # Rows of one scoring batch (accounts x days): bounds the memory of a backfill.
 ACCOUNT_DAYS_PER_BATCH = 1_000_000
 
@@ -104,6 +107,11 @@ class Project:
         if self._resolved is None:
             self._resolved = resolve(self.loaded.health, self._account_columns())
         return self._resolved
+
+    @property
+    def query_cache(self) -> QueryCache:
+        """Compiled scoring queries kept between runs (in the project folder, QUERY_CACHE)."""
+        return QueryCache(self.folder / QUERY_CACHE)
 
     def _account_columns(self) -> list[str]:
         if self.compute.has_table("accounts"):
@@ -250,7 +258,7 @@ class Project:
     ) -> pd.DataFrame:
         """Scores of every account on ``dates``, rolled up; ``split`` applies the 4-tier trend
         split with earlier scores from the store (a backtest splits with its own)."""
-        frame = score_frame(self.compute, resolved, dates)
+        frame = score_frame(self.compute, resolved, dates, self.query_cache)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         tiers = {seg.segment: seg.tiers for seg in resolved.segments}
 

@@ -14,6 +14,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from accounthealth.config.project import Source
+from accounthealth.engine.parameters import PreparedQuery
 from accounthealth.errors import ConfigError, DataError
 
 
@@ -81,6 +82,34 @@ class Engine:
         """Materialise an intermediate result that several later queries read; use it as a
         context manager so the engine frees it afterwards."""
         return expr.cache()
+
+    def describe_table(self, name: str) -> str:
+        """What shapes a query over canonical table ``name``: a view's SQL and the schema
+        ('' when the engine has no such table)."""
+        if name in self._views:
+            view = self._views[name]
+            return f"{self.ibis.compile(view)}\n{view.schema()}"
+        if name in self.ibis.list_tables(database=self.database):
+            return str(self.table(name).schema())
+        return ""
+
+    # -- queries compiled once, run with named parameters ----------------------------------
+    # Engines that can bind named parameters say so; the others compile each query as it runs.
+    prepares = False
+
+    def prepare(self, expr: ir.Table, *, into: str | None = None) -> PreparedQuery:
+        """Compile ``expr`` (which may hold named parameters) to run later with ``run_prepared``;
+        ``into`` makes it fill that temporary table instead of returning rows."""
+        raise NotImplementedError(f"{self.kind} does not run prepared queries")
+
+    def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table | None:
+        """Run a prepared query with the parameters' ``values``; its rows, or None when it
+        fills a table."""
+        raise NotImplementedError(f"{self.kind} does not run prepared queries")
+
+    def drop_temporary(self, name: str) -> None:
+        """Drop the temporary table ``name`` that a prepared query filled."""
+        raise NotImplementedError(f"{self.kind} does not run prepared queries")
 
     # -- the store's own statements --------------------------------------------------------
     def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:

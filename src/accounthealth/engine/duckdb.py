@@ -10,9 +10,13 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+import sqlglot as sg
+import sqlglot.expressions as sge
+from ibis.backends.duckdb.converter import DuckDBPyArrowData
 
 from accounthealth.config.project import Source
 from accounthealth.engine.base import Engine, ident
+from accounthealth.engine.parameters import ParameterCompiler, PreparedQuery
 from accounthealth.errors import ConfigError, ProjectError, did_you_mean
 
 
@@ -46,6 +50,38 @@ class DuckDBEngine(Engine):
 
     def _read_path(self, source: Source, where: str) -> ir.Table:
         return self.ibis.read_parquet(source.path)
+
+    prepares = True
+
+    def prepare(self, expr: ir.Table, *, into: str | None = None) -> PreparedQuery:
+        compiler = ParameterCompiler()
+        statement = compiler.to_sqlglot(expr)
+        if into is not None:
+            statement = sge.Create(
+                this=sg.table(into, quoted=True),
+                kind="TABLE",
+                expression=statement,
+                replace=True,
+                properties=sge.Properties(expressions=[sge.TemporaryProperty()]),
+            )
+        return PreparedQuery(
+            sql=statement.sql(dialect=compiler.dialect),
+            parameters=tuple(sorted(compiler.names)),
+            schema={name: str(type_) for name, type_ in expr.schema().items()},
+            into=into,
+        )
+
+    def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table | None:
+        params = {name: values[name] for name in query.parameters}
+        if query.into is not None:
+            self.raw.execute(query.sql, params)
+            return None
+        table = self.raw.sql(query.sql, params=params).to_arrow_table()
+        # The same conversion as Ibis's own to_pyarrow: types exactly as the expression said.
+        return DuckDBPyArrowData.convert_table(table, ibis.schema(query.schema))
+
+    def drop_temporary(self, name: str) -> None:
+        self.raw.execute(f"DROP TABLE IF EXISTS temp.main.{ident(name)}")
 
     def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
         return self.raw.execute(query, list(params)).fetchall()

@@ -18,6 +18,7 @@ import ibis.expr.types as ir
 from ibis import _
 
 from accounthealth.engine.base import Engine
+from accounthealth.engine.parameters import parameter
 from accounthealth.errors import DataError
 from accounthealth.metrics.definitions import (
     Aggregate,
@@ -34,29 +35,32 @@ def dates_table(dates: t.Sequence[dt.date]) -> ir.Table:
     return ibis.memtable({"as_of": list(dates)}, schema={"as_of": "date"})
 
 
-def population(engine: Engine, dates: ir.Table) -> ir.Table:
+def population(engine: Engine, as_of: AsOf) -> ir.Table:
     """Accounts that are customers on each date: created by then and, when the account has
     contracts, with one live (start <= date < end). Adds arr, renewal_date, days_to_renewal and
     tenure_days."""
     accounts = engine.table("accounts")
-    grid = accounts.cross_join(dates).filter(_.created_at.isnull() | (_.created_at <= _.as_of))
+    dates: ir.Table | None = None
+    if as_of.single:
+        # One date is a scalar (a literal, or a parameter of a reusable query): no dates table.
+        day = as_of.day(0)
+        grid = accounts.filter(_.created_at.isnull() | (_.created_at <= day)).mutate(as_of=day)
+        keys = ["account_id"]
+    else:
+        dates = dates_table(as_of.dates)
+        grid = accounts.cross_join(dates).filter(_.created_at.isnull() | (_.created_at <= _.as_of))
+        keys = ["account_id", "as_of"]
     if engine.has_table("contracts"):
         contracts = engine.table("contracts")
         live = (
-            contracts.join(
-                dates,
-                [
-                    contracts.start_date <= dates.as_of,
-                    contracts.end_date.isnull() | (contracts.end_date > dates.as_of),
-                ],
-            )
-            .group_by(["account_id", "as_of"])
+            _live_contracts(contracts, as_of, dates)
+            .group_by(keys)
             .aggregate(arr=_.arr.sum(), renewal_date=_.end_date.min(), live_contracts=_.count())
         )
         with_contracts = contracts.select("account_id").distinct().mutate(has_contracts=True)
         grid = (
-            grid.left_join(live, ["account_id", "as_of"])
-            .drop("account_id_right", "as_of_right")
+            grid.left_join(live, keys)
+            .drop(*[f"{k}_right" for k in keys])
             .left_join(with_contracts, "account_id")
             .drop("account_id_right")
             .filter(_.live_contracts.notnull() | _.has_contracts.isnull())
@@ -71,22 +75,66 @@ def population(engine: Engine, dates: ir.Table) -> ir.Table:
     )
 
 
+def _live_contracts(contracts: ir.Table, as_of: AsOf, dates: ir.Table | None) -> ir.Table:
+    """Contract rows live on the date (start <= date < end); paired with it for a batch."""
+    if dates is None:
+        day = as_of.day(0)
+        return contracts.filter(
+            contracts.start_date <= day, contracts.end_date.isnull() | (contracts.end_date > day)
+        )
+    return contracts.join(
+        dates,
+        [
+            contracts.start_date <= dates.as_of,
+            contracts.end_date.isnull() | (contracts.end_date > dates.as_of),
+        ],
+    )
+
+
 class AsOf:
     """The as-of date as a source row sees it, with its day bounds precomputed.
 
     For a shift of k days the bounds are the date as_of - k and the first instant after it, so
     a timestamp column is compared with a bound instead of being cast to a date row by row (and
-    an engine can prune by min/max). One date gives literals and no join; a batch gives
-    columns of a small dates table joined with the rows.
+    an engine can prune by min/max). One date gives scalars and no join: literals, or with
+    ``parameters`` named parameters (``d<k>`` date, ``t<k>`` midnight) so that the compiled
+    query serves any date. A batch gives columns of a small dates table joined with the rows.
     """
 
-    def __init__(self, dates: t.Sequence[dt.date], shifts: t.Iterable[int]) -> None:
+    def __init__(
+        self, dates: t.Sequence[dt.date], shifts: t.Iterable[int], parameters: bool = False
+    ) -> None:
         self.dates = list(dates)
         self.shifts = sorted(set(shifts) | {0})
+        if parameters and not self.single:
+            raise ValueError("parameters stand for one date, not a batch")
+        self.parameters = parameters
 
     @property
     def single(self) -> bool:
         return len(self.dates) == 1
+
+    def day(self, k: int) -> ir.Value:
+        """The date as_of - k, as a scalar (one date only)."""
+        if self.parameters:
+            return parameter(f"d{k}", "date")
+        return ibis.literal(self.dates[0] - dt.timedelta(days=k), "date")
+
+    def midnight(self, k: int) -> ir.Value:
+        """The first instant after the day as_of - k, as a scalar (one date only)."""
+        if self.parameters:
+            return parameter(f"t{k}", "timestamp")
+        return ibis.literal(_midnight(self.dates[0] - dt.timedelta(days=k - 1)), "timestamp")
+
+    @staticmethod
+    def parameter_values(day: dt.date, names: t.Iterable[str]) -> dict[str, t.Any]:
+        """Values of the named parameters (``d<k>``, ``t<k>``) for the as-of date ``day``."""
+        values: dict[str, t.Any] = {}
+        for name in names:
+            kind, k = name[0], int(name[1:])
+            shifted = day - dt.timedelta(days=k)
+            values[name] = shifted if kind == "d" else _midnight(shifted + dt.timedelta(days=1))
+        return values
 
     @functools.cached_property
     def table(self) -> ir.Table:
@@ -99,10 +147,20 @@ class AsOf:
             schema |= {f"_d{k}": "date", f"_t{k}": "timestamp"}
         return ibis.memtable(data, schema=schema)
 
+    def before(self, column: ir.Value, k: int, first: bool = False) -> ir.BooleanValue:
+        """The column's day is on or before the batch's last (or ``first``) date - k, against a
+        scalar (engines prune by min/max); a timestamp is compared with the next midnight
+        rather than cast row by row."""
+        if self.single:
+            if column.type().is_timestamp():
+                return column < self.midnight(k)
+            return column <= self.day(k)
+        return _before(column, min(self.dates) if first else max(self.dates), k)
+
     def on_or_before(self, rows: ir.Table, column: ir.Value, k: int) -> ir.BooleanValue:
         """The column's day is on or before as_of - k (the row's date, for a batch)."""
         if self.single:
-            return _before(column, self.dates[0], k)
+            return self.before(column, k)
         if column.type().is_timestamp():
             return column < rows[f"_t{k}"]
         return column <= rows[f"_d{k}"]
@@ -161,45 +219,44 @@ def _scan_key(agg: Aggregate, single: bool) -> tuple[t.Any, ...]:
 def _source_rows(
     engine: Engine, group: list[Aggregate], as_of: AsOf, key: tuple[t.Any, ...]
 ) -> ir.Table:
-    """Rows of one table that some aggregate of ``group`` reads on some date, paired with the
-    date (a literal for one date, a join for a batch)."""
+    """Rows of one table that some aggregate of ``group`` reads on some date; for a batch,
+    paired with the date by a join."""
     first = group[0]
     table = engine.table(first.table)
     time = table[first.time]
-    start, end = min(as_of.dates), max(as_of.dates)
     offsets = [a.offset for a in group]
     reaches = [_reach(a) for a in group]
     table = table.filter(
-        table.account_id.notnull(), time.notnull(), _before(time, end, min(offsets))
+        table.account_id.notnull(), time.notnull(), as_of.before(time, min(offsets))
     )
     if None not in reaches:
-        table = table.filter(~_before(time, start, max(t.cast(list[int], reaches))))
+        table = table.filter(~as_of.before(time, max(t.cast(list[int], reaches)), first=True))
     if as_of.single:
-        return table.mutate(as_of=ibis.literal(as_of.dates[0], "date"))
+        return table
     mode = key[2]
     if mode == "active":
         # Rows closed before the batch starts are read on none of its dates.
         until = table[first.until]
-        table = table.filter(until.isnull() | ~_before(until, start, max(offsets)))
+        table = table.filter(until.isnull() | ~as_of.before(until, max(offsets), first=True))
     elif mode == "latest":
         # Of the rows before the batch, only each account's last one can be the latest: one
         # grouped row per account stands for them (the filter is applied here, before).
         if first.where is not None:
             table = table.filter(first.where.apply(table).fill_null(False))
         table = table.select(*dict.fromkeys(["account_id", first.time, first.column or first.time]))
-        before = table.filter(_before(table[first.time], start, first.offset))
+        is_before = as_of.before(table[first.time], first.offset, first=True)
+        before = table.filter(is_before)
         last = {first.time: before[first.time].max()}
         if first.column and first.column != first.time:
             last[first.column] = before[first.column].argmax(before[first.time])
-        table = table.filter(~_before(table[first.time], start, first.offset)).union(
+        table = table.filter(~is_before).union(
             before.group_by("account_id").aggregate(**last).select(*table.columns)
         )
     return table.join(as_of.table, [])
 
 
 def _before(column: ir.Value, day: dt.date, shift: int) -> ir.BooleanValue:
-    """The column's day is on or before ``day - shift``, against a literal (engines prune by
-    min/max); a timestamp is compared with the next midnight rather than cast row by row."""
+    """The column's day is on or before ``day - shift``, against a literal."""
     bound = day - dt.timedelta(days=shift)
     if column.type().is_timestamp():
         return column < ibis.literal(_midnight(bound + dt.timedelta(days=1)), "timestamp")
@@ -222,13 +279,13 @@ def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf, filtered: bool) -> ir.Bo
 
 
 def metric_values(
-    engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date]
+    engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date], parameters: bool = False
 ) -> tuple[ir.Table, dict[str, str]]:
-    """The population grid with one value column per metric (``v__<name>``).
+    """The population grid with one value column per metric (``v__<name>``); with
+    ``parameters`` (one date) the date is a named parameter rather than a literal (see AsOf).
 
     Returns the table and a map from metric name to its value column.
     """
-    grid = population(engine, dates_table(dates))
     metrics = resolved.metrics
     aggregates: dict[Aggregate, str] = {}
     for metric in metrics.values():
@@ -245,7 +302,10 @@ def metric_values(
             )
     # Each aggregate keeps its own rows by a condition (FILTER in SQL), as a hand-written
     # query would, so a table is scanned once for all of them.
-    as_of = AsOf(dates, (k for agg in aggregates for k in _shifts(agg)))
+    as_of = AsOf(dates, (k for agg in aggregates for k in _shifts(agg)), parameters)
+    grid = population(engine, as_of)
+    # One date's rows are grouped by account alone: the date is the same scalar for all.
+    keys = ["account_id"] if as_of.single else ["account_id", "as_of"]
     by_source: dict[tuple[t.Any, ...], list[Aggregate]] = defaultdict(list)
     for agg in aggregates:
         by_source[_scan_key(agg, as_of.single)].append(agg)
@@ -253,15 +313,13 @@ def metric_values(
         rows = _source_rows(engine, group, as_of, key)
         # A batch's 'latest' rows were filtered before being narrowed to the columns they need.
         filtered = not as_of.single and key[2] == "latest"
-        grouped = rows.group_by(["account_id", "as_of"]).aggregate(
+        grouped = rows.group_by(keys).aggregate(
             **{
                 aggregates[agg]: _aggregate_expr(agg, rows, _reads(agg, rows, as_of, filtered))
                 for agg in group
             }
         )
-        grid = grid.left_join(grouped, ["account_id", "as_of"]).drop(
-            "account_id_right", "as_of_right"
-        )
+        grid = grid.left_join(grouped, keys).drop(*[f"{k}_right" for k in keys])
     # Turn raw aggregates into values: no rows means 0 for counts, 'no' for exists, and for
     # days_since the days between the last row and the (shifted) date.
     fixes = {}

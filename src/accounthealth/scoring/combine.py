@@ -38,16 +38,25 @@ def renewal_adjustment(
     return (100.0 - bounded(risk, upper=100.0)) - base
 
 
-def score_segment(table: ir.Table, model: ScoringModel, value_columns: dict[str, str]) -> ir.Table:
-    """Add scores to ``table`` (rows of one segment): per metric ``s__`` (effective score),
-    ``p__`` (had data), ``w__`` (share of the overall score); per component ``cs__`` (score)
-    and ``cw__`` (share); and base_score, renewal_adjustment, own_score, coverage, tier."""
-    table = table.mutate(segment_model=ibis.literal(model.segment))
-    raw = {
-        m.name: score(m.score, table[value_columns[m.name]], table).name(f"r__{m.name}")
-        for m in model.metrics
-    }
-    table = table.mutate(**{f"r__{name}": expr for name, expr in raw.items()})
+def score_segment(
+    table: ir.Table, model: ScoringModel, value_columns: dict[str, str], columns: dict[str, str]
+) -> ir.Table:
+    """Score ``table`` (rows of one segment) and select ``columns`` (name: type; the ones this
+    segment lacks are typed nulls, so every segment's rows stack in one union).
+
+    Scores are: per metric ``s__`` (effective score), ``p__`` (had data), ``w__`` (share of the
+    overall score); per component ``cs__`` (score) and ``cw__`` (share); and base_score,
+    renewal_adjustment, own_score, coverage, tier.
+    """
+    # Each stage reads the previous one's columns rather than repeating its expressions, which
+    # keeps the SQL linear in the number of metrics. The stages are few on purpose: Ibis
+    # compiles every stage with every column it carries, and a stage per step made compiling
+    # the scoring query cost more than running it.
+    raw = {m.name: score(m.score, table[value_columns[m.name]], table) for m in model.metrics}
+    table = table.mutate(
+        segment_model=ibis.literal(model.segment),
+        **{f"r__{name}": expr for name, expr in raw.items()},
+    )
     present = {}
     effective = {}
     for m in model.metrics:
@@ -75,8 +84,6 @@ def score_segment(table: ir.Table, model: ScoringModel, value_columns: dict[str,
         **{f"cs__{name}": expr for name, expr in comp_scores.items()},
         coverage=_sum(coverage_terms),
     )
-    # Each stage reads the previous one's columns rather than repeating its expressions, which
-    # keeps the SQL linear in the number of metrics.
     table = table.mutate(
         _cws=_sum(
             [ibis.ifelse(table[f"cs__{c.name}"].isnull(), 0.0, c.weight) for c in model.components]
@@ -88,15 +95,22 @@ def score_segment(table: ir.Table, model: ScoringModel, value_columns: dict[str,
             for c in model.components
         },
     )
-    table = table.mutate(
-        **{
-            f"cw__{c.name}": ibis.ifelse(
-                table[f"cs__{c.name}"].isnull() | (table._cws == 0), 0.0, c.weight / table._cws
-            )
-            for c in model.components
-        }
+    shares = {
+        c.name: ibis.ifelse(
+            table[f"cs__{c.name}"].isnull() | (table._cws == 0), 0.0, c.weight / table._cws
+        )
+        for c in model.components
+    }
+    table = table.mutate(**{f"cw__{name}": expr for name, expr in shares.items()})
+    unknown = [~table[f"p__{m.name}"] for m in model.metrics if m.missing == "unknown"]
+    base = _sum(
+        [(table[f"cs__{c.name}"] * table[f"cw__{c.name}"]).fill_null(0.0) for c in model.components]
     )
+    base = ibis.ifelse(table._cws == 0, ibis.null("float64"), base)
+    if unknown:
+        base = ibis.ifelse(functools.reduce(operator.or_, unknown), ibis.null("float64"), base)
     table = table.mutate(
+        base_score=base,
         **{
             f"w__{m.name}": ibis.ifelse(
                 table[f"s__{m.name}"].isnull() | (table[f"_md__{c.name}"] == 0),
@@ -105,22 +119,15 @@ def score_segment(table: ir.Table, model: ScoringModel, value_columns: dict[str,
             )
             for c in model.components
             for m in c.metrics
-        }
+        },
     )
-    unknown = [~table[f"p__{m.name}"] for m in model.metrics if m.missing == "unknown"]
-    base = _sum(
-        [(table[f"cs__{c.name}"] * table[f"cw__{c.name}"]).fill_null(0.0) for c in model.components]
-    )
-    base = ibis.ifelse(table._cws == 0, ibis.null("float64"), base)
-    if unknown:
-        base = ibis.ifelse(functools.reduce(operator.or_, unknown), ibis.null("float64"), base)
-    table = table.mutate(base_score=base)
-    table = table.mutate(
-        renewal_adjustment=renewal_adjustment(
-            table.base_score, table.days_to_renewal, model.renewal
-        )
-    )
+    adjustment = renewal_adjustment(table.base_score, table.days_to_renewal, model.renewal)
+    table = table.mutate(renewal_adjustment=adjustment)
     table = table.mutate(own_score=table.base_score + table.renewal_adjustment)
-    return table.mutate(tier=tier_expr(table.own_score, model.tiers)).drop(
-        *[f"r__{name}" for name in raw], "_cws", *[f"_md__{c.name}" for c in model.components]
+    table = table.mutate(tier=tier_expr(table.own_score, model.tiers))
+    return table.select(
+        **{
+            name: table[name].cast(type_) if name in table.columns else ibis.null(type_)
+            for name, type_ in columns.items()
+        }
     )

@@ -10,13 +10,17 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from accounthealth.config.model import HealthModel
 from accounthealth.engine.base import Engine
-from accounthealth.metrics.compute import metric_values
+from accounthealth.metrics.compute import AsOf, metric_values
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.scoring.combine import score_segment
+from accounthealth.scoring.querycache import QueryCache, fingerprint
 
+# The temporary table the metric grid of a prepared scoring pass is written to.
+GRID_TABLE = "_accounthealth_grid"
 # Population columns kept beside the scores (a snapshot of the account on the date).
 ACCOUNT_COLUMNS = (
     "account_id",
@@ -40,28 +44,50 @@ SCORE_COLUMNS = {
 }
 
 
-def _conform(table: ir.Table, columns: dict[str, str]) -> ir.Table:
-    """Select ``columns`` (name: type), filling the ones a segment lacks with typed nulls."""
-    return table.select(
-        **{
-            name: table[name].cast(type_) if name in table.columns else ibis.null(type_)
-            for name, type_ in columns.items()
-        }
-    )
-
-
 def score_frame(
-    engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date]
+    engine: Engine,
+    resolved: ResolvedModel,
+    dates: t.Sequence[dt.date],
+    cache: QueryCache | None = None,
 ) -> pd.DataFrame:
-    """One row per account and date with every metric, component and overall score."""
-    grid, value_columns = metric_values(engine, resolved, dates)
-    # Materialise the metric grid once: each segment's model reads it.
-    with engine.cache(grid) as cached:
-        # Through Arrow: Ibis's own conversion to pandas costs more than the query here.
-        # self_destruct frees each Arrow column as it converts: one copy of a large batch
-        # in memory instead of two.
-        result = engine.to_arrow(_scored(cached, resolved, value_columns))
-        return result.to_pandas(self_destruct=True, split_blocks=True)
+    """One row per account and date with every metric, component and overall score. With a
+    ``cache``, one date on an engine that binds parameters runs queries compiled once."""
+    if cache is not None and engine.prepares and len(dates) == 1:
+        result = _prepared_scores(engine, resolved, dates[0], cache)
+    else:
+        grid, value_columns = metric_values(engine, resolved, dates)
+        # Materialise the metric grid once: each segment's model reads it.
+        with engine.cache(grid) as cached:
+            result = engine.to_arrow(_scored(cached, resolved, value_columns))
+    # Through Arrow: Ibis's own conversion to pandas costs more than the query here.
+    # self_destruct frees each Arrow column as it converts: one copy of a large batch
+    # in memory instead of two.
+    return result.to_pandas(self_destruct=True, split_blocks=True)
+
+
+def _prepared_scores(
+    engine: Engine, resolved: ResolvedModel, day: dt.date, cache: QueryCache
+) -> pa.Table:
+    """The scored rows for ``day`` from the cached queries (compiled and stored first when the
+    cache has none for this model, data layout and code): the metric grid into a temporary
+    table, then the scores read from it."""
+    key = fingerprint(engine, resolved)
+    queries = cache.get(key)
+    if queries is None:
+        grid, value_columns = metric_values(engine, resolved, [day], parameters=True)
+        scored = _scored(ibis.table(grid.schema(), name=GRID_TABLE), resolved, value_columns)
+        queries = {
+            "grid": engine.prepare(grid, into=GRID_TABLE),
+            "scored": engine.prepare(scored),
+        }
+        cache.put(key, queries)
+    try:
+        engine.run_prepared(queries["grid"], AsOf.parameter_values(day, queries["grid"].parameters))
+        result = engine.run_prepared(queries["scored"], {})
+    finally:
+        engine.drop_temporary(GRID_TABLE)
+    assert result is not None  # the scored query returns rows
+    return result
 
 
 def _scored(grid: ir.Table, resolved: ResolvedModel, value_columns: dict[str, str]) -> ir.Table:
@@ -88,7 +114,7 @@ def _scored(grid: ir.Table, resolved: ResolvedModel, value_columns: dict[str, st
             matches = seg.when.apply(grid).fill_null(False)
             rows = grid.filter(matches & ~claimed)
             claimed = claimed | matches
-        parts.append(_conform(score_segment(rows, seg, value_columns), columns))
+        parts.append(score_segment(rows, seg, value_columns, columns))
     return ibis.union(*parts) if len(parts) > 1 else parts[0]
 
 
@@ -122,13 +148,19 @@ def rollup(
     rows = rows.assign(_ws=rows["own_score"] * rows["_w"])
     agg = rows.groupby(["_key", "as_of"]).agg(_ws=("_ws", "sum"), _w=("_w", "sum"))
     n_children = children.groupby(["parent_account_id", "as_of"]).size()
-    keys = pd.MultiIndex.from_arrays([frame["account_id"], frame["as_of"]])
+    # Only parents' rows are looked up: an index over the whole batch cost more than the rest.
+    at = np.flatnonzero(frame["account_id"].isin(children["parent_account_id"]).to_numpy())
+    keys = pd.MultiIndex.from_arrays(
+        [frame["account_id"].to_numpy()[at], frame["as_of"].to_numpy()[at]]
+    )
     rolled = (agg["_ws"] / agg["_w"]).reindex(keys).to_numpy()
     count = n_children.rename_axis(["_key", "as_of"]).reindex(keys).fillna(0).to_numpy()
     # A parent rolls up only on dates when at least one of its children is scored.
-    has = ~np.isnan(rolled) & (count > 0)
-    frame.loc[has, "score"] = rolled[has]
-    frame.loc[has, "rollup_children"] = count[has].astype(int)
+    found = ~np.isnan(rolled) & (count > 0)
+    has = np.zeros(len(frame), dtype=bool)
+    has[at[found]] = True
+    frame.loc[has, "score"] = rolled[found]
+    frame.loc[has, "rollup_children"] = count[found].astype(int)
     frame.loc[has, "tier"] = [
         tiers_of(s, v)
         for s, v in zip(frame.loc[has, "segment_model"], frame.loc[has, "score"], strict=True)

@@ -1,0 +1,59 @@
+"""Named query parameters: an Ibis value that compiles to a bound parameter (``$name``) rather
+than a literal, so that one compiled query serves every as-of date. Values travel beside the
+SQL text when it runs, never inside it.
+
+Only the DuckDB engine compiles them (``DuckDBEngine.compile_parameterized``); expressions for
+other engines use literals.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+
+import ibis.expr.datashape as ds
+import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
+import ibis.expr.types as ir
+import sqlglot.expressions as sge
+from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
+
+
+class Parameter(ops.Value):
+    """A scalar whose value is bound when the compiled query runs."""
+
+    name: str
+    dtype: dt.DataType
+    shape = ds.scalar
+
+
+def parameter(name: str, type_: str) -> ir.Value:
+    """A bound parameter ``name`` of Ibis type ``type_`` as an expression."""
+    if not name.isidentifier():
+        raise ValueError(f"not a parameter name: {name!r}")
+    return Parameter(name, dt.dtype(type_)).to_expr()
+
+
+class ParameterCompiler(DuckDBCompiler):
+    """Ibis's DuckDB compiler, plus named parameters; ``names`` collects the ones it wrote."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def visit_Parameter(self, op: Parameter, *, name: str, dtype: dt.DataType) -> t.Any:
+        self.names.add(name)
+        # Cast: a bare parameter has no type until DuckDB binds a value, and a comparison
+        # with it would then be planned for an unknown type.
+        return self.cast(sge.Placeholder(this=name), dtype)
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    """A query compiled once: its SQL text, the parameters it binds when it runs, the Ibis
+    types of its result columns, and the temporary table it fills (None: it returns rows)."""
+
+    sql: str
+    parameters: tuple[str, ...]
+    schema: dict[str, str]
+    into: str | None = None
