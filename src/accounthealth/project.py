@@ -280,9 +280,11 @@ class Project:
         if split:
             # Written history carries the overrides in force; a backtest judges the model.
             in_force = overrides.in_force(self.store, min(dates), max(dates))
-            overrides.apply(frame, in_force, resolved, tier_of)
-            if in_force.size:
-                frame["churn_probability"] = churn_probability(frame, resolved.model)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+                overrides.apply(frame, in_force, resolved, tier_of)
+                if in_force.size:
+                    frame["churn_probability"] = churn_probability(frame, resolved.model)
         return frame
 
     # -- validation ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_init_creates_a_project(demo: Path) -> None:
     assert (demo / "accounthealth.yaml").exists()
     assert (demo / "model.yaml").exists()
+    assert ".accounthealth-cache/" in (demo / ".gitignore").read_text().splitlines()
     assert (demo / "accounthealth.duckdb").exists()
     assert run("check", cwd=demo).stdout.startswith("OK: model")
 

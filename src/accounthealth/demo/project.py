@@ -9,6 +9,9 @@ from pathlib import Path
 from accounthealth.errors import ProjectError
 
 TEMPLATES = ("accounthealth.yaml", "model.yaml")
+# The project folder goes in git (its YAML is the health model's history); the store and the
+# compiled-query cache do not.
+GITIGNORE = "*.duckdb\n*.duckdb.wal\n.accounthealth-cache/\n"
 
 
 def create(
@@ -31,6 +34,7 @@ def create(
     for name in TEMPLATES:
         text = resources.files("accounthealth.demo").joinpath(name).read_text(encoding="utf-8")
         (folder / name).write_text(text, encoding="utf-8")
+    (folder / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     (folder / "data").mkdir(exist_ok=True)
     if demo:
         from accounthealth.demo.generator import generate
