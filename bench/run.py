@@ -162,6 +162,8 @@ def main() -> None:
     size = step("event_bytes", project)
     ref = step("reference", project, as_of)
     full = step("score", project, as_of)
+    # The same day again: the daily run of an unchanged model reuses the compiled queries.
+    warm = step("score", project, as_of)
     agree = agreement(project, as_of)
     print(f"  agreement  {json.dumps(agree)}", flush=True)
     backfill = step("backfill", project, as_of - dt.timedelta(days=args.backfill_days - 1), as_of)
@@ -183,12 +185,14 @@ def main() -> None:
         "reference_seconds": ref["seconds"],
         "full_pass_seconds": full["seconds"],
         "full_vs_reference": full["seconds"] / ref["seconds"],
+        "warm_full_pass_seconds": warm["seconds"],
+        "warm_full_vs_reference": warm["seconds"] / ref["seconds"],
         "agreement": agree,
         "backfill_days": args.backfill_days,
         "backfill_seconds": backfill["seconds"],
         "backfill_vs_full": backfill["seconds"] / full["seconds"],
         "incremental_seconds": incremental["seconds"],
-        "incremental_vs_full": incremental["seconds"] / full["seconds"],
+        "incremental_vs_full": incremental["seconds"] / warm["seconds"],
         "event_data_mb": event_mb,
         "peak_mb": {"full": full["peak_mb"], "backfill": backfill["peak_mb"]},
         "peak_vs_event_data": max(full["peak_mb"], backfill["peak_mb"]) / event_mb,
@@ -206,9 +210,10 @@ def main() -> None:
 
 def print_summary(r: dict) -> None:
     targets = [
-        ("full pass / hand-written reference", r["full_vs_reference"], 1.5),
+        ("full pass (first run) / reference", r["full_vs_reference"], 1.5),
+        ("full pass (queries reused) / reference", r["warm_full_vs_reference"], 1.5),
         (f"{r['backfill_days']}-day backfill / full pass", r["backfill_vs_full"], 10),
-        ("incremental day / full pass", r["incremental_vs_full"], 0.2),
+        ("incremental day / full pass (reused)", r["incremental_vs_full"], 0.2),
         ("peak memory / event data", r["peak_vs_event_data"], 2),
     ]
     print(
@@ -217,7 +222,8 @@ def print_summary(r: dict) -> None:
         f"{r.get('duckdb_memory_limit', 'default')}"
     )
     print(
-        f"reference {r['reference_seconds']:.2f}s, full pass {r['full_pass_seconds']:.2f}s, "
+        f"reference {r['reference_seconds']:.2f}s, full pass {r['full_pass_seconds']:.2f}s "
+        f"(queries reused: {r['warm_full_pass_seconds']:.2f}s), "
         f"backfill {r['backfill_seconds']:.2f}s, incremental {r['incremental_seconds']:.2f}s"
     )
     print(f"agreement with the reference: {r['agreement']}")
