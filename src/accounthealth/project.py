@@ -26,6 +26,7 @@ from accounthealth.actions.playbook_run import RulesReport, run_rules
 from accounthealth.actions.rules import RuleBook
 from accounthealth.actions.simulate import Simulation, simulate
 from accounthealth.config.loader import LoadedProject, load_model_file, load_project
+from accounthealth.config.model import TIER_TOLERANCE
 from accounthealth.config.playbooks import Playbooks
 from accounthealth.engine import Engine, open_compute, open_store
 from accounthealth.errors import (
@@ -263,7 +264,7 @@ class Project:
         tiers = {seg.segment: seg.tiers for seg in resolved.segments}
 
         def tier_of(segment: str, value: float) -> str:
-            return next(t.name for t in tiers[segment] if value >= t.min)
+            return next(t.name for t in tiers[segment] if value >= t.min - TIER_TOLERANCE)
 
         # The batch holds one block per column on purpose (each is freed as history is
         # written); pandas warns about that when columns are added, which costs nothing here.

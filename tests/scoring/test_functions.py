@@ -287,3 +287,20 @@ def test_four_tier_split_by_trend(tmp_path: Path, compute: dict | None) -> None:
         frame = p.scores(AS_OF, AS_OF)
     tiers = dict(zip(frame["account_id"], frame["tier"], strict=True))
     assert tiers == {"A1": "Declining", "A2": "Stable"}  # 60 -> 50 fell 10; 50 -> 52 rose
+
+
+def test_float_noise_at_a_bound_does_not_decide_the_tier() -> None:
+    import ibis
+
+    from accounthealth.config.model import DEFAULT_TIERS
+    from accounthealth.scoring.combine import tier_expr
+
+    con = ibis.duckdb.connect()
+
+    def tier(value: float) -> str:
+        return con.execute(tier_expr(ibis.literal(value, "float64"), DEFAULT_TIERS))
+
+    # A weighted mean that is 70 in exact arithmetic can land a hair below it.
+    assert tier(69.99999999999999) == "Green"
+    assert tier(69.9999) == "Yellow"
+    assert tier(39.99999999999999) == "Yellow"

@@ -166,14 +166,16 @@ def run_rules(
             resolved_since=tasks.resolved_since(store),
         )
         with store.transaction():
-            _act(store, book, playbooks.rules, outcome, version, report)
-            report.escalations += _escalate(store, playbooks.rules, day)
+            queued = _act(store, playbooks.rules, outcome, version, report)
+            escalated = _escalate(store, playbooks.rules, day)
+            report.escalations += escalated
             overrides.log_expired(store, day)
             _save_state(store, book)
             store.sql(
                 "INSERT INTO rule_runs VALUES (?, ?, ?, ?, ?, ?)",
-                [day, resolved.version, version, dt.datetime.now(), len(outcome.firings), 0],
-            )
+                [day, resolved.version, version, dt.datetime.now(), len(outcome.firings),
+                 queued + escalated],
+            )  # fmt: skip
         report.days.append(day)
         report.cooled.update(outcome.cooled)
         report.duplicate.update(outcome.duplicate)
@@ -186,19 +188,21 @@ def _span(start: dt.date, end: dt.date) -> list[dt.date]:
 
 def _act(
     store: Engine,
-    book: RuleBook,
     rules: t.Mapping[str, Rule],
     outcome: DayOutcome,
     version: str,
     report: RulesReport,
-) -> None:
-    """Record the day's firings with their tasks, notifications and audit entries."""
+) -> int:
+    """Record the day's firings with their tasks, notifications and audit entries; returns
+    how many notifications were queued."""
     if not outcome.firings:
-        return
+        return 0
     now = dt.datetime.now()
     store.write_arrow(
         "rule_firings",
-        pa.Table.from_pylist([_firing_row(f, version, now) for f in outcome.firings]),
+        pa.Table.from_pylist(
+            [_firing_row(f, rules[f.rule].when.kind, version, now) for f in outcome.firings]
+        ),
     )
     new_tasks = [
         (
@@ -275,9 +279,10 @@ def _act(
         ],
         now,
     )
+    return len(messages)
 
 
-def _firing_row(f: Firing, version: str, now: dt.datetime) -> dict[str, t.Any]:
+def _firing_row(f: Firing, trigger: str, version: str, now: dt.datetime) -> dict[str, t.Any]:
     facts = {k: v for k, v in f.facts.items() if k in _RECORDED}
     return {
         "firing_id": f.firing_id,
@@ -285,7 +290,7 @@ def _firing_row(f: Firing, version: str, now: dt.datetime) -> dict[str, t.Any]:
         "rule": f.rule,
         "account_id": f.account_id,
         "as_of": f.day,
-        "trigger": None,
+        "trigger": trigger,
         "score": f.facts.get("exact_score"),
         "tier": f.facts.get("tier"),
         "previous_tier": f.facts.get("previous_tier"),
@@ -298,6 +303,8 @@ def _firing_row(f: Firing, version: str, now: dt.datetime) -> dict[str, t.Any]:
 _RECORDED = (
     "name",
     "score",
+    "tier",
+    "previous_tier",
     "daily_tier",
     "days_in_tier",
     "days_to_renewal",
@@ -373,7 +380,7 @@ def _escalate(store: Engine, rules: t.Mapping[str, Rule], day: dt.date) -> int:
                 "SELECT details FROM rule_firings WHERE firing_id = ?", [task["firing_id"]]
             )
             facts = (
-                {**json.loads(firing[0][0]), "account_id": task["account_id"], "tier": None}
+                {**json.loads(firing[0][0]), "account_id": task["account_id"]}
                 if firing
                 else {"account_id": task["account_id"]}
             )

@@ -45,7 +45,6 @@ DAY_COLUMNS = (
     "days_to_renewal",
     "arr",
 )
-RULE_STATE_COLUMNS = ("active", "active_since", "last_fired")
 
 
 @dataclass

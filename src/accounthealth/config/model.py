@@ -232,6 +232,11 @@ class Component(Strict):
         return v
 
 
+# A score this close below a tier bound reaches it: a weighted mean can land on 69.99999999999999
+# where the arithmetic says 70, and float noise must not decide a tier.
+TIER_TOLERANCE = 1e-9
+
+
 class Tier(Strict):
     name: str
     min: float = Field(ge=0, le=100)

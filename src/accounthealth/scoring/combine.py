@@ -9,7 +9,7 @@ import operator
 import ibis
 import ibis.expr.types as ir
 
-from accounthealth.config.model import DefaultScore, Renewal, Tier
+from accounthealth.config.model import TIER_TOLERANCE, DefaultScore, Renewal, Tier
 from accounthealth.metrics.definitions import ScoringModel
 from accounthealth.scoring.functions import bounded, score
 
@@ -20,7 +20,7 @@ def _sum(values: list[ir.Value]) -> ir.Value:
 
 def tier_expr(value: ir.FloatingValue, tiers: tuple[Tier, ...]) -> ir.StringValue:
     """The tier whose lower bound the score reaches (tiers are ordered best first)."""
-    cases = [(value >= tier.min, tier.name) for tier in tiers[:-1]]
+    cases = [(value >= tier.min - TIER_TOLERANCE, tier.name) for tier in tiers[:-1]]
     return ibis.cases(*cases, (value.isnull(), ibis.null("string")), else_=tiers[-1].name)
 
 

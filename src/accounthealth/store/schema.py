@@ -64,7 +64,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             entry_hash VARCHAR)""",
         """CREATE TABLE IF NOT EXISTS rule_runs (
             as_of DATE PRIMARY KEY, model_version VARCHAR, playbooks_version VARCHAR,
-            ran_at TIMESTAMP, firings INTEGER, held INTEGER)""",
+            ran_at TIMESTAMP, firings INTEGER, notifications INTEGER)""",
         """CREATE TABLE IF NOT EXISTS health_states (
             account_id VARCHAR PRIMARY KEY, as_of DATE, stable_tier VARCHAR,
             stable_since DATE, previous_tier VARCHAR, pending_tier VARCHAR,
