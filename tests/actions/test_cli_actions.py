@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import typing as t
 from pathlib import Path
 
 from conftest import LAST, day
@@ -72,3 +73,21 @@ def test_an_altered_audit_entry_is_found(book: Path) -> None:
         assert p.verify_audit()[1] == 4
     out = cli("audit", "--verify", cwd=book, ok=False)
     assert "the audit log was altered at entry 4" in out
+
+
+def test_a_failed_scheduled_day_does_not_stop_the_schedule(tmp_path: Path, capsys: t.Any) -> None:
+    import datetime as dt
+
+    from accounthealth.actions.daily import scheduled
+    from accounthealth.cli.actions import _run_once
+
+    now = [dt.datetime(2026, 11, 23, 7)]
+
+    def sleep(seconds: float) -> None:
+        now[0] += dt.timedelta(seconds=seconds)
+
+    missing = tmp_path / "no-project"
+    scheduled(lambda d: _run_once(missing, d, None, keep_going=True), "06:00",
+              clock=lambda: now[0], sleep=sleep, runs=2)  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.count("failed:") == 2 and "no accounthealth.yaml" in out

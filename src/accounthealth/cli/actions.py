@@ -62,17 +62,16 @@ def run(
 def _run_once(
     project: Path, day: dt.date | None, start: dt.date | None, keep_going: bool = False
 ) -> None:
-    """One daily run and its summary; on the schedule, a failure is printed and the next day
-    runs anyway."""
-    from accounthealth.errors import AccountHealthError
-
+    """One daily run and its summary; on the schedule, any failure (a database down, bad data)
+    is printed and the next day runs anyway."""
     try:
         with open_project(project) as p:
             report = p.run(day, start=start)
-    except AccountHealthError as exc:
+    except Exception as exc:
         if not keep_going:
             raise
-        console.print(f"[bold red]Run for {day} failed:[/] {exc.message}")
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        console.print(f"[bold red]Run for {day} failed:[/] {message}")
         return
     rules = report.rules
     loaded = sum(r.rows_loaded for r in report.ingest.tables)
