@@ -65,7 +65,7 @@ def channels(smtp_port: int, hook_url: str, chat_url: str, **delivery: t.Any) ->
             "vp": {"email": "vp@example.com"},
             "executive": {"email": "exec@example.com"},
         },
-        "timeout": 2,
+        "timeout": 30,  # generous: a loaded CI machine must not turn a slow send into a retry
         "backoff": 0,
         "attempts": 3,
         **delivery,

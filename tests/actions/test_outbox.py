@@ -73,7 +73,7 @@ def test_failures_retry_with_backoff_then_fail(book: Path) -> None:
 
 def test_a_hanging_receiver_does_not_hold_the_others(book: Path) -> None:
     with SmtpReceiver() as smtp, HttpReceiver(SECRET, mode="hang") as hook, HttpReceiver() as chat:
-        set_notifications(book, channels(smtp.port, hook.url, chat.url, timeout=1))
+        set_notifications(book, channels(smtp.port, hook.url, chat.url, timeout=5))
         with ah.open(book) as p:
             delivery = p.run(LAST, start=day(0)).delivery
             assert (delivery.delivered, delivery.retrying) == (5, 2)
