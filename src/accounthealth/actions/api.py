@@ -45,7 +45,8 @@ class ActingOnHealth:
         """Run the playbooks for each scored day since the last run, up to ``through`` (default
         the latest scored date): firings, tasks, notifications (queued), escalations."""
         through = through or self.latest_scored_date()
-        self.playbooks()
+        # The rule book run_rules builds checks the rules against the model; channels here.
+        self._check_channels(self.model.model.effective_playbooks())
         return run_rules(self.store, self.model, through, self.loaded.health.where, start)
 
     def playbooks(self) -> Playbooks:
@@ -53,17 +54,22 @@ class ActingOnHealth:
         templates) and, when channels are configured, against the channels."""
         playbooks = self.model.model.effective_playbooks()
         RuleBook(self.model, playbooks, where=self.loaded.health.where)
-        channels = self.loaded.config.notifications.channels
-        if channels:
-            for name, rule in playbooks.rules.items():
-                for via in [n.via for n in rule.notify] + [e.via for e in rule.escalate]:
-                    if via not in channels:
-                        raise ConfigError(
-                            f"rule '{name}' sends via '{via}', which is not a channel",
-                            where=self.loaded.health.where("playbooks", "rules", name),
-                            fix=did_you_mean(via, channels),
-                        )
+        self._check_channels(playbooks)
         return playbooks
+
+    def _check_channels(self, playbooks: Playbooks) -> None:
+        """Every channel a rule sends through is configured (when any channel is)."""
+        channels = self.loaded.config.notifications.channels
+        if not channels:
+            return
+        for name, rule in playbooks.rules.items():
+            for via in [n.via for n in rule.notify] + [e.via for e in rule.escalate]:
+                if via not in channels:
+                    raise ConfigError(
+                        f"rule '{name}' sends via '{via}', which is not a channel",
+                        where=self.loaded.health.where("playbooks", "rules", name),
+                        fix=did_you_mean(via, channels),
+                    )
 
     def simulate_rules(self, start: dt.date, end: dt.date, *, stability: bool = True) -> Simulation:
         """What the playbooks would have done from ``start`` to ``end`` on the stored scores,

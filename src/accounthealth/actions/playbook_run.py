@@ -87,6 +87,18 @@ class ScoreSource:
             frame = frame.merge(self._detail(day), on="account_id", how="left")
         return frame
 
+    def step(
+        self,
+        book: RuleBook,
+        day: dt.date,
+        resolved_since: t.Callable[[pd.Series], pd.Series] | None = None,
+        act: bool = True,
+    ) -> DayOutcome:
+        """Advance ``book`` by ``day`` with the day's scores and the earlier ones it needs."""
+        today = self.day(day, book.needs_detail())
+        earlier = self.earlier(day, book.longest_window())
+        return book.step(day, today, earlier, resolved_since=resolved_since, act=act)
+
     def earlier(self, day: dt.date, days: int) -> pd.DataFrame:
         if days == 0:
             return pd.DataFrame({"account_id": [], "as_of": [], "score": []})
@@ -138,12 +150,7 @@ def run_rules(
         first = start or through
         warm = source.dates(first - dt.timedelta(days=WARMUP_DAYS), first - dt.timedelta(days=1))
         for day in warm:
-            book.step(
-                day,
-                source.day(day, book.needs_detail()),
-                source.earlier(day, book.longest_window()),
-                act=False,
-            )
+            source.step(book, day, act=False)
     else:
         _load_state(store, book)
         first = last + dt.timedelta(days=1)
@@ -157,14 +164,11 @@ def run_rules(
             fix=f"score them first: accounthealth score --from {missing[0]} --to {missing[-1]}",
         )
     version = resolved.model.playbooks_version()
+    # Read once: a run resolves no task, so the answer holds for all its days.
+    resolved_since = tasks.resolved_since(store)
     for day in days:
         report.woke += tasks.wake(store, day)
-        outcome = book.step(
-            day,
-            source.day(day, book.needs_detail()),
-            source.earlier(day, book.longest_window()),
-            resolved_since=tasks.resolved_since(store),
-        )
+        outcome = source.step(book, day, resolved_since)
         with store.transaction():
             queued = _act(store, playbooks.rules, outcome, version, report)
             escalated = _escalate(store, playbooks.rules, day)
@@ -365,8 +369,11 @@ def _escalate(store: Engine, rules: t.Mapping[str, Rule], day: dt.date) -> int:
     if not later:
         return 0
     table = store.table("tasks")
+    firings = store.table("rule_firings").select("firing_id", "details")
     open_ = store.execute(
         table.filter(table.rule.isin(list(later)) & table.status.isin(["open", "in_progress"]))
+        .left_join(firings, "firing_id")
+        .drop("firing_id_right")
     )
     messages, entries, sent = [], [], 0
     for task in open_.to_dict("records"):
@@ -376,14 +383,9 @@ def _escalate(store: Engine, rules: t.Mapping[str, Rule], day: dt.date) -> int:
         for i, step in enumerate(rule.escalate):
             if step.after == 0 or i < level or (day - created).days < step.after:
                 continue
-            firing = store.sql(
-                "SELECT details FROM rule_firings WHERE firing_id = ?", [task["firing_id"]]
-            )
-            facts = (
-                {**json.loads(firing[0][0]), "account_id": task["account_id"]}
-                if firing
-                else {"account_id": task["account_id"]}
-            )
+            details = task["details"]
+            recorded = json.loads(details) if isinstance(details, str) else {}
+            facts = {**recorded, "account_id": task["account_id"]}
             f = Firing(task["rule"], task["account_id"], day, str(task["firing_id"]), facts)
             messages.append(
                 _message(

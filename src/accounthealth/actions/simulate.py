@@ -58,14 +58,7 @@ def simulate(
     resolved_since = tasks.resolved_since(store)
     fired_accounts: set[str] = set()
     for day in [*warm, *days]:
-        acting = day >= start
-        outcome = book.step(
-            day,
-            source.day(day, book.needs_detail()),
-            source.earlier(day, book.longest_window()),
-            resolved_since=resolved_since,
-            act=acting,
-        )
+        outcome = source.step(book, day, resolved_since, act=day >= start)
         for f in outcome.firings:
             rule = playbooks.rules[f.rule]
             result.firings[f.rule] += 1
