@@ -31,7 +31,9 @@ from accounthealth.errors import (
     did_you_mean,
 )
 from accounthealth.explain import Explanation, explain
+from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
+from accounthealth.metrics.sliding import RunningAggregates, consecutive
 from accounthealth.progress import SILENT, Progress
 from accounthealth.scoring.querycache import QueryCache
 from accounthealth.scoring.run import churn_probability, rollup, score_frame, split_by_trend
@@ -210,9 +212,15 @@ class Project(ActingOnHealth):
         started = time.perf_counter()
         rows = 0
         record_model(self.store, resolved)
+        running = None
+        if self.compute.in_process and consecutive(dates):
+            # A run of days: each aggregate is kept day by day instead of recomputed per day,
+            # and each day is then scored alone, by the compiled queries.
+            running = running_aggregates(self.compute, resolved, dates)
+            batch_days = batch_days or 1
         with self.progress.task("scoring", total=len(dates)) as advance:
             for batch in self._batches(dates, batch_days):
-                frame = self._score_batch(resolved, batch)
+                frame = self._score_batch(resolved, batch, running=running)
                 rows += write_batch(self.store, frame, resolved, batch)
                 advance(len(batch))
         return ScoreReport(resolved.version, tuple(dates), rows, time.perf_counter() - started)
@@ -249,11 +257,15 @@ class Project(ActingOnHealth):
         return [dates[i : i + step] for i in range(0, len(dates), step)]
 
     def _score_batch(
-        self, resolved: ResolvedModel, dates: list[dt.date], split: bool = True
+        self,
+        resolved: ResolvedModel,
+        dates: list[dt.date],
+        split: bool = True,
+        running: RunningAggregates | None = None,
     ) -> pd.DataFrame:
         """Scores of every account on ``dates``, rolled up; ``split`` applies the 4-tier trend
         split with earlier scores from the store (a backtest splits with its own)."""
-        frame = score_frame(self.compute, resolved, dates, self.query_cache)
+        frame = score_frame(self.compute, resolved, dates, self.query_cache, running)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         tiers = {seg.segment: seg.tiers for seg in resolved.segments}
 

@@ -46,6 +46,7 @@ components:
       since_login_14d: {days_since: events, where: "event = 'login'", window: 14d, score: boolean}
       nps_latest_30d: {latest: surveys.score, window: 30d, score: boolean}
       events_seen_5d: {distinct: events.event, window: 5d, score: boolean}
+      open_priorities: {distinct: tickets.priority, active: true, score: boolean}
 """
 
 
@@ -238,19 +239,25 @@ def values(project: Path) -> dict[str, dict[str, float | None]]:
         return stored_values(p, AS_OF)
 
 
-def test_a_batch_of_dates_reads_what_each_date_alone_reads(project: Path) -> None:
-    # A batch pairs rows with dates and bounds them differently per kind (windows, rows still
-    # open, each account's last row before the batch): every kind must come out the same.
+@pytest.mark.parametrize("batch_days", [None, 11])
+def test_a_batch_of_dates_reads_what_each_date_alone_reads(
+    project: Path, batch_days: int | None
+) -> None:
+    # A backfill keeps running values over its days (on DuckDB; metrics/sliding.py) and pairs
+    # rows with dates for the rest (open_priorities; PostgreSQL and Spark: every aggregate),
+    # bounding rows differently per kind (windows, rows still open, each account's last row
+    # before the batch): every kind must come out as each date alone gives it, day by day
+    # (batch_days None) and in batches of 11 days.
     # Dates on which a row has just left a window (28d: Mar 10 + 28 = Apr 7; 14d: Mar 20 + 14;
     # 7d and 5d: Mar 29 + 7, Mar 29 + 5) or just entered one.
     dates = [dt.date(2026, 3, 2), dt.date(2026, 3, 15), AS_OF]
-    dates += [dt.date(2026, 4, day) for day in (1, 3, 5, 7)]
+    dates += [dt.date(2026, 4, day) for day in (1, 2, 3, 5, 7)]
     with ah.open(project) as p:
         alone = {}
         for day in dates:
             p.score(day)
             alone[day] = stored_values(p, day)
-        p.score(start=dt.date(2026, 3, 1), end=dt.date(2026, 4, 8), batch_days=11)
+        p.score(start=dt.date(2026, 3, 1), end=dt.date(2026, 4, 8), batch_days=batch_days)
         for day in dates:
             batch = stored_values(p, day)
             for account_id, metrics in alone[day].items():
@@ -286,6 +293,7 @@ def test_population_is_customers_on_the_date(values: dict) -> None:
         ("trend", 2.0, None),
         ("open_p1", 1, 0),  # T2 open; T1 closed; T3 opened and closed the same day
         ("overdue", 1, 0),  # I1 due Mar 1 and unpaid; I2 paid; I3 not yet due
+        ("open_priorities", 1, 0),  # T2's P1: the only ticket open on the date
     ],
 )
 def test_metric_values(values: dict, metric: str, a1: float | None, a2: float | None) -> None:

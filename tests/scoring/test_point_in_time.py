@@ -7,6 +7,7 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -149,3 +150,42 @@ def test_future_data_never_changes_a_past_score(evs: list, tks: list) -> None:
         assert 0 <= score <= 100
         assert 0 <= coverage <= 1
         assert tier == ("Green" if score >= 70 else "Yellow" if score >= 40 else "Red")
+
+
+def _metric_detail(project: ah.Project, days: list[dt.date]) -> dict[tuple, float | None]:
+    table = project.store.table("metric_values")
+    return {
+        (r.account_id, r.as_of, r.metric): None if r.value != r.value else round(r.value, 9)
+        for r in project.store.execute(table.filter(table.as_of.isin(days))).itertuples()
+    }
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(evs=events, tks=tickets, step=st.integers(3, 6))
+def test_a_backfill_gives_what_each_day_alone_gives(evs: list, tks: list, step: int) -> None:
+    # A backfill keeps running values from day to day (metrics/sliding.py) instead of reading
+    # each day's rows again: rows entering and leaving windows, tickets opening and closing,
+    # the latest row and the last day changing, on random data, must all come out as scoring
+    # each day alone does (on every step-th day of the backfill, and its last).
+    start, end = AS_OF - dt.timedelta(days=40), AS_OF + dt.timedelta(days=20)
+    days = [start + dt.timedelta(days=i) for i in range(0, (end - start).days, step)] + [end]
+    columns = ["account_id", "as_of", "score", "tier", "coverage"]
+
+    def stored(project: ah.Project) -> tuple[dict, list]:
+        frame = project.scores(start, end)
+        frame = frame[frame["as_of"].isin(pd.to_datetime(days))]
+        frame = frame.sort_values(["as_of", "account_id"])
+        rows = frame[columns].round(9).itertuples(index=False)
+        return _metric_detail(project, days), [tuple(r) for r in rows]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_project(Path(tmp) / "p", MODEL, _rows(evs, tks))
+        with ah.open(folder) as project:
+            project.ingest()
+            for day in days:
+                project.score(day)
+            alone = stored(project)
+            project.score(start=start, end=end)
+            backfill = stored(project)
+    assert len(alone[0]) > 0
+    assert backfill == alone

@@ -93,6 +93,17 @@ class Engine:
             return str(self.table(name).schema())
         return ""
 
+    # Runs in this process: a local Arrow table joins its queries without being uploaded.
+    in_process = False
+
+    @contextmanager
+    def attached(self, name: str, data: pa.Table | None) -> t.Iterator[None]:
+        """Let queries read ``data`` as table ``name`` meanwhile (nothing when None); for
+        engines that run in this process."""
+        if data is not None:
+            raise NotImplementedError(f"{self.kind} cannot read a local Arrow table in place")
+        yield
+
     # -- queries compiled once, run with named parameters ----------------------------------
     # Engines that can bind named parameters say so; the others compile each query as it runs.
     prepares = False

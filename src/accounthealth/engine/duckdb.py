@@ -52,6 +52,7 @@ class DuckDBEngine(Engine):
         return self.ibis.read_parquet(source.path)
 
     prepares = True
+    in_process = True
 
     def prepare(self, expr: ir.Table, *, into: str | None = None) -> PreparedQuery:
         compiler = ParameterCompiler()
@@ -80,6 +81,17 @@ class DuckDBEngine(Engine):
         # The same conversion as Ibis's own to_pyarrow: types exactly as the expression said.
         return DuckDBPyArrowData.convert_table(table, ibis.schema(query.schema))
 
+    @contextmanager
+    def attached(self, name: str, data: pa.Table | None) -> t.Iterator[None]:
+        if data is None:
+            yield
+            return
+        self.raw.register(name, data)
+        try:
+            yield
+        finally:
+            self.raw.unregister(name)
+
     def drop_temporary(self, name: str) -> None:
         self.raw.execute(f"DROP TABLE IF EXISTS temp.main.{ident(name)}")
 
@@ -105,13 +117,10 @@ class DuckDBEngine(Engine):
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"
-        self.raw.register(view, data)
-        try:
+        with self.attached(view, data):
             verb = "CREATE OR REPLACE TABLE" if replace else "INSERT INTO"
             suffix = "AS SELECT * FROM" if replace else "BY NAME SELECT * FROM"
             self.raw.execute(f"{verb} {ident(name)} {suffix} {ident(view)}")
-        finally:
-            self.raw.unregister(view)
 
 
 def _check_settings(settings: t.Mapping[str, str], where: str) -> None:

@@ -29,6 +29,7 @@ from accounthealth.metrics.definitions import (
     ResolvedModel,
     leaves,
 )
+from accounthealth.metrics.sliding import RunningAggregates, RunningValues
 
 
 def dates_table(dates: t.Sequence[dt.date]) -> ir.Table:
@@ -242,7 +243,7 @@ def _source_rows(
         # Of the rows before the batch, only each account's last one can be the latest: one
         # grouped row per account stands for them (the filter is applied here, before).
         if first.where is not None:
-            table = table.filter(first.where.apply(table).fill_null(False))
+            table = table.filter(own_filter(first, table))
         table = table.select(*dict.fromkeys(["account_id", first.time, first.column or first.time]))
         is_before = as_of.before(table[first.time], first.offset, first=True)
         before = table.filter(is_before)
@@ -263,6 +264,12 @@ def _before(column: ir.Value, day: dt.date, shift: int) -> ir.BooleanValue:
     return column <= ibis.literal(bound, "date")
 
 
+def own_filter(agg: Aggregate, rows: ir.Table) -> ir.BooleanValue:
+    """The aggregate's own row filter (its ``where``), NULL as false."""
+    assert agg.where is not None
+    return agg.where.apply(rows).fill_null(False)
+
+
 def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf, filtered: bool) -> ir.BooleanValue:
     """Whether a row is one the aggregate reads for its date (``filtered``: its `where` was
     applied already)."""
@@ -274,24 +281,42 @@ def _reads(agg: Aggregate, rows: ir.Table, as_of: AsOf, filtered: bool) -> ir.Bo
     elif agg.window is not None:
         condition &= ~as_of.on_or_before(rows, time, agg.offset + agg.window)
     if agg.where is not None and not filtered:
-        condition &= agg.where.apply(rows).fill_null(False)
+        condition &= own_filter(agg, rows)
     return condition
 
 
+def aggregate_columns(resolved: ResolvedModel) -> dict[Aggregate, str]:
+    """Every aggregate the model's metrics read, with the grid column that holds it."""
+    aggregates: dict[Aggregate, str] = {}
+    for metric in resolved.metrics.values():
+        for leaf in leaves(metric.definition):
+            if isinstance(leaf, Aggregate) and leaf not in aggregates:
+                aggregates[leaf] = f"a{len(aggregates)}"
+    return aggregates
+
+
+def running_aggregates(
+    engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date]
+) -> RunningAggregates:
+    """The model's aggregates kept day by day over the consecutive ``dates``."""
+    return RunningAggregates(engine, aggregate_columns(resolved), dates, own_filter)
+
+
 def metric_values(
-    engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date], parameters: bool = False
+    engine: Engine,
+    resolved: ResolvedModel,
+    dates: t.Sequence[dt.date],
+    parameters: bool = False,
+    running: RunningValues | None = None,
 ) -> tuple[ir.Table, dict[str, str]]:
     """The population grid with one value column per metric (``v__<name>``); with
-    ``parameters`` (one date) the date is a named parameter rather than a literal (see AsOf).
+    ``parameters`` (one date) the date is a named parameter rather than a literal (see AsOf);
+    with ``running``, the aggregates it holds are joined from it rather than computed.
 
     Returns the table and a map from metric name to its value column.
     """
     metrics = resolved.metrics
-    aggregates: dict[Aggregate, str] = {}
-    for metric in metrics.values():
-        for leaf in leaves(metric.definition):
-            if isinstance(leaf, Aggregate) and leaf not in aggregates:
-                aggregates[leaf] = f"a{len(aggregates)}"
+    aggregates = aggregate_columns(resolved)
     # Checked once per table: a batch may scan one table in several groups.
     for name in dict.fromkeys(agg.table for agg in aggregates):
         if not engine.has_table(name):
@@ -306,8 +331,14 @@ def metric_values(
     grid = population(engine, as_of)
     # One date's rows are grouped by account alone: the date is the same scalar for all.
     keys = ["account_id"] if as_of.single else ["account_id", "as_of"]
+    paired = list(aggregates)
+    if running is not None:
+        # Kept day by day over a run of days (metrics/sliding.py): joined, not recomputed.
+        values = running.table.drop("as_of") if as_of.single else running.table
+        grid = grid.left_join(values, keys).drop(*[f"{k}_right" for k in keys])
+        paired = [agg for agg in aggregates if agg not in running.covered]
     by_source: dict[tuple[t.Any, ...], list[Aggregate]] = defaultdict(list)
-    for agg in aggregates:
+    for agg in paired:
         by_source[_scan_key(agg, as_of.single)].append(agg)
     for key, group in by_source.items():
         rows = _source_rows(engine, group, as_of, key)

@@ -16,6 +16,7 @@ from accounthealth.config.model import HealthModel
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.compute import AsOf, metric_values
 from accounthealth.metrics.definitions import ResolvedModel
+from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
 from accounthealth.scoring.combine import score_segment
 from accounthealth.scoring.querycache import QueryCache, fingerprint
 
@@ -49,13 +50,16 @@ def score_frame(
     resolved: ResolvedModel,
     dates: t.Sequence[dt.date],
     cache: QueryCache | None = None,
+    running: RunningAggregates | None = None,
 ) -> pd.DataFrame:
     """One row per account and date with every metric, component and overall score. With a
-    ``cache``, one date on an engine that binds parameters runs queries compiled once."""
+    ``cache``, one date on an engine that binds parameters runs queries compiled once; with
+    ``running``, the aggregates it keeps over a run of days come from it."""
     if cache is not None and engine.prepares and len(dates) == 1:
-        result = _prepared_scores(engine, resolved, dates[0], cache)
+        result = _prepared_scores(engine, resolved, dates[0], cache, running)
     else:
-        grid, value_columns = metric_values(engine, resolved, dates)
+        values = running.table(dates) if running is not None else None
+        grid, value_columns = metric_values(engine, resolved, dates, running=values)
         # Materialise the metric grid once: each segment's model reads it.
         with engine.cache(grid) as cached:
             result = engine.to_arrow(_scored(cached, resolved, value_columns))
@@ -66,23 +70,34 @@ def score_frame(
 
 
 def _prepared_scores(
-    engine: Engine, resolved: ResolvedModel, day: dt.date, cache: QueryCache
+    engine: Engine,
+    resolved: ResolvedModel,
+    day: dt.date,
+    cache: QueryCache,
+    running: RunningAggregates | None,
 ) -> pa.Table:
     """The scored rows for ``day`` from the cached queries (compiled and stored first when the
     cache has none for this model, data layout and code): the metric grid into a temporary
-    table, then the scores read from it."""
-    key = fingerprint(engine, resolved)
+    table, then the scores read from it. With ``running``, the grid joins the day's running
+    values, attached to the query as a table."""
+    key = fingerprint(engine, resolved) + ("-running" if running is not None else "")
     queries = cache.get(key)
     if queries is None:
-        grid, value_columns = metric_values(engine, resolved, [day], parameters=True)
+        placeholder = running.placeholder() if running is not None else None
+        grid, value_columns = metric_values(
+            engine, resolved, [day], parameters=True, running=placeholder
+        )
         scored = _scored(ibis.table(grid.schema(), name=GRID_TABLE), resolved, value_columns)
         queries = {
             "grid": engine.prepare(grid, into=GRID_TABLE),
             "scored": engine.prepare(scored),
         }
         cache.put(key, queries)
+    values = running.values([day]) if running is not None else None
     try:
-        engine.run_prepared(queries["grid"], AsOf.parameter_values(day, queries["grid"].parameters))
+        with engine.attached(RUNNING_TABLE, values):
+            parameters = AsOf.parameter_values(day, queries["grid"].parameters)
+            engine.run_prepared(queries["grid"], parameters)
         result = engine.run_prepared(queries["scored"], {})
     finally:
         engine.drop_temporary(GRID_TABLE)

@@ -1,0 +1,392 @@
+"""Aggregates over a run of consecutive days, each row read once.
+
+Pairing every row with every date of a batch (metrics/compute.py) costs rows x dates, so a
+90-day backfill would read the history 90 times. Over consecutive days an aggregate instead
+changes only by what enters and leaves its window: a row read on the dates
+[day + offset, day + offset + window - 1] adds itself on the first and takes itself away the day
+after the last. The engine summarises each table once for the whole run, per account and day
+("series"); the running value of every aggregate is then moved day by day in memory, one NumPy
+array per running value, by the series rows whose day enters or leaves its window.
+
+- count, sum, avg and exists: +x on entry, -x on exit (avg is the running sum over the running
+  count of values, so it is NULL while no value is in the window).
+- distinct: each (account, value, day) enters as above and leaves when the window has passed it
+  or the value is seen again, whichever is first, so a value counts once however often it recurs.
+- days_since and latest: the running maximum of the day (of the time, with its value, for
+  latest); in a window it counts only while that day is still inside the window.
+- active (rows open on the date): +x on the day a row opens, -x on the day it closes.
+
+Rows from before the first window are summed into one series row per account: the running
+values start from all history. Aggregates this does not cover (distinct, days_since or latest
+over open rows; latest of a non-numeric column) are left to pairing rows with dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import typing as t
+from dataclasses import dataclass, field
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from accounthealth.engine.base import Engine
+from accounthealth.metrics.definitions import Aggregate
+
+Filter = t.Callable[[Aggregate, ir.Table], ir.BooleanValue]
+EPOCH = dt.date(1970, 1, 1)
+# The name the running values of one day take in a compiled scoring query.
+RUNNING_TABLE = "_accounthealth_running"
+
+
+@dataclass(frozen=True)
+class RunningValues:
+    """Running values as a table a query joins (account_id, as_of, one column per aggregate),
+    and the aggregates it holds."""
+
+    table: ir.Table
+    covered: t.Collection[Aggregate]
+
+
+def covers(agg: Aggregate) -> bool:
+    """Whether the aggregate can be kept as a running value over days."""
+    return not (agg.active and agg.kind in ("distinct", "days_since", "latest"))
+
+
+def consecutive(dates: t.Sequence[dt.date]) -> bool:
+    """Two or more dates, one day apart, in order."""
+    return len(dates) > 1 and all((b - a).days == 1 for a, b in itertools.pairwise(dates))
+
+
+def _day(value: ir.Value) -> ir.DateValue:
+    return value.cast("date") if value.type().is_timestamp() else value
+
+
+@dataclass
+class _Series:
+    """Rows summarised per account and day: the account's position, the day as an index from
+    the run's first day (sorted; may be negative), and named columns."""
+
+    accounts: np.ndarray
+    days: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def on(self, day: int) -> slice:
+        """The rows of one day."""
+        lo, hi = np.searchsorted(self.days, [day, day + 1])
+        return slice(int(lo), int(hi))
+
+    def between(self, after: int | None, upto: int) -> slice:
+        """The rows of the days in (after, upto] (after None: all earlier days too)."""
+        lo = 0 if after is None else int(np.searchsorted(self.days, after + 1))
+        return slice(lo, int(np.searchsorted(self.days, upto + 1)))
+
+
+class RunningAggregates:
+    """The raw value of each aggregate for every account on each of a run of consecutive
+    ``dates``, from series computed once; ``values`` gives them some dates at a time, in order."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        aggregates: t.Mapping[Aggregate, str],
+        dates: t.Sequence[dt.date],
+        where_of: Filter,
+    ) -> None:
+        self.aggregates = {
+            agg: col for agg, col in aggregates.items() if covers(agg) and _numeric(engine, agg)
+        }
+        self.first, self.last = dates[0], dates[-1]
+        self.engine, self.where_of = engine, where_of
+        ids = engine.to_arrow(engine.table("accounts").select("account_id").distinct())
+        self.ids = ids.column("account_id").combine_chunks()
+        n = len(self.ids)
+        self._series: dict[tuple[t.Any, ...], _Series] = {}
+        # Per group of aggregates over open rows: rows by the day they open, and they close.
+        self._open: dict[tuple[t.Any, ...], tuple[_Series, _Series]] = {}
+        self._running: dict[str, np.ndarray] = {}
+        # Per distinct aggregate: (accounts, day) of values entering and of values leaving.
+        self._distinct: dict[str, tuple[_Series, _Series]] = {}
+        for agg, col in self.aggregates.items():
+            if agg.kind == "distinct":
+                self._distinct[col] = self._sightings(agg)
+            if agg.kind in ("days_since", "latest"):
+                self._running[col] = np.full(n, -np.inf)
+                if agg.kind == "latest":
+                    self._running[f"{col}_value"] = np.full(n, np.nan)
+            else:
+                self._running[col] = np.zeros(n)
+                if agg.kind in ("sum", "avg"):
+                    self._running[f"{col}_sum"] = np.zeros(n)
+        self._build_series()
+        self._next = 0  # the index of the next day to apply
+
+    # -- what the engine computes, once ---------------------------------------------------------
+    def _series_key(self, agg: Aggregate) -> tuple[t.Any, ...]:
+        """Aggregates with the same key share one series (active ones open and close by their
+        own offset)."""
+        if agg.active:
+            return (agg.table, agg.time, agg.where, "active", agg.until, agg.offset)
+        return (agg.table, agg.time, agg.where)
+
+    def _build_series(self) -> None:
+        groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
+        for agg in self.aggregates:
+            if agg.kind != "distinct":
+                groups.setdefault(self._series_key(agg), []).append(agg)
+        for key, group in groups.items():
+            rows = _rows(self.engine, group[0], self.where_of)
+            if group[0].active:
+                self._open[key] = self._open_rows(group, rows)
+            else:
+                self._series[key] = self._day_rows(group, rows)
+
+    def _fetch(self, grouped: ir.Table, day: str = "_d") -> _Series:
+        """Run a query grouped by account and day; rows of unknown accounts are dropped."""
+        data = self.engine.to_arrow(grouped.order_by(day))
+        found = pc.index_in(data.column("account_id"), value_set=self.ids)
+        known = found.is_valid().to_numpy(zero_copy_only=False)
+        series = _Series(
+            accounts=found.fill_null(0).to_numpy(zero_copy_only=False)[known].astype(np.int32),
+            days=data.column(day).to_numpy(zero_copy_only=False)[known].astype(np.int32),
+        )
+        for name in data.column_names:
+            if name not in ("account_id", day):
+                values = data.column(name).to_numpy(zero_copy_only=False)[known]
+                series.columns[name] = values.astype(np.float64)
+        return series
+
+    def _index(self, day: ir.DateValue) -> ir.IntegerValue:
+        """The day as an index from the run's first day."""
+        return day.delta(ibis.literal(self.first, "date"), unit="day")
+
+    def _day_rows(self, group: list[Aggregate], rows: ir.Table) -> _Series:
+        """Per account and day: the row count, each summed column's count and sum, the last
+        day and for latest the last time and its value. Days before any window of the group
+        begins are folded into one row per account, so all history counts once."""
+        u = _day(rows[group[0].time])
+        floor = min(-a.offset - (a.window or 0) for a in group)
+        index = self._index(u)
+        rows = rows.filter(u <= ibis.literal(self.last, "date")).mutate(
+            _d=ibis.greatest(index, floor), _u=index
+        )
+        measures: dict[str, ir.Value] = {"cnt": rows.count(), "last_u": rows._u.max()}
+        for agg in group:
+            if agg.kind in ("sum", "avg"):
+                value = rows[t.cast(str, agg.column)]
+                measures[f"n_{agg.column}"] = value.count()
+                # A group whose values are all NULL sums to NULL: 0 to add.
+                measures[f"s_{agg.column}"] = value.cast("float64").sum().fill_null(0.0)
+            elif agg.kind == "latest":
+                time = rows[agg.time].cast("timestamp").epoch_seconds()
+                measures["last_t"] = time.max()
+                measures[f"v_{agg.column}"] = (
+                    rows[t.cast(str, agg.column)].cast("float64").argmax(time)
+                )
+        return self._fetch(rows.group_by(["account_id", "_d"]).aggregate(**measures))
+
+    def _open_rows(self, group: list[Aggregate], rows: ir.Table) -> tuple[_Series, _Series]:
+        """Rows open on some day of the run, counted per account on the day they open (days
+        before the run folded into one) and on the day they close."""
+        agg = group[0]
+        o, last = agg.offset, ibis.literal(self.last, "date")
+        u, end = _day(rows[agg.time]), _day(rows[agg.until])
+        first_read = ibis.literal(self.first - dt.timedelta(days=o), "date")
+        # Rows closed before the first day read nothing; a row closed on or before the day it
+        # opened is never open.
+        rows = rows.filter(
+            u <= last - ibis.interval(days=o), end.isnull() | ((end > first_read) & (end > u))
+        )
+        columns = {c for a in group if a.kind in ("sum", "avg") for c in [t.cast(str, a.column)]}
+
+        def measures(table: ir.Table) -> dict[str, ir.Value]:
+            out: dict[str, ir.Value] = {"cnt": table.count()}
+            for c in columns:
+                out[f"n_{c}"] = table[c].count()
+                out[f"s_{c}"] = table[c].cast("float64").sum().fill_null(0.0)
+            return out
+
+        opens = rows.mutate(_d=ibis.greatest(self._index(u), -o))
+        closes = rows.filter(rows[agg.until].notnull())
+        closes = closes.mutate(_d=self._index(_day(closes[agg.until])))
+        return (
+            self._fetch(opens.group_by(["account_id", "_d"]).aggregate(**measures(opens))),
+            self._fetch(closes.group_by(["account_id", "_d"]).aggregate(**measures(closes))),
+        )
+
+    def _sightings(self, agg: Aggregate) -> tuple[_Series, _Series]:
+        """The days a distinct value enters and leaves the window of each account: it enters
+        on day + offset (the first day for earlier ones) and leaves when the window has passed
+        it or when it is seen next, whichever is first; over all history it enters when first
+        seen and never leaves."""
+        column = t.cast(str, agg.column)
+        rows = _rows(self.engine, agg, self.where_of)
+        o, w = agg.offset, agg.window
+        u = _day(rows[agg.time])
+        rows = rows.filter(rows[column].notnull(), u <= ibis.literal(self.last, "date"))
+        if w is not None:
+            rows = rows.filter(u > ibis.literal(self.first - dt.timedelta(days=o + w), "date"))
+        seen = rows.select(
+            account_id=rows.account_id, _v=rows[column], _u=self._index(_day(rows[agg.time]))
+        ).distinct()
+        if w is None:
+            firsts = seen.group_by(["account_id", "_v"]).aggregate(_d=seen._u.min())
+            enters = self._fetch(firsts.select("account_id", "_d"))
+            enters.days = np.maximum(enters.days + o, 0)
+            return enters, _Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
+        following = ibis.window(group_by=["account_id", "_v"], order_by="_u")
+        seen = seen.select("account_id", _d=seen._u, next=seen._u.lead().over(following))
+        sightings = self._fetch(seen)
+        # Days in order stay in order when moved by the offset; leaving days are sorted again.
+        enters = _Series(sightings.accounts, np.maximum(sightings.days + o, 0))
+        passed = sightings.days + (o + w)
+        seen_next = sightings.columns["next"] + o
+        leave = np.where(np.isnan(seen_next), passed, np.minimum(passed, seen_next))
+        # A sighting superseded before the first day enters and leaves on it: it counts once.
+        leave = np.maximum(leave, 0)
+        order = np.argsort(leave, kind="stable")
+        leaves = _Series(sightings.accounts[order], leave[order].astype(np.int32))
+        return enters, leaves
+
+    # -- the running values, day by day ---------------------------------------------------------
+    def _advance(self) -> None:
+        """Apply the next day's entries and exits to every running value."""
+        k = self._next
+        for agg, col in self.aggregates.items():
+            if agg.kind == "distinct":
+                enters, leaves = self._distinct[col]
+                np.add.at(self._running[col], enters.accounts[enters.on(k)], 1.0)
+                np.add.at(self._running[col], leaves.accounts[leaves.on(k)], -1.0)
+                continue
+            key = self._series_key(agg)
+            o, w = agg.offset, agg.window
+            if agg.active:
+                opens, closes = self._open[key]
+                self._add(agg, col, opens, opens.between(None, -o) if k == 0 else opens.on(k - o))
+                self._add(agg, col, closes, closes.on(k - o), sign=-1.0)
+                continue
+            series = self._series[key]
+            if k == 0:
+                entering = series.between(None if w is None else -o - w, -o)
+            else:
+                entering = series.on(k - o)
+            if agg.kind in ("days_since", "latest"):
+                self._raise(agg, col, series, entering)
+                continue
+            self._add(agg, col, series, entering)
+            if w is not None and k > 0:
+                self._add(agg, col, series, series.on(k - o - w), sign=-1.0)
+        self._next += 1
+
+    def _add(
+        self, agg: Aggregate, col: str, series: _Series, rows: slice, sign: float = 1.0
+    ) -> None:
+        """Add (``sign`` -1: take away) the series rows to a count, sum or avg."""
+        at = series.accounts[rows]
+        if not len(at):
+            return
+        # np.add.at: the first day's rows hold an account once per day, and each must count.
+        if agg.kind in ("sum", "avg"):
+            column = series.columns
+            np.add.at(self._running[col], at, sign * column[f"n_{agg.column}"][rows])
+            np.add.at(self._running[f"{col}_sum"], at, sign * column[f"s_{agg.column}"][rows])
+        else:
+            np.add.at(self._running[col], at, sign * series.columns["cnt"][rows])
+
+    def _raise(self, agg: Aggregate, col: str, series: _Series, rows: slice) -> None:
+        """Keep the later day (time, with its value, for latest) of the series rows."""
+        at = series.accounts[rows]
+        if not len(at):
+            return
+        # Rows are in day order: each account's last row holds its latest day (or time).
+        reversed_first = np.unique(at[::-1], return_index=True)[1]
+        last = len(at) - 1 - reversed_first
+        at = at[last]
+        mark = series.columns["last_t" if agg.kind == "latest" else "last_u"][rows][last]
+        later = mark >= self._running[col][at]
+        self._running[col][at[later]] = mark[later]
+        if agg.kind == "latest":
+            value = series.columns[f"v_{agg.column}"][rows][last]
+            self._running[f"{col}_value"][at[later]] = value[later]
+
+    def _value(self, agg: Aggregate, col: str, day: dt.date) -> pa.Array:
+        """The aggregate's raw value for every account on ``day`` (after its changes). Arrow
+        may share a NumPy array's memory: every array given is a new one, not the running
+        state itself."""
+        k = (day - self.first).days
+        oldest = k - agg.offset - (agg.window or 0)  # the last day index out of the window
+        mark = self._running[col]
+        if agg.kind == "days_since":
+            valid = np.isfinite(mark) & ((agg.window is None) | (mark > oldest))
+            days = np.where(valid, mark, 0).astype(np.int64) + (self.first - EPOCH).days
+            return pa.array(days.astype(np.int32), pa.date32(), mask=~valid)
+        if agg.kind == "latest":
+            seconds = np.where(np.isfinite(mark), mark, 0)
+            on = (seconds // 86400).astype(np.int64) - (self.first - EPOCH).days
+            value = self._running[f"{col}_value"].copy()
+            valid = np.isfinite(mark) & ((agg.window is None) | (on > oldest))
+            return pa.array(value, pa.float64(), mask=~valid | np.isnan(value))
+        if agg.kind in ("count", "distinct"):
+            return pa.array(np.rint(mark).astype(np.int64))
+        if agg.kind == "exists":
+            return pa.array(mark > 0.5)
+        total = self._running[f"{col}_sum"]
+        none = mark < 0.5
+        if agg.kind == "sum":
+            return pa.array(total.copy(), pa.float64(), mask=none)
+        return pa.array(total / np.where(none, 1.0, mark), pa.float64(), mask=none)
+
+    # -- what scoring reads ---------------------------------------------------------------------
+    def schema(self) -> ibis.Schema:
+        """The columns of ``values``."""
+        types = {"count": "int64", "distinct": "int64", "exists": "boolean", "days_since": "date"}
+        return ibis.schema(
+            {"account_id": "string", "as_of": "date"}
+            | {col: types.get(agg.kind, "float64") for agg, col in self.aggregates.items()}
+        )
+
+    def placeholder(self) -> RunningValues:
+        """The values as the table ``RUNNING_TABLE``, for a query compiled once and run each
+        day with that day's ``values`` attached under that name."""
+        return RunningValues(ibis.table(self.schema(), name=RUNNING_TABLE), self.aggregates)
+
+    def table(self, dates: t.Sequence[dt.date]) -> RunningValues:
+        """The values of ``dates`` (see ``values``) as an in-memory table."""
+        values = ibis.memtable(self.values(dates), schema=self.schema())
+        return RunningValues(values, self.aggregates)
+
+    def values(self, dates: t.Sequence[dt.date]) -> pa.Table:
+        """account_id, as_of and one raw value per aggregate for every account on ``dates``
+        (consecutive, following the previous call's)."""
+        parts = []
+        for day in dates:
+            expected = self.first + dt.timedelta(days=self._next)
+            if day != expected:
+                raise ValueError(f"running aggregates are at {expected}, not {day}")
+            self._advance()
+            as_of = np.full(len(self.ids), (day - EPOCH).days, np.int32)
+            columns = {"account_id": self.ids, "as_of": pa.array(as_of, pa.date32())}
+            columns |= {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
+            parts.append(pa.table(columns))
+        return pa.concat_tables(parts)
+
+
+def _numeric(engine: Engine, agg: Aggregate) -> bool:
+    """A latest value is carried as a number: other types are left to pairing."""
+    if agg.kind != "latest":
+        return True
+    type_ = engine.table(agg.table)[t.cast(str, agg.column)].type()
+    return type_.is_numeric() or type_.is_boolean()
+
+
+def _rows(engine: Engine, agg: Aggregate, where_of: Filter) -> ir.Table:
+    """The table's rows the aggregate can read: an account, a time, its own filter."""
+    rows = engine.table(agg.table)
+    rows = rows.filter(rows.account_id.notnull(), rows[agg.time].notnull())
+    if agg.where is not None:
+        rows = rows.filter(where_of(agg, rows))
+    return rows
