@@ -39,6 +39,9 @@ from accounthealth.metrics.definitions import Aggregate
 
 Filter = t.Callable[[Aggregate, ir.Table], ir.BooleanValue]
 EPOCH = dt.date(1970, 1, 1)
+# What a running sum keeps besides its count: the sum of finite values and how many values are
+# NaN, +inf and -inf (see _sum_measures).
+SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 # The name the running values of one day take in a compiled scoring query.
 RUNNING_TABLE = "_accounthealth_running"
 
@@ -118,10 +121,11 @@ class RunningAggregates:
                 self._running[col] = np.full(n, -np.inf)
                 if agg.kind == "latest":
                     self._running[f"{col}_value"] = np.full(n, np.nan)
+                    self._running[f"{col}_day"] = np.full(n, -np.inf)
+            elif agg.kind in ("sum", "avg"):
+                self._running |= {f"{col}_{part}": np.zeros(n) for part in SUM_PARTS}
             else:
                 self._running[col] = np.zeros(n)
-                if agg.kind in ("sum", "avg"):
-                    self._running[f"{col}_sum"] = np.zeros(n)
         self._build_series()
         self._next = 0  # the index of the next day to apply
 
@@ -156,7 +160,12 @@ class RunningAggregates:
         )
         for name in data.column_names:
             if name not in ("account_id", day):
-                values = data.column(name).to_numpy(zero_copy_only=False)[known]
+                column = data.column(name)
+                if pa.types.is_timestamp(column.type):
+                    # Microseconds since the epoch: exact in a float64 for the next two
+                    # centuries, and ordered as the times are.
+                    column = pc.cast(column, pa.int64())
+                values = column.to_numpy(zero_copy_only=False)[known]
                 series.columns[name] = values.astype(np.float64)
         return series
 
@@ -177,15 +186,13 @@ class RunningAggregates:
         measures: dict[str, ir.Value] = {"cnt": rows.count(), "last_u": rows._u.max()}
         for agg in group:
             if agg.kind in ("sum", "avg"):
-                value = rows[t.cast(str, agg.column)]
-                measures[f"n_{agg.column}"] = value.count()
-                # A group whose values are all NULL sums to NULL: 0 to add.
-                measures[f"s_{agg.column}"] = value.cast("float64").sum().fill_null(0.0)
+                measures |= _sum_measures(rows, t.cast(str, agg.column))
             elif agg.kind == "latest":
-                time = rows[agg.time].cast("timestamp").epoch_seconds()
-                measures["last_t"] = time.max()
+                # The time itself orders the rows (as the per-date argmax does); a timestamp
+                # comes back as microseconds.
+                measures["last_t"] = rows[agg.time].cast("timestamp").max()
                 measures[f"v_{agg.column}"] = (
-                    rows[t.cast(str, agg.column)].cast("float64").argmax(time)
+                    rows[t.cast(str, agg.column)].cast("float64").argmax(rows[agg.time])
                 )
         return self._fetch(rows.group_by(["account_id", "_d"]).aggregate(**measures))
 
@@ -206,8 +213,7 @@ class RunningAggregates:
         def measures(table: ir.Table) -> dict[str, ir.Value]:
             out: dict[str, ir.Value] = {"cnt": table.count()}
             for c in columns:
-                out[f"n_{c}"] = table[c].count()
-                out[f"s_{c}"] = table[c].cast("float64").sum().fill_null(0.0)
+                out |= _sum_measures(table, c)
             return out
 
         opens = rows.mutate(_d=ibis.greatest(self._index(u), -o))
@@ -291,9 +297,9 @@ class RunningAggregates:
             return
         # np.add.at: the first day's rows hold an account once per day, and each must count.
         if agg.kind in ("sum", "avg"):
-            column = series.columns
-            np.add.at(self._running[col], at, sign * column[f"n_{agg.column}"][rows])
-            np.add.at(self._running[f"{col}_sum"], at, sign * column[f"s_{agg.column}"][rows])
+            for part in SUM_PARTS:
+                values = series.columns[f"{part}_{agg.column}"][rows]
+                np.add.at(self._running[f"{col}_{part}"], at, sign * values)
         else:
             np.add.at(self._running[col], at, sign * series.columns["cnt"][rows])
 
@@ -312,6 +318,7 @@ class RunningAggregates:
         if agg.kind == "latest":
             value = series.columns[f"v_{agg.column}"][rows][last]
             self._running[f"{col}_value"][at[later]] = value[later]
+            self._running[f"{col}_day"][at[later]] = series.columns["last_u"][rows][last][later]
 
     def _value(self, agg: Aggregate, col: str, day: dt.date) -> pa.Array:
         """The aggregate's raw value for every account on ``day`` (after its changes). Arrow
@@ -319,26 +326,36 @@ class RunningAggregates:
         state itself."""
         k = (day - self.first).days
         oldest = k - agg.offset - (agg.window or 0)  # the last day index out of the window
+        if agg.kind in ("sum", "avg"):
+            return self._sum_value(agg, col)
         mark = self._running[col]
         if agg.kind == "days_since":
             valid = np.isfinite(mark) & ((agg.window is None) | (mark > oldest))
             days = np.where(valid, mark, 0).astype(np.int64) + (self.first - EPOCH).days
             return pa.array(days.astype(np.int32), pa.date32(), mask=~valid)
         if agg.kind == "latest":
-            seconds = np.where(np.isfinite(mark), mark, 0)
-            on = (seconds // 86400).astype(np.int64) - (self.first - EPOCH).days
+            on = self._running[f"{col}_day"]
             value = self._running[f"{col}_value"].copy()
             valid = np.isfinite(mark) & ((agg.window is None) | (on > oldest))
             return pa.array(value, pa.float64(), mask=~valid | np.isnan(value))
         if agg.kind in ("count", "distinct"):
             return pa.array(np.rint(mark).astype(np.int64))
-        if agg.kind == "exists":
-            return pa.array(mark > 0.5)
-        total = self._running[f"{col}_sum"]
-        none = mark < 0.5
+        return pa.array(mark > 0.5)  # exists
+
+    def _sum_value(self, agg: Aggregate, col: str) -> pa.Array:
+        """A running sum or average: NULL without values, NaN or an infinity while one is in
+        the window (as SQL's sum gives them), else the sum of the finite values."""
+        count = self._running[f"{col}_n"]
+        nan, pinf, ninf = (self._running[f"{col}_{part}"] > 0.5 for part in ("nan", "pinf", "ninf"))
+        total = np.where(
+            nan | (pinf & ninf),
+            np.nan,
+            np.where(pinf, np.inf, np.where(ninf, -np.inf, self._running[f"{col}_s"])),
+        )
+        none = count < 0.5
         if agg.kind == "sum":
-            return pa.array(total.copy(), pa.float64(), mask=none)
-        return pa.array(total / np.where(none, 1.0, mark), pa.float64(), mask=none)
+            return pa.array(total, pa.float64(), mask=none)
+        return pa.array(total / np.where(none, 1.0, count), pa.float64(), mask=none)
 
     # -- what scoring reads ---------------------------------------------------------------------
     def schema(self) -> ibis.Schema:
@@ -373,6 +390,25 @@ class RunningAggregates:
             columns |= {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
             parts.append(pa.table(columns))
         return pa.concat_tables(parts)
+
+
+def _sum_measures(rows: ir.Table, column: str) -> dict[str, ir.Value]:
+    """A summed column per group: its values' count, the sum of its finite values, and how many
+    are NaN, +inf and -inf. Kept apart, a NaN or an infinity leaves the running sum when its
+    row leaves the window, as it leaves a sum over the window's rows."""
+    value = rows[column].cast("float64")
+    finite = value.notnull() & ~value.isnan() & ~value.isinf()
+
+    def how_many(condition: ir.BooleanValue) -> ir.Value:
+        return condition.fill_null(False).cast("int64").sum().fill_null(0)
+
+    return {
+        f"n_{column}": value.count(),
+        f"s_{column}": ibis.ifelse(finite, value, 0.0).sum().fill_null(0.0),
+        f"nan_{column}": how_many(value.isnan()),
+        f"pinf_{column}": how_many(value.isinf() & (value > 0)),
+        f"ninf_{column}": how_many(value.isinf() & (value < 0)),
+    }
 
 
 def _numeric(engine: Engine, agg: Aggregate) -> bool:
