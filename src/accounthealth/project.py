@@ -18,6 +18,7 @@ from pathlib import Path
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 
 from accounthealth.actions import overrides
 from accounthealth.actions.api import ActingOnHealth
@@ -33,15 +34,20 @@ from accounthealth.errors import (
 from accounthealth.explain import Explanation, explain
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
-from accounthealth.metrics.sliding import RunningAggregates, consecutive
+from accounthealth.metrics.sliding import consecutive
 from accounthealth.progress import SILENT, Progress
 from accounthealth.scoring.querycache import QueryCache
-from accounthealth.scoring.run import churn_probability, rollup, score_frame, split_by_trend
+from accounthealth.scoring.run import churn_probability, rollup, score_table, split_by_trend
 from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
 from accounthealth.store import migrate
-from accounthealth.store.scores import current, history_for, record_model, write_batch
+from accounthealth.store.scores import (
+    HistoryWriter,
+    current,
+    history_for,
+    record_model,
+)
 from accounthealth.validation.backtest import Backtest, BacktestOptions, backtest
 
 SORTS = ("score", "arr", "change", "renewal", "name")
@@ -210,7 +216,6 @@ class Project(ActingOnHealth):
             dates = [as_of or dt.date.today()]
         resolved = self.model
         started = time.perf_counter()
-        rows = 0
         record_model(self.store, resolved)
         running = None
         if self.compute.in_process and consecutive(dates):
@@ -218,12 +223,19 @@ class Project(ActingOnHealth):
             # and each day is then scored alone, by the compiled queries.
             running = running_aggregates(self.compute, resolved, dates)
             batch_days = batch_days or 1
-        with self.progress.task("scoring", total=len(dates)) as advance:
+        cache = self.query_cache
+        with (
+            self.progress.task("scoring", total=len(dates)) as advance,
+            HistoryWriter(self.store, resolved) as history,
+        ):
             for batch in self._batches(dates, batch_days):
-                frame = self._score_batch(resolved, batch, running=running)
-                rows += write_batch(self.store, frame, resolved, batch)
+                scored = score_table(self.compute, resolved, batch, cache, running)
+                history.begin(scored, batch)
+                history.finish(self._finish_batch(resolved, batch, scored, for_history=True))
                 advance(len(batch))
-        return ScoreReport(resolved.version, tuple(dates), rows, time.perf_counter() - started)
+        return ScoreReport(
+            resolved.version, tuple(dates), history.rows, time.perf_counter() - started
+        )
 
     def evaluate(
         self, dates: t.Iterable[dt.date], model: ResolvedModel | None = None
@@ -238,9 +250,11 @@ class Project(ActingOnHealth):
             sorted({d - dt.timedelta(days=spec.days) for d in wanted} - set(wanted)) if spec else []
         )
         frames = []
+        cache = self.query_cache
         with self.progress.task("scoring", total=len(wanted) + len(extra)) as advance:
             for batch in self._batches(sorted(wanted + extra), None):
-                frames.append(self._score_batch(resolved, batch, split=False))
+                scored = score_table(self.compute, resolved, batch, cache)
+                frames.append(self._finish_batch(resolved, batch, scored, for_history=False))
                 advance(len(batch))
         frame = pd.concat(frames, ignore_index=True)
         if spec is not None:
@@ -256,16 +270,25 @@ class Project(ActingOnHealth):
         step = batch_days or 1
         return [dates[i : i + step] for i in range(0, len(dates), step)]
 
-    def _score_batch(
-        self,
-        resolved: ResolvedModel,
-        dates: list[dt.date],
-        split: bool = True,
-        running: RunningAggregates | None = None,
+    def _finish_batch(
+        self, resolved: ResolvedModel, dates: list[dt.date], scored: pa.Table, for_history: bool
     ) -> pd.DataFrame:
-        """Scores of every account on ``dates``, rolled up; ``split`` applies the 4-tier trend
-        split with earlier scores from the store (a backtest splits with its own)."""
-        frame = score_frame(self.compute, resolved, dates, self.query_cache, running)
+        """The batch's scored rows rolled up, as a frame in the order scored. ``for_history``:
+        rows to be written, so the 4-tier trend split compares with stored scores, the
+        overrides in force apply, and the columns written as scored are left out (the history
+        writer takes them from ``scored``); otherwise (a backtest or what-if) every column, and
+        the split is the caller's, with scores of its own."""
+        if for_history:
+            # Metric detail and the account's snapshot are written as scored; component scores
+            # stay, for component overrides.
+            metric = ("v__", "s__", "p__", "w__")
+            snapshot = {"name", "segment", "owner", "manager"}
+            scored = scored.drop_columns(
+                [c for c in scored.column_names if c.startswith(metric) or c in snapshot]
+            )
+        # self_destruct frees each Arrow column as it converts: one copy of a large batch in
+        # memory instead of two.
+        frame = scored.to_pandas(self_destruct=True, split_blocks=True)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         tiers = {seg.segment: seg.tiers for seg in resolved.segments}
 
@@ -279,12 +302,12 @@ class Project(ActingOnHealth):
             frame = rollup(frame, resolved.model, tier_of)
             frame["churn_probability"] = churn_probability(frame, resolved.model)
         spec = resolved.model.trend_tiers
-        if spec is not None and split:
+        if spec is not None and for_history:
             wanted = sorted({d - dt.timedelta(days=spec.days) for d in dates} - set(dates))
-            history = history_for(self.store, resolved.version, wanted)
-            history["as_of"] = pd.to_datetime(history["as_of"]).dt.date
-            frame = split_by_trend(frame, history, resolved.model)
-        if split:
+            earlier = history_for(self.store, resolved.version, wanted)
+            earlier["as_of"] = pd.to_datetime(earlier["as_of"]).dt.date
+            frame = split_by_trend(frame, earlier, resolved.model)
+        if for_history:
             # Written history carries the overrides in force; a backtest judges the model.
             in_force = overrides.in_force(self.store, min(dates), max(dates))
             with warnings.catch_warnings():

@@ -13,7 +13,7 @@ import pytest
 import accounthealth as ah
 from accounthealth.metrics.compute import AsOf
 from accounthealth.scoring.querycache import fingerprint
-from accounthealth.scoring.run import score_frame
+from accounthealth.scoring.run import score_table
 
 from builders import account, make_project
 
@@ -93,15 +93,17 @@ def test_a_cached_query_scores_like_a_fresh_compile(project: ah.Project) -> None
     cache = project.query_cache
     for offset in (0, 9, 30):  # the first compiles and stores; the others reuse it
         day = DAY - dt.timedelta(days=offset)
-        cached = _sorted(score_frame(project.compute, project.model, [day], cache))
-        fresh = _sorted(score_frame(project.compute, project.model, [day]))
+        cached = _sorted(score_table(project.compute, project.model, [day], cache).to_pandas())
+        fresh = _sorted(score_table(project.compute, project.model, [day]).to_pandas())
         pd.testing.assert_frame_equal(cached, fresh)
     assert len(_entries(project)) == 1
     # And the daily run through the facade stores what a batch of one computes.
     project.score(DAY)
     assert len(_entries(project)) == 1
     stored = project.scores(DAY, DAY).set_index("account_id")["score"]
-    batch = _sorted(score_frame(project.compute, project.model, [DAY, DAY - dt.timedelta(1)]))
+    batch = _sorted(
+        score_table(project.compute, project.model, [DAY, DAY - dt.timedelta(1)]).to_pandas()
+    )
     expected = batch[batch["as_of"] == DAY].set_index("account_id")["own_score"]
     pd.testing.assert_series_equal(stored.sort_index(), expected.sort_index(), check_names=False)
 

@@ -132,6 +132,11 @@ class Engine:
         """All or nothing: a failure inside rolls every write back."""
         yield
 
+    def writer(self) -> Engine:
+        """A second connection to the same store, for writing history from another thread
+        while this one computes (its writes are its own transactions)."""
+        raise NotImplementedError(f"{self.kind} does not hold accounthealth's store")
+
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         """Append Arrow data to table ``name`` (or replace the table), inside the caller's
         transaction. Engines with a bulk path of their own override this."""

@@ -32,18 +32,22 @@ class DuckDBEngine(Engine):
         read_only: bool = False,
         settings: t.Mapping[str, str] | None = None,
         where: str = "compute.conf",
+        connection: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
         self.path = path
-        settings = dict(settings or {})
-        _check_settings(settings, where)
-        try:
-            backend = ibis.duckdb.connect(str(path), read_only=read_only, **settings)
-        except Exception as exc:  # duckdb raises IOException subclasses for locks
-            raise ProjectError(
-                f"cannot open the store {path}: {exc}",
-                where=str(path),
-                fix="close other accounthealth processes using this project, or check the path",
-            ) from None
+        if connection is not None:
+            backend = ibis.duckdb.from_connection(connection)
+        else:
+            settings = dict(settings or {})
+            _check_settings(settings, where)
+            try:
+                backend = ibis.duckdb.connect(str(path), read_only=read_only, **settings)
+            except Exception as exc:  # duckdb raises IOException subclasses for locks
+                raise ProjectError(
+                    f"cannot open the store {path}: {exc}",
+                    where=str(path),
+                    fix="close other accounthealth processes using this project, or check the path",
+                ) from None
         super().__init__(backend)
         self.raw = backend.con
         self._depth = 0
@@ -114,6 +118,11 @@ class DuckDBEngine(Engine):
         self._depth -= 1
         if self._depth == 0:
             self.raw.execute("COMMIT")
+
+    def writer(self) -> DuckDBEngine:
+        # A cursor is another connection to the same database in this process: its writes are
+        # its own transactions, and DuckDB runs them beside this connection's queries.
+        return DuckDBEngine(self.path, connection=self.raw.cursor())
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"

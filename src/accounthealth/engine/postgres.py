@@ -50,6 +50,7 @@ class PostgresEngine(Engine):
             raw.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
             raw.execute(f"SET search_path TO {ident(schema)}")
         self.raw = raw
+        self.url = url
         backend = ibis.postgres.from_connection(raw)
         backend.compiler = double_literals(PostgresCompiler)
         super().__init__(backend, schema)
@@ -63,6 +64,9 @@ class PostgresEngine(Engine):
         # psycopg nests an inner transaction as a savepoint, so this is re-entrant.
         with self.raw.transaction():
             yield
+
+    def writer(self) -> PostgresEngine:
+        return PostgresEngine(self.url, self.database)
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         with self.transaction():

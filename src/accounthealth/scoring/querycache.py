@@ -62,16 +62,31 @@ def fingerprint(engine: Engine, resolved: ResolvedModel) -> str:
 
 
 class QueryCache:
-    """Prepared queries by fingerprint, one JSON file each in ``folder``."""
+    """Prepared queries by fingerprint, one JSON file each in ``folder``.
+
+    One instance serves one scoring run: it remembers the fingerprint and the queries it has
+    read, so the days of a backfill do not describe every table and read the file again.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._keys: dict[tuple[int, str], str] = {}
+        self._read: dict[str, dict[str, PreparedQuery]] = {}
+
+    def key(self, engine: Engine, resolved: ResolvedModel) -> str:
+        """The ``fingerprint`` of ``resolved`` on ``engine``, computed once per instance."""
+        memo = (id(engine), resolved.version)
+        if memo not in self._keys:
+            self._keys[memo] = fingerprint(engine, resolved)
+        return self._keys[memo]
 
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
     def get(self, key: str) -> dict[str, PreparedQuery] | None:
         """The queries stored under ``key``, or None (absent, unreadable or an older format)."""
+        if key in self._read:
+            return self._read[key]
         path = self._path(key)
         try:
             entry = json.loads(path.read_text())
@@ -90,11 +105,13 @@ class QueryCache:
             return None
         with contextlib.suppress(OSError):
             path.touch()  # recently used: kept when older entries are pruned
+        self._read[key] = queries
         return queries
 
     def put(self, key: str, queries: dict[str, PreparedQuery]) -> None:
         """Store ``queries`` under ``key``. A folder that cannot be written only costs the
         next run a compile."""
+        self._read[key] = queries
         entry = {"format": FORMAT, "queries": {name: asdict(q) for name, q in queries.items()}}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)

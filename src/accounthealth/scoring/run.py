@@ -18,7 +18,7 @@ from accounthealth.metrics.compute import AsOf, metric_values
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
 from accounthealth.scoring.combine import score_segment
-from accounthealth.scoring.querycache import QueryCache, fingerprint
+from accounthealth.scoring.querycache import QueryCache
 
 # The temporary table the metric grid of a prepared scoring pass is written to.
 GRID_TABLE = "_accounthealth_grid"
@@ -45,28 +45,24 @@ SCORE_COLUMNS = {
 }
 
 
-def score_frame(
+def score_table(
     engine: Engine,
     resolved: ResolvedModel,
     dates: t.Sequence[dt.date],
     cache: QueryCache | None = None,
     running: RunningAggregates | None = None,
-) -> pd.DataFrame:
+) -> pa.Table:
     """One row per account and date with every metric, component and overall score. With a
     ``cache``, one date on an engine that binds parameters runs queries compiled once; with
     ``running``, the aggregates it keeps over a run of days come from it."""
     if cache is not None and engine.prepares and len(dates) == 1:
-        result = _prepared_scores(engine, resolved, dates[0], cache, running)
-    else:
-        values = running.table(dates) if running is not None else None
-        grid, value_columns = metric_values(engine, resolved, dates, running=values)
-        # Materialise the metric grid once: each segment's model reads it.
-        with engine.cache(grid) as cached:
-            result = engine.to_arrow(_scored(cached, resolved, value_columns))
-    # Through Arrow: Ibis's own conversion to pandas costs more than the query here.
-    # self_destruct frees each Arrow column as it converts: one copy of a large batch
-    # in memory instead of two.
-    return result.to_pandas(self_destruct=True, split_blocks=True)
+        return _prepared_scores(engine, resolved, dates[0], cache, running)
+    values = running.table(dates) if running is not None else None
+    grid, value_columns = metric_values(engine, resolved, dates, running=values)
+    # Materialise the metric grid once: each segment's model reads it. Through Arrow: Ibis's
+    # own conversion to pandas costs more than the query here.
+    with engine.cache(grid) as cached:
+        return engine.to_arrow(_scored(cached, resolved, value_columns))
 
 
 def _prepared_scores(
@@ -80,7 +76,7 @@ def _prepared_scores(
     cache has none for this model, data layout and code): the metric grid into a temporary
     table, then the scores read from it. With ``running``, the grid joins the day's running
     values, attached to the query as a table."""
-    key = fingerprint(engine, resolved) + ("-running" if running is not None else "")
+    key = cache.key(engine, resolved) + ("-running" if running is not None else "")
     queries = cache.get(key)
     if queries is None:
         placeholder = running.placeholder() if running is not None else None

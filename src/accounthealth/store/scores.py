@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import typing as t
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
@@ -24,25 +26,28 @@ from accounthealth.store.schema import widen_details
 SCORE_TABLES = ("scores", "score_details", "component_scores_legacy", "metric_values_legacy")
 
 
-# Columns of the scores table taken as they are from the scored frame, with their types.
-SCORE_COLUMNS = {
+# Columns of the scores table as the scoring query gives them, with their types.
+SCORED_COLUMNS = {
     "account_id": pa.string(),
     "as_of": pa.date32(),
     "name": pa.string(),
     "segment_model": pa.string(),
-    "score": pa.float64(),
     "own_score": pa.float64(),
     "base_score": pa.float64(),
     "renewal_adjustment": pa.float64(),
-    "tier": pa.string(),
     "coverage": pa.float64(),
-    "rollup_children": pa.int32(),
     "arr": pa.float64(),
     "days_to_renewal": pa.int32(),
     "segment": pa.string(),
     "owner": pa.string(),
     "manager": pa.string(),
     "parent_account_id": pa.string(),
+}
+# Columns set after the query by rollups, trend tiers and overrides, from the final frame.
+FINAL_COLUMNS = {
+    "score": pa.float64(),
+    "tier": pa.string(),
+    "rollup_children": pa.int32(),
     "churn_probability": pa.float64(),
     "computed_score": pa.float64(),
     "computed_tier": pa.string(),
@@ -83,39 +88,48 @@ def _model_parts(resolved: ResolvedModel) -> pa.Table:
     )
 
 
-def _history_tables(
-    frame: pd.DataFrame, resolved: ResolvedModel, computed_at: dt.datetime
-) -> dict[str, pa.Table]:
-    """The batch as rows of scores and score_details, built column by column in Arrow. Each
-    column leaves the frame once converted (the frame is consumed), so a large batch is not
-    held twice."""
-    n = len(frame)
-    version = pa.array([resolved.version] * n, pa.string())
-
-    def take(column: str, type_: pa.DataType) -> pa.Array:
-        return pa.array(frame.pop(column), type_, from_pandas=True)
-
-    scores = {c: take(c, type_) for c, type_ in SCORE_COLUMNS.items()}
-    scores["model_version"] = version
-    scores["computed_at"] = pa.array([computed_at] * n, pa.timestamp("us"))
-    details = {
-        "account_id": scores["account_id"],
-        "as_of": scores["as_of"],
-        "model_version": version,
-        "segment_model": scores["segment_model"],
-    }
+def detail_columns(resolved: ResolvedModel) -> dict[str, str]:
+    """Scored columns that are metric and component detail, by their score_details column.
+    They are final once scored (rollups, trend tiers and overrides change only the scores)."""
     at = positions(resolved)
+    columns = {}
     for name, i in at["metric"].items():
-        details[f"m{i}_value"] = take(f"v__{name}", pa.float64())
-        details[f"m{i}_score"] = take(f"s__{name}", pa.float64())
-        details[f"m{i}_present"] = pa.array(
-            frame.pop(f"p__{name}").astype("boolean").fillna(False).astype(bool)
-        )
-        details[f"m{i}_share"] = take(f"w__{name}", pa.float64())
+        columns |= {
+            f"m{i}_value": f"v__{name}",
+            f"m{i}_score": f"s__{name}",
+            f"m{i}_present": f"p__{name}",
+            f"m{i}_share": f"w__{name}",
+        }
     for name, i in at["component"].items():
-        details[f"c{i}_score"] = take(f"cs__{name}", pa.float64())
-        details[f"c{i}_share"] = take(f"cw__{name}", pa.float64())
-    return {"scores": pa.table(scores), "score_details": pa.table(details)}
+        columns |= {f"c{i}_score": f"cs__{name}", f"c{i}_share": f"cw__{name}"}
+    return columns
+
+
+def _details_table(scored: pa.Table, resolved: ResolvedModel) -> pa.Table:
+    """score_details rows straight from the scored Arrow rows: no trip through pandas."""
+    details = {
+        "account_id": scored.column("account_id"),
+        "as_of": scored.column("as_of").cast(pa.date32()),
+        "model_version": pa.array([resolved.version] * scored.num_rows, pa.string()),
+        "segment_model": scored.column("segment_model"),
+    }
+    for column, source in detail_columns(resolved).items():
+        values = scored.column(source)
+        details[column] = pc.fill_null(values, False) if column.endswith("_present") else values
+    return pa.table(details)
+
+
+def _scores_table(scored: pa.Table, frame: pd.DataFrame, resolved: ResolvedModel) -> pa.Table:
+    """scores rows: the query's columns from ``scored`` as they are, the final ones from
+    ``frame`` (the same rows in the same order), each leaving the frame once converted."""
+    scores = {column: scored.column(column).cast(type_) for column, type_ in SCORED_COLUMNS.items()}
+    scores |= {
+        column: pa.array(frame.pop(column), type_, from_pandas=True)
+        for column, type_ in FINAL_COLUMNS.items()
+    }
+    scores["model_version"] = pa.array([resolved.version] * len(frame), pa.string())
+    scores["computed_at"] = pa.array([dt.datetime.now()] * len(frame), pa.timestamp("us"))
+    return pa.table(scores)
 
 
 def record_model(engine: Engine, resolved: ResolvedModel) -> None:
@@ -140,23 +154,87 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
             engine.write_arrow("model_parts", _model_parts(resolved))
 
 
-def write_batch(
-    engine: Engine, frame: pd.DataFrame, resolved: ResolvedModel, dates: t.Sequence[dt.date]
-) -> int:
-    """Replace history for the batch's dates (consecutive days) and model version with
-    ``frame`` (after ``record_model``). The frame's columns are consumed as they are written."""
-    version = resolved.version
-    with engine.transaction():
-        for name in SCORE_TABLES:
-            # One statement per table: a scan per day would read history 31 times a batch.
-            engine.sql(
-                f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
-                [version, min(dates), max(dates)],
-            )
-        if not frame.empty:
-            for name, table in _history_tables(frame, resolved, dt.datetime.now()).items():
-                engine.write_arrow(name, table)
-    return len(frame)
+class HistoryWriter:
+    """Replaces the history of each scored batch in one transaction, on a second connection
+    to the store (``Engine.writer``) in a background thread: while a backfill computes the next
+    batch, the last one is written (writing is mostly one core's work; the queries use the
+    rest), and within a batch its metric detail is written while rollups, trend tiers and
+    overrides are applied.
+
+    For each batch: ``begin`` with the scored rows, then ``finish`` with the final scores.
+    Batches are written one after another: ``begin`` waits until the one before is committed,
+    and raises its error if it failed. If the caller fails, a batch in flight that has its
+    scores is still committed (the days before the failure stay intact), one without them is
+    rolled back, and the caller's error is the one raised.
+    """
+
+    def __init__(self, store: Engine, resolved: ResolvedModel) -> None:
+        self.store, self.resolved = store, resolved
+        self.rows = 0
+        self._pending: tuple[Future[int], Future[pd.DataFrame]] | None = None
+
+    def __enter__(self) -> HistoryWriter:
+        self._writer = self.store.writer()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-history")
+        return self
+
+    def begin(self, scored: pa.Table, dates: t.Sequence[dt.date]) -> None:
+        """Start replacing the history of ``dates`` (consecutive days) with ``scored``, the
+        batch's rows from the scoring query: its detail now, its scores at ``finish``."""
+        self._settle()
+        scores: Future[pd.DataFrame] = Future()
+        details = _details_table(scored, self.resolved)
+        scored = scored.select(list(SCORED_COLUMNS))
+        done = self._pool.submit(self._write, details, scored, scores, list(dates))
+        self._pending = (done, scores)
+
+    def finish(self, frame: pd.DataFrame) -> None:
+        """Hand over the batch's final scores (consumed as they are written); the batch
+        commits in the background."""
+        assert self._pending is not None, "finish() follows begin()"
+        self._pending[1].set_result(frame)
+
+    def _write(
+        self,
+        details: pa.Table,
+        scored: pa.Table,
+        scores: Future[pd.DataFrame],
+        dates: list[dt.date],
+    ) -> int:
+        engine = self._writer
+        with engine.transaction():
+            for name in SCORE_TABLES:
+                # One statement per table: a scan per day would read history 31 times a batch.
+                engine.sql(
+                    f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
+                    [self.resolved.version, min(dates), max(dates)],
+                )
+            if details.num_rows:
+                engine.write_arrow("score_details", details)
+            frame = scores.result()  # raises, and so rolls back, when the caller failed
+            if not frame.empty:
+                engine.write_arrow("scores", _scores_table(scored, frame, self.resolved))
+        return details.num_rows
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            done, _ = self._pending
+            self._pending = None
+            self.rows += done.result()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if self._pending is not None:
+                done, scores = self._pending
+                if not scores.done():
+                    scores.set_exception(RuntimeError("the batch's scores were not handed over"))
+                if kind is None:
+                    self._settle()
+                else:
+                    wait([done])
+        finally:
+            self._pool.shutdown()
+            self._writer.close()
 
 
 def current(engine: Engine, version: str) -> ir.Table:

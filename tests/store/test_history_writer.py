@@ -1,0 +1,102 @@
+"""History is written in a second thread while the next day is scored, yet a scoring run keeps
+its promise: every batch is one transaction, a failure leaves the days before it written and
+its own day as it was (scores and metric detail alike), and the error that stopped the run is
+the one raised."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+from pathlib import Path
+
+import pytest
+
+import accounthealth as ah
+import accounthealth.project as project_module
+from accounthealth.actions import overrides
+from accounthealth.store import scores as history
+
+from builders import TRAJECTORY_START, trajectory_project
+
+DAYS = [TRAJECTORY_START + dt.timedelta(days=i) for i in range(6)]
+
+
+class Boom(Exception):
+    """The failure the tests provoke."""
+
+
+def fail_on_call(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, call: int) -> None:
+    """Make ``owner.name`` raise Boom on its ``call``-th call (counting from 1)."""
+    real = getattr(owner, name)
+    calls = []
+
+    def failing(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        calls.append(1)
+        if len(calls) == call:
+            raise Boom(f"{name} failed on call {call}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, failing)
+
+
+def stored(p: ah.Project) -> dict[str, dict[dt.date, tuple]]:
+    """Per table, each stored date's row count and latest computing time."""
+    out = {}
+    for table in ("scores", "metric_values"):
+        rows = p.store.sql(f"SELECT as_of, count(*) FROM {table} GROUP BY as_of")
+        out[table] = {day: n for day, n in rows}
+    out["computed_at"] = dict(p.store.sql("SELECT as_of, max(computed_at) FROM scores GROUP BY 1"))
+    return out
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    path = trajectory_project(tmp_path / "p", {"A": [3, 4, 5, 6, 7, 8], "B": [8, 7, 6, 5, 4, 3]})
+    with ah.open(path) as p:
+        p.ingest()
+    return path
+
+
+def test_a_day_that_fails_to_score_stops_the_run_after_the_days_before(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_on_call(monkeypatch, project_module, "score_table", 3)
+    with ah.open(folder) as p, pytest.raises(Boom):
+        p.score(start=DAYS[0], end=DAYS[-1])
+    with ah.open(folder) as p:
+        written = stored(p)
+    # The two days before are committed, though the second was being written when the third
+    # failed; nothing after.
+    assert set(written["scores"]) == set(DAYS[:2])
+    assert set(written["metric_values"]) == set(DAYS[:2])
+
+
+def test_a_day_that_fails_after_its_detail_was_handed_over_leaves_that_day_as_it_was(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ah.open(folder) as p:
+        p.score(start=DAYS[0], end=DAYS[-1])
+        before = stored(p)
+    # The third day fails once its metric detail is being written, while overrides are read:
+    # its transaction is rolled back, so its earlier rows stay, detail included.
+    fail_on_call(monkeypatch, overrides, "in_force", 3)
+    with ah.open(folder) as p, pytest.raises(Boom):
+        p.score(start=DAYS[0], end=DAYS[-1])
+    with ah.open(folder) as p:
+        after = stored(p)
+    assert after["scores"] == before["scores"]
+    assert after["metric_values"] == before["metric_values"]
+    rescored = {d for d in DAYS if after["computed_at"][d] != before["computed_at"][d]}
+    assert rescored == set(DAYS[:2])
+
+
+def test_a_failed_write_is_the_error_raised_and_nothing_after_it_is_written(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_on_call(monkeypatch, history, "_scores_table", 2)
+    with ah.open(folder) as p, pytest.raises(Boom, match="_scores_table failed"):
+        p.score(start=DAYS[0], end=DAYS[-1])
+    with ah.open(folder) as p:
+        written = stored(p)
+    assert set(written["scores"]) == {DAYS[0]}
+    assert set(written["metric_values"]) == {DAYS[0]}
