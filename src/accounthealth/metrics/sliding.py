@@ -42,6 +42,8 @@ EPOCH = dt.date(1970, 1, 1)
 # What a running sum keeps besides its count: the sum of finite values and how many values are
 # NaN, +inf and -inf (see _sum_measures).
 SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
+# Series columns that are only ever added to running values: left out when all zero.
+ADDED_ONLY = ("nan_", "pinf_", "ninf_")
 # The name the running values of one day take in a compiled scoring query.
 RUNNING_TABLE = "_accounthealth_running"
 
@@ -166,7 +168,9 @@ class RunningAggregates:
                     # centuries, and ordered as the times are.
                     column = pc.cast(column, pa.int64())
                 values = column.to_numpy(zero_copy_only=False)[known]
-                series.columns[name] = values.astype(np.float64)
+                if name.startswith(ADDED_ONLY) and not values.any():
+                    continue  # nothing to add (NaN and infinite values are rare)
+                series.columns[name] = _compact(values)
         return series
 
     def _index(self, day: ir.DateValue) -> ir.IntegerValue:
@@ -298,8 +302,9 @@ class RunningAggregates:
         # np.add.at: the first day's rows hold an account once per day, and each must count.
         if agg.kind in ("sum", "avg"):
             for part in SUM_PARTS:
-                values = series.columns[f"{part}_{agg.column}"][rows]
-                np.add.at(self._running[f"{col}_{part}"], at, sign * values)
+                values = series.columns.get(f"{part}_{agg.column}")
+                if values is not None:
+                    np.add.at(self._running[f"{col}_{part}"], at, sign * values[rows])
         else:
             np.add.at(self._running[col], at, sign * series.columns["cnt"][rows])
 
@@ -390,6 +395,16 @@ class RunningAggregates:
             columns |= {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
             parts.append(pa.table(columns))
         return pa.concat_tables(parts)
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Counts and day indexes as int32 when they fit (an events series has millions of rows);
+    everything else as float64."""
+    if np.issubdtype(values.dtype, np.integer) and len(values):
+        info = np.iinfo(np.int32)
+        if info.min <= values.min() and values.max() <= info.max:
+            return values.astype(np.int32)
+    return values.astype(np.float64)
 
 
 def _sum_measures(rows: ir.Table, column: str) -> dict[str, ir.Value]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 
 import ibis
 import ibis.expr.types as ir
@@ -14,6 +15,7 @@ import pyarrow as pa
 
 from accounthealth.config.model import HealthModel
 from accounthealth.engine.base import Engine
+from accounthealth.engine.parameters import PreparedQuery
 from accounthealth.metrics.compute import AsOf, metric_values
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
@@ -78,27 +80,41 @@ def _prepared_scores(
     values, attached to the query as a table."""
     key = cache.key(engine, resolved) + ("-running" if running is not None else "")
     queries = cache.get(key)
-    if queries is None:
-        placeholder = running.placeholder() if running is not None else None
-        grid, value_columns = metric_values(
-            engine, resolved, [day], parameters=True, running=placeholder
-        )
-        scored = _scored(ibis.table(grid.schema(), name=GRID_TABLE), resolved, value_columns)
-        queries = {
-            "grid": engine.prepare(grid, into=GRID_TABLE),
-            "scored": engine.prepare(scored),
-        }
-        cache.put(key, queries)
     values = running.values([day]) if running is not None else None
     try:
         with engine.attached(RUNNING_TABLE, values):
-            parameters = AsOf.parameter_values(day, queries["grid"].parameters)
-            engine.run_prepared(queries["grid"], parameters)
+            if queries is None:
+                queries = _compile_filling_grid(engine, resolved, day, running)
+                cache.put(key, queries)
+            else:
+                grid = queries["grid"]
+                engine.run_prepared(grid, AsOf.parameter_values(day, grid.parameters))
         result = engine.run_prepared(queries["scored"], {})
     finally:
         engine.drop_temporary(GRID_TABLE)
     assert result is not None  # the scored query returns rows
     return result
+
+
+def _compile_filling_grid(
+    engine: Engine, resolved: ResolvedModel, day: dt.date, running: RunningAggregates | None
+) -> dict[str, PreparedQuery]:
+    """Compile the metric grid and the scoring query. The grid's query fills its table for
+    ``day`` in a second thread while the scoring query compiles: compiling it is most of a
+    first run's extra second, Python work that DuckDB's query, running outside the GIL, does
+    not wait for."""
+    placeholder = running.placeholder() if running is not None else None
+    grid, value_columns = metric_values(
+        engine, resolved, [day], parameters=True, running=placeholder
+    )
+    grid_query = engine.prepare(grid, into=GRID_TABLE)
+    with ThreadPoolExecutor(1, thread_name_prefix="accounthealth-grid") as pool:
+        parameters = AsOf.parameter_values(day, grid_query.parameters)
+        filled = pool.submit(engine.run_prepared, grid_query, parameters)
+        scored = _scored(ibis.table(grid.schema(), name=GRID_TABLE), resolved, value_columns)
+        queries = {"grid": grid_query, "scored": engine.prepare(scored)}
+        filled.result()
+    return queries
 
 
 def _scored(grid: ir.Table, resolved: ResolvedModel, value_columns: dict[str, str]) -> ir.Table:
