@@ -9,6 +9,7 @@ import datetime as dt
 import typing as t
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import accounthealth as ah
@@ -100,3 +101,40 @@ def test_a_failed_write_is_the_error_raised_and_nothing_after_it_is_written(
         written = stored(p)
     assert set(written["scores"]) == {DAYS[0]}
     assert set(written["metric_values"]) == {DAYS[0]}
+
+
+def row_groups(folder: Path, table: str) -> list[int]:
+    """Rows stored in each row group of ``table`` in the store's file, deleted ones included."""
+    with duckdb.connect(str(folder / "accounthealth.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            """SELECT row_group_id, sum(count) FROM pragma_storage_info(?)
+               WHERE column_id = 0 AND segment_type <> 'VALIDITY'
+               GROUP BY row_group_id ORDER BY row_group_id""",
+            [table],
+        ).fetchall()
+    return [n for _, n in rows]
+
+
+def test_each_day_of_history_keeps_row_groups_of_its_own(folder: Path) -> None:
+    # DuckDB's checkpoint at close would merge each day's partly filled row group with the
+    # day before's, rewriting both (a third of a daily run on a large book).
+    for day in DAYS[:3]:
+        with ah.open(folder) as p:
+            p.score(day)
+    with ah.open(folder) as p:
+        p.score(start=DAYS[3], end=DAYS[5])
+    assert row_groups(folder, "scores") == [2] * 6
+    assert row_groups(folder, "score_details") == [2] * 6
+
+
+def test_scoring_days_again_drops_the_rows_they_replaced(folder: Path) -> None:
+    with ah.open(folder) as p:
+        p.score(start=DAYS[0], end=DAYS[2])
+    for _ in range(2):
+        with ah.open(folder) as p:
+            p.score(DAYS[2])
+        with ah.open(folder) as p:
+            p.score(start=DAYS[0], end=DAYS[1])
+    # Six rows live (two accounts, three days), and the file holds no others.
+    assert sum(row_groups(folder, "scores")) == 6
+    assert sum(row_groups(folder, "score_details")) == 6

@@ -214,6 +214,7 @@ class HistoryWriter:
             frame = scores.result()  # raises, and so rolls back, when the caller failed
             if not frame.empty:
                 engine.write_arrow("scores", _scores_table(scored, frame, self.resolved))
+        engine.checkpoint_history()
         return details.num_rows
 
     def _settle(self) -> None:
