@@ -165,7 +165,8 @@ class HistoryWriter:
     Batches are written one after another: ``begin`` waits until the one before is committed,
     and raises its error if it failed. If the caller fails, a batch in flight that has its
     scores is still committed (the days before the failure stay intact), one without them is
-    rolled back, and the caller's error is the one raised.
+    rolled back, and the caller's error is the one raised. Each committed batch is then
+    checkpointed (``Engine.checkpoint_history``), so each day keeps storage of its own.
     """
 
     def __init__(self, store: Engine, resolved: ResolvedModel) -> None:
