@@ -6,6 +6,7 @@ the one raised."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import typing as t
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.actions import overrides
+from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.store import scores as history
 
 from builders import TRAJECTORY_START, trajectory_project
@@ -138,3 +140,44 @@ def test_scoring_days_again_drops_the_rows_they_replaced(folder: Path) -> None:
     # Six rows live (two accounts, three days), and the file holds no others.
     assert sum(row_groups(folder, "scores")) == 6
     assert sum(row_groups(folder, "score_details")) == 6
+
+
+def test_a_write_open_elsewhere_in_the_process_does_not_fail_the_run(folder: Path) -> None:
+    # Another connection to the store (an override being added, say) with a write open: DuckDB
+    # refuses to checkpoint, which must not turn the committed day into a failed run.
+    with ah.open(folder) as p:
+        p.store  # noqa: B018 - the store's database is open in this process
+        other = duckdb.connect(str(folder / "accounthealth.duckdb"))
+        other.execute("BEGIN")
+        other.execute("CREATE TABLE side_note (a INTEGER)")
+        try:
+            assert p.score(DAYS[1]).rows == 2
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert p.store.sql("SELECT count(*) FROM scores WHERE as_of = ?", [DAYS[1]]) == [(2,)]
+
+
+def test_checkpoints_of_two_runs_at_once_leave_duckdbs_settings_as_they_were(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBEngine(tmp_path / "store.duckdb")
+    store.sql("CREATE TABLE t AS SELECT range AS a FROM range(1000)")
+    writers = [store.writer(), store.writer()]
+    errors: list[Exception] = []
+
+    def checkpoint(writer: DuckDBEngine) -> None:
+        try:
+            for _ in range(200):
+                writer.checkpoint_history()
+        except Exception as exc:  # a thread's error would otherwise be only a warning
+            errors.append(exc)
+
+    threads = [threading.Thread(target=checkpoint, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.sql("SELECT current_setting('max_vacuum_tasks')") == [(100,)]
+    store.close()

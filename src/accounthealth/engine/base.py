@@ -139,8 +139,9 @@ class Engine:
 
     def checkpoint_history(self) -> None:
         """Make the history just committed durable in the store's file without reorganising
-        the rows already there. Nothing to do where the database organises its storage on its
-        own schedule, as PostgreSQL does."""
+        the rows already there, when the database can do it now (a later checkpoint does it
+        otherwise). Nothing to do where the database organises its storage on its own
+        schedule, as PostgreSQL does."""
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         """Append Arrow data to table ``name`` (or replace the table), inside the caller's

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import typing as t
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,10 @@ from accounthealth.config.project import Source
 from accounthealth.engine.base import Engine, ident
 from accounthealth.engine.parameters import ParameterCompiler, PreparedQuery
 from accounthealth.errors import ConfigError, ProjectError, did_you_mean
+
+# max_vacuum_tasks is global to a database: one history checkpoint at a time sets and restores
+# it, or two score runs in one process could leave it at 0.
+_CHECKPOINT = threading.Lock()
 
 
 class DuckDBEngine(Engine):
@@ -131,12 +136,16 @@ class DuckDBEngine(Engine):
         # benchmark book, and more after a backfill. Checkpointing each batch without merges
         # keeps every day in row groups of its own instead, so scoring a day again drops them
         # whole: nothing is left to merge or to reclaim.
-        (tasks,) = self.raw.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()
-        self.raw.execute("SET max_vacuum_tasks = 0")
-        try:
-            self.raw.execute("CHECKPOINT")
-        finally:
-            self.raw.execute(f"SET max_vacuum_tasks = {int(tasks)}")
+        with _CHECKPOINT:
+            (tasks,) = self.raw.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()
+            self.raw.execute("SET max_vacuum_tasks = 0")
+            try:
+                # DuckDB refuses while another connection has a write open; the batch is
+                # committed all the same, and a later checkpoint stores it.
+                with suppress(duckdb.TransactionException):
+                    self.raw.execute("CHECKPOINT")
+            finally:
+                self.raw.execute(f"SET max_vacuum_tasks = {int(tasks)}")
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"
