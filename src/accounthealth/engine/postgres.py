@@ -11,6 +11,7 @@ import ibis
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlglot
+import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.postgres import PostgresCompiler
 
 from accounthealth.engine.base import Engine, double_literals, ident
@@ -21,6 +22,41 @@ from accounthealth.errors import ProjectError
 def _postgres_sql(query: str) -> str:
     # The store's statements are fixed strings written once in DuckDB's dialect.
     return sqlglot.transpile(query, read="duckdb", write="postgres")[0]
+
+
+# Select-list entries a subquery passes through rather than computes.
+PLAIN = (sge.Column, sge.Star)
+
+
+def fence_subqueries(statement: sge.Expression) -> sge.Expression:
+    """Give every derived table that computes columns ``OFFSET 0``, which changes no result.
+
+    Ibis writes each step of an expression as a subquery over the one before. PostgreSQL's
+    planner pulls such subqueries up into their parent and substitutes each computed column by
+    its expression wherever the parent reads it, with no common subexpressions: the scoring
+    query, whose steps read the previous ones' columns several times, planned to 36 times its
+    length (1.7 s to plan on 18,000 accounts, 16.4 s with running and fetching; 2.6 s fenced).
+    A subquery with an OFFSET is planned on its own. Subqueries that only pass columns through
+    are left to be merged; a fence there would only keep filters from being pushed into them.
+    """
+    for subquery in statement.find_all(sge.Subquery):
+        select = subquery.this
+        if (
+            isinstance(select, sge.Select)
+            and isinstance(subquery.parent, (sge.From, sge.Join))
+            and not select.args.get("offset")
+            and not select.args.get("limit")
+            and any(not isinstance(e.unalias(), PLAIN) for e in select.expressions)
+        ):
+            select.offset(0, copy=False)
+    return statement
+
+
+class _FencedCompiler(PostgresCompiler):
+    """Ibis's PostgreSQL compiler, its derived tables planned apart (``fence_subqueries``)."""
+
+    def to_sqlglot(self, expr: t.Any, **kwargs: t.Any) -> sge.Expression:
+        return fence_subqueries(super().to_sqlglot(expr, **kwargs))
 
 
 class PostgresEngine(Engine):
@@ -52,7 +88,7 @@ class PostgresEngine(Engine):
         self.raw = raw
         self.url = url
         backend = ibis.postgres.from_connection(raw)
-        backend.compiler = double_literals(PostgresCompiler)
+        backend.compiler = double_literals(_FencedCompiler)
         super().__init__(backend, schema)
 
     def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
