@@ -9,9 +9,11 @@ import datetime as dt
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import accounthealth as ah
+from accounthealth.metrics.sliding import _Series
 
 from builders import account, make_project
 
@@ -104,3 +106,15 @@ def test_running_values_equal_each_day_alone(project: Path) -> None:
     assert alone[dt.date(2026, 3, 5)]["last_nps"] == "9.0"  # later by half a second
     assert alone[dt.date(2026, 3, 6)]["last_nps_4d"] == "nan"  # Mar 2 has left the window
     assert alone[dt.date(2026, 3, 9)]["last_nps_4d"] == "3.0"
+
+
+def test_series_rows_of_a_day_across_gaps_and_outside_its_days() -> None:
+    days = np.array([-3, -3, 0, 2, 2, 2, 5], np.int32)
+    series = _Series(accounts=np.arange(len(days), dtype=np.int32), days=days)
+    rows = {day: series.accounts[series.on(day)].tolist() for day in range(-5, 8)}
+    assert rows == {
+        -5: [], -4: [], -3: [0, 1], -2: [], -1: [], 0: [2], 1: [],
+        2: [3, 4, 5], 3: [], 4: [], 5: [6], 6: [], 7: [],
+    }  # fmt: skip
+    empty = _Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
+    assert empty.accounts[empty.on(0)].size == 0

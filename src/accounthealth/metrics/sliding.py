@@ -79,11 +79,22 @@ class _Series:
     accounts: np.ndarray
     days: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    # Where each day's rows start, from the first day on (made at the first ``on``, once the
+    # days are final): a run asks for a few days a day, and a search of millions of days for
+    # each was 0.05 s of every day of a backfill.
+    _starts: np.ndarray | None = field(default=None, repr=False)
+    _first: int = field(default=0, repr=False)
 
     def on(self, day: int) -> slice:
         """The rows of one day."""
-        lo, hi = np.searchsorted(self.days, [day, day + 1])
-        return slice(int(lo), int(hi))
+        if self._starts is None:
+            first, last = (int(self.days[0]), int(self.days[-1])) if len(self.days) else (0, -1)
+            self._starts = np.searchsorted(self.days, np.arange(first, last + 2))
+            self._first = first
+        i = day - self._first
+        if not 0 <= i < len(self._starts) - 1:
+            return slice(0, 0)
+        return slice(int(self._starts[i]), int(self._starts[i + 1]))
 
     def between(self, after: int | None, upto: int) -> slice:
         """The rows of the days in (after, upto] (after None: all earlier days too)."""
