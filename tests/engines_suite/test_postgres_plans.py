@@ -46,16 +46,37 @@ def test_scoring_plan_grows_with_the_query_not_with_its_reuse(project: Path) -> 
     assert len(rows) == population > 30
 
 
-def test_only_derived_tables_that_compute_are_fenced() -> None:
-    statement = sqlglot.parse_one(
-        "SELECT a, b FROM (SELECT a, b + 1 AS b FROM (SELECT a, b FROM t) AS t1) AS t2 "
-        "WHERE a IN (SELECT a + 1 FROM u) "
-        "UNION ALL SELECT * FROM (SELECT a, b * 2 AS b FROM t LIMIT 5) AS t3",
-        read="postgres",
-    )
-    fenced = fence_subqueries(statement).sql(dialect="postgres")
-    assert fenced == (
-        "SELECT a, b FROM (SELECT a, b + 1 AS b FROM (SELECT a, b FROM t) AS t1 OFFSET 0) AS t2 "
-        "WHERE a IN (SELECT a + 1 FROM u) "
-        "UNION ALL SELECT * FROM (SELECT a, b * 2 AS b FROM t LIMIT 5) AS t3"
-    )
+@pytest.mark.parametrize(
+    ("sql", "fenced"),
+    [
+        # A computed column read twice by the parent: fenced; the pass-through below is not.
+        (
+            "SELECT t2.b * t2.b AS c "
+            "FROM (SELECT t1.b + 1 AS b FROM (SELECT t.b FROM t) AS t1) AS t2",
+            ["t2"],
+        ),
+        # Read once: merging it duplicates nothing, and keeps the parent's filters pushed in.
+        ("SELECT t2.b AS c FROM (SELECT t.b + 1 AS b FROM t) AS t2 WHERE t2.a = 1", []),
+        # Windows, aggregates and LIMIT keep a subquery apart already.
+        (
+            "SELECT t2.r, t2.r FROM (SELECT t.a, ROW_NUMBER() OVER (ORDER BY t.b) AS r FROM t) "
+            "AS t2 WHERE t2.a = 1",
+            [],
+        ),
+        ("SELECT t2.n + t2.n FROM (SELECT t.a, COUNT(*) AS n FROM t GROUP BY t.a) AS t2", []),
+        ("SELECT t2.b + t2.b FROM (SELECT t.b * 2 AS b FROM t LIMIT 5) AS t2", []),
+        # Only derived tables: a subquery in a condition is not one.
+        ("SELECT t.a FROM t WHERE t.a IN (SELECT u.a + u.a FROM u)", []),
+    ],
+)  # fmt: skip
+def test_fenced_derived_tables(sql: str, fenced: list[str]) -> None:
+    statement = fence_subqueries(sqlglot.parse_one(sql, read="postgres"))
+    offsets = [
+        subquery.alias
+        for subquery in statement.find_all(sqlglot.exp.Subquery)
+        if subquery.this.args.get("offset")
+    ]
+    assert offsets == fenced
+    assert statement.sql(dialect="postgres").replace(" OFFSET 0", "") == sqlglot.parse_one(
+        sql, read="postgres"
+    ).sql(dialect="postgres")
