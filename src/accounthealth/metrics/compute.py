@@ -202,11 +202,12 @@ def _shifts(agg: Aggregate) -> set[int]:
     return {agg.offset} if reach is None else {agg.offset, reach}
 
 
-def _scan_key(agg: Aggregate, single: bool) -> tuple[t.Any, ...]:
-    """Aggregates with the same key are computed from one scan of their table. One date: one
-    scan per table. A batch of dates pairs rows with dates, so rows are bounded first, which
-    needs aggregates of a kind together."""
-    if single:
+def _scan_key(agg: Aggregate, together: bool) -> tuple[t.Any, ...]:
+    """Aggregates with the same key are computed from one scan of their table. ``together``
+    (one date, on an engine that prefers it): one scan per table. Otherwise aggregates of a
+    kind go together: a batch of dates pairs rows with dates, so rows are bounded first, and
+    windowed aggregates read only their windows' rows."""
+    if together:
         return (agg.table, agg.time)
     if agg.active:
         return (agg.table, agg.time, "active", agg.until)
@@ -339,7 +340,7 @@ def metric_values(
         paired = [agg for agg in aggregates if agg not in running.covered]
     by_source: dict[tuple[t.Any, ...], list[Aggregate]] = defaultdict(list)
     for agg in paired:
-        by_source[_scan_key(agg, as_of.single)].append(agg)
+        by_source[_scan_key(agg, as_of.single and engine.one_scan_per_table)].append(agg)
     for key, group in by_source.items():
         rows = _source_rows(engine, group, as_of, key)
         # A batch's 'latest' rows were filtered before being narrowed to the columns they need.
