@@ -14,6 +14,7 @@ import accounthealth as ah
 from accounthealth.metrics.compute import AsOf
 from accounthealth.scoring.querycache import fingerprint
 from accounthealth.scoring.run import score_table
+from engines import PostgresServer
 
 from builders import account, make_project
 
@@ -89,7 +90,7 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["account_id", "as_of"]).reset_index(drop=True)
 
 
-def test_a_cached_query_scores_like_a_fresh_compile(project: ah.Project) -> None:
+def _assert_cached_like_fresh(project: ah.Project) -> None:
     cache = project.query_cache
     for offset in (0, 9, 30):  # the first compiles and stores; the others reuse it
         day = DAY - dt.timedelta(days=offset)
@@ -97,6 +98,10 @@ def test_a_cached_query_scores_like_a_fresh_compile(project: ah.Project) -> None
         fresh = _sorted(score_table(project.compute, project.model, [day]).to_pandas())
         pd.testing.assert_frame_equal(cached, fresh)
     assert len(_entries(project)) == 1
+
+
+def test_a_cached_query_scores_like_a_fresh_compile(project: ah.Project) -> None:
+    _assert_cached_like_fresh(project)
     # And the daily run through the facade stores what a batch of one computes.
     project.score(DAY)
     assert len(_entries(project)) == 1
@@ -106,6 +111,26 @@ def test_a_cached_query_scores_like_a_fresh_compile(project: ah.Project) -> None
     )
     expected = batch[batch["as_of"] == DAY].set_index("account_id")["own_score"]
     pd.testing.assert_series_equal(stored.sort_index(), expected.sort_index(), check_names=False)
+
+
+def test_postgres_keeps_its_compiled_queries_too(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    compute = {"engine": "postgres", "url": postgres_server.new_database()}
+    folder = make_project(tmp_path / "p", MODEL, _rows(), compute=compute)
+    with ah.open(folder) as p:
+        p.ingest()
+        _assert_cached_like_fresh(p)
+        p.score(DAY)
+        expected = p.scores(DAY, DAY)
+    # Another process: the day's run reads the stored queries, and scores the same.
+    with ah.open(folder) as p:
+        p.score(DAY)
+        assert p.query_cache.get(p.query_cache.key(p.compute, p.model)) is not None
+        pd.testing.assert_frame_equal(
+            p.scores(DAY, DAY).drop(columns="computed_at"), expected.drop(columns="computed_at")
+        )
+    assert len(list((folder / ".accounthealth-cache").rglob("*.json"))) == 1
 
 
 def test_what_shapes_the_sql_changes_the_fingerprint(project: ah.Project, tmp_path: Path) -> None:

@@ -11,13 +11,11 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
-import sqlglot as sg
-import sqlglot.expressions as sge
 from ibis.backends.duckdb.converter import DuckDBPyArrowData
 
 from accounthealth.config.project import Source
 from accounthealth.engine.base import Engine, ident
-from accounthealth.engine.parameters import ParameterCompiler, PreparedQuery
+from accounthealth.engine.parameters import ParameterCompiler, PreparedQuery, prepared
 from accounthealth.errors import ConfigError, ProjectError, did_you_mean
 
 # max_vacuum_tasks is global to a database: one history checkpoint at a time sets and restores
@@ -64,22 +62,7 @@ class DuckDBEngine(Engine):
     in_process = True
 
     def prepare(self, expr: ir.Table, *, into: str | None = None) -> PreparedQuery:
-        compiler = ParameterCompiler()
-        statement = compiler.to_sqlglot(expr)
-        if into is not None:
-            statement = sge.Create(
-                this=sg.table(into, quoted=True),
-                kind="TABLE",
-                expression=statement,
-                replace=True,
-                properties=sge.Properties(expressions=[sge.TemporaryProperty()]),
-            )
-        return PreparedQuery(
-            sql=statement.sql(dialect=compiler.dialect),
-            parameters=tuple(sorted(compiler.names)),
-            schema={name: str(type_) for name, type_ in expr.schema().items()},
-            into=into,
-        )
+        return prepared(ParameterCompiler(), expr, into=into, replace=True)
 
     def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table | None:
         params = {name: values[name] for name in query.parameters}

@@ -2,8 +2,8 @@
 than a literal, so that one compiled query serves every as-of date. Values travel beside the
 SQL text when it runs, never inside it.
 
-Only the DuckDB engine compiles them (``DuckDBEngine.compile_parameterized``); expressions for
-other engines use literals.
+DuckDB and PostgreSQL compile them (``Engine.prepare``); expressions for other engines use
+literals.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import ibis.expr.datashape as ds
 import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
+import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
 
@@ -39,10 +40,11 @@ class ParameterCompiler(DuckDBCompiler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.names: set[str] = set()
+        self.names: list[str] = []
 
     def visit_Parameter(self, op: Parameter, *, name: str, dtype: dt.DataType) -> t.Any:
-        self.names.add(name)
+        if name not in self.names:
+            self.names.append(name)
         # Cast: a bare parameter has no type until DuckDB binds a value, and a comparison
         # with it would then be planned for an unknown type.
         return self.cast(sge.Placeholder(this=name), dtype)
@@ -57,3 +59,24 @@ class PreparedQuery:
     parameters: tuple[str, ...]
     schema: dict[str, str]
     into: str | None = None
+
+
+def prepared(compiler: t.Any, expr: ir.Table, *, into: str | None, replace: bool) -> PreparedQuery:
+    """``expr`` compiled once by ``compiler`` (an Ibis SQL compiler whose ``names`` lists the
+    parameters it wrote); ``into``: as a statement that fills that temporary table (``replace``:
+    one that replaces it, where the dialect can say so)."""
+    statement = compiler.to_sqlglot(expr)
+    if into is not None:
+        statement = sge.Create(
+            this=sg.table(into, quoted=True),
+            kind="TABLE",
+            expression=statement,
+            replace=replace,
+            properties=sge.Properties(expressions=[sge.TemporaryProperty()]),
+        )
+    return PreparedQuery(
+        sql=statement.sql(dialect=compiler.dialect),
+        parameters=tuple(compiler.names),
+        schema={name: str(type_) for name, type_ in expr.schema().items()},
+        into=into,
+    )
