@@ -35,19 +35,31 @@ def parameter(name: str, type_: str) -> ir.Value:
     return Parameter(name, dt.dtype(type_)).to_expr()
 
 
-class ParameterCompiler(DuckDBCompiler):
-    """Ibis's DuckDB compiler, plus named parameters; ``names`` collects the ones it wrote."""
+class NamedParameters:
+    """For an Ibis SQL compiler: writes each ``Parameter`` as the dialect's ``placeholder`` and
+    lists in ``names`` the ones it wrote, in the order first written."""
 
     def __init__(self) -> None:
         super().__init__()
         self.names: list[str] = []
 
+    def placeholder(self, name: str) -> sge.Expression:
+        """The parameter ``name`` as the dialect binds it."""
+        raise NotImplementedError
+
     def visit_Parameter(self, op: Parameter, *, name: str, dtype: dt.DataType) -> t.Any:
         if name not in self.names:
             self.names.append(name)
-        # Cast: a bare parameter has no type until DuckDB binds a value, and a comparison
-        # with it would then be planned for an unknown type.
-        return self.cast(sge.Placeholder(this=name), dtype)
+        # Cast: a bare parameter has no type until a value is bound, and a comparison with it
+        # would then be planned for an unknown type.
+        return self.cast(self.placeholder(name), dtype)  # type: ignore[attr-defined]
+
+
+class ParameterCompiler(NamedParameters, DuckDBCompiler):
+    """Ibis's DuckDB compiler, plus named parameters ($name)."""
+
+    def placeholder(self, name: str) -> sge.Expression:
+        return sge.Placeholder(this=name)
 
 
 @dataclass(frozen=True)

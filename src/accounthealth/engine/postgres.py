@@ -8,7 +8,6 @@ import typing as t
 from contextlib import contextmanager
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -18,7 +17,7 @@ from ibis.backends.sql.compilers.postgres import PostgresCompiler
 from ibis.formats.pyarrow import PyArrowData
 
 from accounthealth.engine.base import Engine, double_literals, ident
-from accounthealth.engine.parameters import Parameter, PreparedQuery, prepared
+from accounthealth.engine.parameters import NamedParameters, PreparedQuery, prepared
 from accounthealth.errors import ProjectError
 
 
@@ -92,20 +91,12 @@ class _FencedCompiler(PostgresCompiler):
         return fence_subqueries(super().to_sqlglot(expr, **kwargs))
 
 
-class _ParameterCompiler(_FencedCompiler):
+class _ParameterCompiler(NamedParameters, _FencedCompiler):
     """The same, plus named parameters written as $1, $2...: psycopg's raw cursors bind them by
     position, and leave a % in the SQL (a LIKE pattern, a modulo) alone."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def visit_Parameter(self, op: Parameter, *, name: str, dtype: dt.DataType) -> t.Any:
-        if name not in self.names:
-            self.names.append(name)
-        position = sge.Parameter(this=sge.Literal.number(self.names.index(name) + 1))
-        # Typed, as on DuckDB: a bare parameter is planned for an unknown type.
-        return self.cast(position, dtype)
+    def placeholder(self, name: str) -> sge.Expression:
+        return sge.Parameter(this=sge.Literal.number(self.names.index(name) + 1))
 
 
 class PostgresEngine(Engine):
