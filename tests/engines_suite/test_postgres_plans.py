@@ -59,6 +59,13 @@ def test_scoring_plan_grows_with_the_query_not_with_its_reuse(project: Path) -> 
             "FROM (SELECT t1.b + 1 AS b FROM (SELECT t.b FROM t) AS t1) AS t2",
             ["t2"],
         ),
+        # A computed column passed on by a join's select, or by *, is computed there too.
+        (
+            "SELECT t5.x * t5.x FROM (SELECT t1.x, t2.y FROM (SELECT t.a + 1 AS x, t.k FROM t) "
+            "AS t1 LEFT JOIN u AS t2 ON t1.k = t2.k) AS t5",
+            ["t5"],
+        ),
+        ("SELECT t5.x + t5.x FROM (SELECT * FROM (SELECT t.a + 1 AS x FROM t) t1) t5", ["t5"]),
         # Read once: merging it duplicates nothing, and keeps the parent's filters pushed in.
         ("SELECT t2.b AS c FROM (SELECT t.b + 1 AS b FROM t) AS t2 WHERE t2.a = 1", []),
         # Windows, aggregates and LIMIT keep a subquery apart already.

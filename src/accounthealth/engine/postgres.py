@@ -29,8 +29,6 @@ def _postgres_sql(query: str) -> str:
 
 # Rows fetched at a time from a prepared query's cursor.
 FETCH_ROWS = 100_000
-# Select-list entries a subquery passes through rather than computes.
-PLAIN = (sge.Column, sge.Star)
 
 
 def _own(select: sge.Select) -> t.Iterator[sge.Expression]:
@@ -70,18 +68,36 @@ def fence_subqueries(statement: sge.Expression) -> sge.Expression:
     A subquery with an OFFSET is planned on its own, but the parent's filters are no longer
     pushed into it, so only the derived tables that would multiply work are fenced.
     """
-    for subquery in list(statement.find_all(sge.Subquery)):
+    # A column is computed if its subquery computes it, or passes on one that a subquery below
+    # computes and that is merged with it: innermost subqueries first.
+    computed_in: dict[str, set[str]] = {}
+    for subquery in reversed(list(statement.find_all(sge.Subquery))):
         select = subquery.this
         if not (
             isinstance(select, sge.Select) and isinstance(subquery.parent, (sge.From, sge.Join))
         ):
             continue
-        computed = {
-            e.alias_or_name for e in select.expressions if not isinstance(e.unalias(), PLAIN)
-        }
+        computed = _computed(select, computed_in)
         if computed and _pulled_up(select) and _read_twice(subquery, computed):
             select.offset(0, copy=False)
+            computed = set()  # planned on its own: its parent reads plain values
+        computed_in[subquery.alias] = computed
     return statement
+
+
+def _computed(select: sge.Select, computed_in: dict[str, set[str]]) -> set[str]:
+    """The columns ``select`` computes, or passes on from a derived table that computes them
+    (``computed_in``, by alias)."""
+    out = set()
+    for entry in select.expressions:
+        value = entry.unalias()
+        if isinstance(value, sge.Star):
+            for source in select.find_all(sge.Subquery):
+                if source.parent_select is select:
+                    out |= computed_in.get(source.alias, set())
+        elif not isinstance(value, sge.Column) or value.name in computed_in.get(value.table, ()):
+            out.add(entry.alias_or_name)
+    return out
 
 
 class _FencedCompiler(PostgresCompiler):
@@ -182,7 +198,8 @@ class PostgresEngine(Engine):
         if query.into is not None:
             with self.transaction():
                 self.drop_temporary(query.into)
-                psycopg.RawCursor(self.raw).execute(query.sql, params)
+                with psycopg.RawCursor(self.raw) as cursor:
+                    cursor.execute(query.sql, params)
             return None
         schema = ibis.schema(query.schema)
         struct = schema.as_struct().to_pyarrow()

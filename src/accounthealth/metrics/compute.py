@@ -202,13 +202,13 @@ def _shifts(agg: Aggregate) -> set[int]:
     return {agg.offset} if reach is None else {agg.offset, reach}
 
 
-def _scan_key(agg: Aggregate, together: bool) -> tuple[t.Any, ...]:
-    """Aggregates with the same key are computed from one scan of their table. ``together``
-    (one date, on an engine that prefers it): one scan per table. Otherwise aggregates of a
-    kind go together: a batch of dates pairs rows with dates, so rows are bounded first, and
-    windowed aggregates read only their windows' rows."""
-    if together:
-        return (agg.table, agg.time)
+def _scan_key(agg: Aggregate, single: bool, together: bool) -> tuple[t.Any, ...]:
+    """Aggregates with the same key are computed from one scan of their table. One date: one
+    scan per table on an engine that prefers it (``together``), else one of all history and
+    one of the windowed aggregates' rows, bounded by the longest window. A batch of dates pairs
+    rows with dates, so rows are bounded first, which needs aggregates of a kind together."""
+    if single:
+        return (agg.table, agg.time) if together else (agg.table, agg.time, _reach(agg) is None)
     if agg.active:
         return (agg.table, agg.time, "active", agg.until)
     if agg.window is not None:
@@ -340,7 +340,7 @@ def metric_values(
         paired = [agg for agg in aggregates if agg not in running.covered]
     by_source: dict[tuple[t.Any, ...], list[Aggregate]] = defaultdict(list)
     for agg in paired:
-        by_source[_scan_key(agg, as_of.single and engine.one_scan_per_table)].append(agg)
+        by_source[_scan_key(agg, as_of.single, engine.one_scan_per_table)].append(agg)
     for key, group in by_source.items():
         rows = _source_rows(engine, group, as_of, key)
         # A batch's 'latest' rows were filtered before being narrowed to the columns they need.
