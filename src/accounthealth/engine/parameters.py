@@ -36,8 +36,9 @@ def parameter(name: str, type_: str) -> ir.Value:
 
 
 class NamedParameters:
-    """For an Ibis SQL compiler: writes each ``Parameter`` as the dialect's ``placeholder`` and
-    lists in ``names`` the ones it wrote, in the order first written."""
+    """For an Ibis SQL compiler: writes each ``Parameter`` as a ``placeholder`` ($name unless
+    the dialect binds otherwise) and lists in ``names`` the ones it wrote, in the order first
+    written."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,7 +46,7 @@ class NamedParameters:
 
     def placeholder(self, name: str) -> sge.Expression:
         """The parameter ``name`` as the dialect binds it."""
-        raise NotImplementedError
+        return sge.Placeholder(this=name)
 
     def visit_Parameter(self, op: Parameter, *, name: str, dtype: dt.DataType) -> t.Any:
         if name not in self.names:
@@ -57,9 +58,6 @@ class NamedParameters:
 
 class ParameterCompiler(NamedParameters, DuckDBCompiler):
     """Ibis's DuckDB compiler, plus named parameters ($name)."""
-
-    def placeholder(self, name: str) -> sge.Expression:
-        return sge.Placeholder(this=name)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import typing as t
+from collections import Counter
 from contextlib import contextmanager
 
 import ibis
@@ -49,10 +50,11 @@ def _read_twice(subquery: sge.Subquery, computed: set[str]) -> bool:
     parent = subquery.find_ancestor(sge.Select)
     if parent is None:
         return False
-    reads: dict[str, int] = {}
-    for node in _own(parent):
-        if isinstance(node, sge.Column) and node.table == subquery.alias and node.name in computed:
-            reads[node.name] = reads.get(node.name, 0) + 1
+    reads = Counter(
+        node.name
+        for node in _own(parent)
+        if isinstance(node, sge.Column) and node.table == subquery.alias and node.name in computed
+    )
     return any(n > 1 for n in reads.values())
 
 
@@ -92,8 +94,8 @@ def _computed(select: sge.Select, computed_in: dict[str, set[str]]) -> set[str]:
     for entry in select.expressions:
         value = entry.unalias()
         if isinstance(value, sge.Star):
-            for source in select.find_all(sge.Subquery):
-                if source.parent_select is select:
+            for source in _own(select):
+                if isinstance(source, sge.Subquery):
                     out |= computed_in.get(source.alias, set())
         elif not isinstance(value, sge.Column) or value.name in computed_in.get(value.table, ()):
             out.add(entry.alias_or_name)

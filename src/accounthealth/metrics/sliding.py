@@ -24,6 +24,7 @@ over open rows; latest of a non-numeric column) are left to pairing rows with da
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import typing as t
 from dataclasses import dataclass, field
@@ -79,22 +80,22 @@ class _Series:
     accounts: np.ndarray
     days: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
-    # Where each day's rows start, from the first day on (made at the first ``on``, once the
-    # days are final): a run asks for a few days a day, and a search of millions of days for
-    # each was 0.05 s of every day of a backfill.
-    _starts: np.ndarray | None = field(default=None, repr=False)
-    _first: int = field(default=0, repr=False)
+
+    @functools.cached_property
+    def _starts(self) -> tuple[int, np.ndarray]:
+        """The first day, and where each day's rows start from it on. Made at the first ``on``,
+        once the days are final: a run asks for a few days a day, and a search of millions of
+        days for each was 0.05 s of every day of a backfill."""
+        first, last = (int(self.days[0]), int(self.days[-1])) if len(self.days) else (0, -1)
+        return first, np.searchsorted(self.days, np.arange(first, last + 2))
 
     def on(self, day: int) -> slice:
         """The rows of one day."""
-        if self._starts is None:
-            first, last = (int(self.days[0]), int(self.days[-1])) if len(self.days) else (0, -1)
-            self._starts = np.searchsorted(self.days, np.arange(first, last + 2))
-            self._first = first
-        i = day - self._first
-        if not 0 <= i < len(self._starts) - 1:
+        first, starts = self._starts
+        i = day - first
+        if not 0 <= i < len(starts) - 1:
             return slice(0, 0)
-        return slice(int(self._starts[i]), int(self._starts[i + 1]))
+        return slice(int(starts[i]), int(starts[i + 1]))
 
     def between(self, after: int | None, upto: int) -> slice:
         """The rows of the days in (after, upto] (after None: all earlier days too)."""
