@@ -39,7 +39,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_init_creates_a_project(demo: Path) -> None:
     assert (demo / "accounthealth.yaml").exists()
     assert (demo / "model.yaml").exists()
-    assert ".accounthealth-cache/" in (demo / ".gitignore").read_text().splitlines()
+    ignored = (demo / ".gitignore").read_text().splitlines()
+    assert {".accounthealth-cache/", "*.duckdb", "*.details/"} <= set(ignored)
     assert (demo / "accounthealth.duckdb").exists()
     assert run("check", cwd=demo).stdout.startswith("OK: model")
 

@@ -11,6 +11,7 @@ import typing as t
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
@@ -126,7 +127,6 @@ def test_each_day_of_history_keeps_row_groups_of_its_own(folder: Path) -> None:
     with ah.open(folder) as p:
         p.score(start=DAYS[3], end=DAYS[5])
     assert row_groups(folder, "scores") == [2] * 6
-    assert row_groups(folder, "score_details") == [2] * 6
 
 
 def test_scoring_days_again_drops_the_rows_they_replaced(folder: Path) -> None:
@@ -139,7 +139,22 @@ def test_scoring_days_again_drops_the_rows_they_replaced(folder: Path) -> None:
             p.score(start=DAYS[0], end=DAYS[1])
     # Six rows live (two accounts, three days), and the file holds no others.
     assert sum(row_groups(folder, "scores")) == 6
-    assert sum(row_groups(folder, "score_details")) == 6
+    # The detail archive holds one file per day, each listed, the replaced ones deleted.
+    files = archived(folder)
+    assert len(files) == 3 and sorted(files.values()) == [2, 2, 2]
+    with ah.open(folder) as p:
+        listed = p.store.sql("SELECT file, row_count FROM detail_files")
+        assert dict(listed) == files
+        assert p.store.sql("SELECT count(*) FROM score_details") == [(6,)]
+
+
+def archived(folder: Path) -> dict[str, int]:
+    """Rows in each detail file beside the store, by its path in the archive."""
+    root = folder / "accounthealth.details"
+    return {
+        path.relative_to(root).as_posix(): pq.read_metadata(path).num_rows
+        for path in root.rglob("*.parquet")
+    }
 
 
 def test_a_write_open_elsewhere_in_the_process_does_not_fail_the_run(folder: Path) -> None:

@@ -11,7 +11,7 @@ from accounthealth.errors import ProjectError
 TEMPLATES = ("accounthealth.yaml", "model.yaml")
 # The project folder goes in git (its YAML is the health model's history); the store and the
 # compiled-query cache do not.
-GITIGNORE = "*.duckdb\n*.duckdb.wal\n.accounthealth-cache/\n"
+GITIGNORE = "*.duckdb\n*.duckdb.wal\n*.details/\n.accounthealth-cache/\n"
 
 
 def create(

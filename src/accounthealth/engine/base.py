@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typing as t
 from contextlib import contextmanager
+from pathlib import Path
 
 import ibis.expr.types as ir
 import pyarrow as pa
@@ -22,6 +23,9 @@ class Engine:
     """An Ibis backend plus the canonical tables it can see."""
 
     kind = "engine"
+    # Where a store keeps history detail as files beside its database (store/archive.py);
+    # None where the detail stays in the database's table.
+    detail_folder: Path | None = None
 
     def __init__(self, backend: t.Any, database: str | None = None) -> None:
         self.ibis = backend

@@ -38,6 +38,8 @@ class DuckDBEngine(Engine):
         connection: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
         self.path = path
+        if str(path) != ":memory:":
+            self.detail_folder = Path(path).with_suffix(".details")
         if connection is not None:
             backend = ibis.duckdb.from_connection(connection)
         else:

@@ -4,6 +4,7 @@ by an older version is upgraded in place."""
 from __future__ import annotations
 
 from accounthealth.engine.base import Engine
+from accounthealth.store.archive import archive_of
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -98,6 +99,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE scores ADD COLUMN computed_tier VARCHAR",
         "ALTER TABLE scores ADD COLUMN override_id VARCHAR",
     ),
+    # Detail rows may live outside the table (a DuckDB store's Parquet archive, see
+    # store/archive.py): score_details becomes a view over the table and the listed files.
+    (
+        "ALTER TABLE score_details RENAME TO score_details_stored",
+        "CREATE VIEW score_details AS SELECT * FROM score_details_stored",
+        """CREATE TABLE IF NOT EXISTS detail_files (
+            model_version VARCHAR, as_of DATE, file VARCHAR, metrics INTEGER,
+            components INTEGER, row_count BIGINT)""",
+    ),
 )
 # Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
 METRIC_FIELDS = {"value": "DOUBLE", "score": "DOUBLE", "present": "BOOLEAN", "share": "DOUBLE"}
@@ -108,7 +118,7 @@ FIELDS = {"metric": METRIC_FIELDS, "component": COMPONENT_FIELDS}
 
 def detail_width(engine: Engine) -> dict[str, int]:
     """How many metric and component positions score_details has columns for."""
-    columns = set(engine.table("score_details").columns)
+    columns = set(engine.table("score_details_stored").columns)
     return {
         kind: sum(1 for c in columns if c.startswith(PREFIX[kind]) and c.endswith("_score"))
         for kind in PREFIX
@@ -127,12 +137,24 @@ def widen_details(engine: Engine, metrics: int, components: int) -> None:
             for position in range(width[kind], wanted[kind]):
                 for field, type_ in FIELDS[kind].items():
                     engine.sql(
-                        f"ALTER TABLE score_details ADD COLUMN IF NOT EXISTS "
+                        f"ALTER TABLE score_details_stored ADD COLUMN IF NOT EXISTS "
                         f"{prefix}{position}_{field} {type_}"
                     )
         width = {k: max(width[k], wanted[k]) for k in PREFIX}
+        define_details_view(engine)
         engine.sql(_detail_view("metric_values", "metric", width["metric"]))
         engine.sql(_detail_view("component_scores", "component", width["component"]))
+
+
+def define_details_view(engine: Engine) -> None:
+    """(Re)define the score_details view: the table's rows and, in a store that keeps a
+    detail archive, the rows of the files listed in detail_files. In the caller's transaction;
+    again whenever the listed files change."""
+    archive = archive_of(engine)
+    selects = ["SELECT * FROM score_details_stored"]
+    if archive is not None:
+        selects += archive.source(engine)
+    engine.sql("CREATE OR REPLACE VIEW score_details AS " + " UNION ALL BY NAME ".join(selects))
 
 
 def _detail_view(name: str, kind: str, width: int) -> str:
@@ -177,4 +199,11 @@ def migrate(engine: Engine) -> int:
             engine.sql("INSERT INTO schema_version VALUES (?)", [number])
         current = number
     widen_details(engine, 0, 0)
+    archive = archive_of(engine)
+    if archive is not None:
+        archive.check(engine)
+        # The archive's paths are absolute: defined again in case the project folder moved.
+        with engine.transaction():
+            define_details_view(engine)
+        archive.sweep(engine)
     return current

@@ -19,11 +19,13 @@ import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
-from accounthealth.store.schema import widen_details
+from accounthealth.store.archive import archive_of
+from accounthealth.store.schema import define_details_view, widen_details
 
-# The tables a batch replaces rows of (the legacy ones hold detail written before the store's
-# third migration).
-SCORE_TABLES = ("scores", "score_details", "component_scores_legacy", "metric_values_legacy")
+# The tables a batch replaces rows of. score_details_stored holds detail where the store keeps
+# no archive of files (PostgreSQL) or written before the seventh migration; the legacy tables,
+# detail written before the third.
+SCORE_TABLES = ("scores", "score_details_stored", "component_scores_legacy", "metric_values_legacy")
 
 
 # Columns of the scores table as the scoring query gives them, with their types.
@@ -171,6 +173,8 @@ class HistoryWriter:
 
     def __init__(self, store: Engine, resolved: ResolvedModel) -> None:
         self.store, self.resolved = store, resolved
+        at = positions(resolved)
+        self._width = (len(at["metric"]), len(at["component"]))
         self.rows = 0
         self._pending: tuple[Future[int], Future[pd.DataFrame]] | None = None
 
@@ -202,19 +206,32 @@ class HistoryWriter:
         scores: Future[pd.DataFrame],
         dates: list[dt.date],
     ) -> int:
-        engine = self._writer
-        with engine.transaction():
-            for name in SCORE_TABLES:
-                # One statement per table: a scan per day would read history 31 times a batch.
-                engine.sql(
-                    f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
-                    [self.resolved.version, min(dates), max(dates)],
-                )
-            if details.num_rows:
-                engine.write_arrow("score_details", details)
-            frame = scores.result()  # raises, and so rolls back, when the caller failed
-            if not frame.empty:
-                engine.write_arrow("scores", _scores_table(scored, frame, self.resolved))
+        engine, version = self._writer, self.resolved.version
+        first, last = min(dates), max(dates)
+        archive = archive_of(engine)
+        files = archive.write(details, version, *self._width) if archive is not None else []
+        try:
+            with engine.transaction():
+                for name in SCORE_TABLES:
+                    # One statement per table: a scan per day would read history 31 times.
+                    engine.sql(
+                        f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
+                        [version, first, last],
+                    )
+                if archive is not None:
+                    replaced = archive.replace(engine, version, first, last, files)
+                    define_details_view(engine)
+                elif details.num_rows:
+                    engine.write_arrow("score_details_stored", details)
+                frame = scores.result()  # raises, and so rolls back, when the caller failed
+                if not frame.empty:
+                    engine.write_arrow("scores", _scores_table(scored, frame, self.resolved))
+        except BaseException:
+            if archive is not None:
+                archive.delete(f.file for f in files)
+            raise
+        if archive is not None:
+            archive.delete(replaced)
         engine.checkpoint_history()
         return details.num_rows
 
