@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import textwrap
 from pathlib import Path
 
 import yaml
 
 from accounthealth.sources.schema import TABLES
+from accounthealth.store.archive import LAYOUT_FILE
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> Path:
@@ -158,3 +160,16 @@ def trajectory_project(
     return make_project(
         folder, model, {"accounts": accounts, "events": events, "contracts": contracts}
     )
+
+
+def day_files(folder: Path, age: float = 0) -> set[str]:
+    """The day files of the detail archive beside a project's store (by their path in it),
+    made ``age`` seconds older first."""
+    root = folder / "accounthealth.duckdb.details"
+    found = set()
+    for path in root.glob("*/*.parquet"):
+        if path.name != LAYOUT_FILE:
+            when = path.stat().st_mtime - age
+            os.utime(path, (when, when))
+            found.add(path.relative_to(root).as_posix())
+    return found

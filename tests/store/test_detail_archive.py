@@ -1,6 +1,8 @@
 """A DuckDB store keeps each scored day's metric and component detail as a Parquet file beside
 it, listed in the store's transaction: readers see exactly the committed days, a failed or
-killed run leaves no file that counts, and the store and its folder move together."""
+killed run leaves no file that counts (and its files go at a later opening), another opening
+in the same process does not conflict with a run, and the store and its folder move
+together."""
 
 from __future__ import annotations
 
@@ -9,19 +11,21 @@ import os
 import shutil
 import time
 import typing as t
+import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
-from accounthealth.errors import ProjectError
+from accounthealth.actions import overrides
 from accounthealth.store import scores as history
-from accounthealth.store.archive import ORPHAN_AGE_SECONDS
+from accounthealth.store.archive import LAYOUT_FILE, ORPHAN_AGE_SECONDS
 
-from builders import TRAJECTORY_START, trajectory_project
+from builders import TRAJECTORY_START, day_files, trajectory_project
 
 DAYS = [TRAJECTORY_START + dt.timedelta(days=i) for i in range(4)]
+ARCHIVE = "accounthealth.duckdb.details"
 
 
 @pytest.fixture
@@ -30,11 +34,6 @@ def folder(tmp_path: Path) -> Path:
     with ah.open(path) as p:
         p.ingest()
     return path
-
-
-def files_on_disk(folder: Path) -> set[str]:
-    root = folder / "accounthealth.details"
-    return {path.relative_to(root).as_posix() for path in root.rglob("*.parquet")}
 
 
 def listed(p: ah.Project) -> set[str]:
@@ -46,24 +45,25 @@ def metric_rows(p: ah.Project) -> dict[tuple[str, dt.date, str], float]:
     return {(a, d, m): v for a, d, m, v in rows}
 
 
-def test_each_day_is_one_file_under_its_version_and_date(folder: Path) -> None:
+def test_each_day_is_one_file_of_its_version_and_date(folder: Path) -> None:
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[2])
         version = p.model.version
         files = listed(p)
         values = metric_rows(p)
-    assert files == files_on_disk(folder)
-    assert sorted(f.rsplit("/", 1)[0] for f in files) == [
-        f"model_version={version}/as_of={day}" for day in DAYS[:3]
-    ]
-    # The files hold the detail the scores were computed from: A's daily quantity.
+    assert files == day_files(folder)
+    keys = set()
+    for file in files:
+        rows = pq.read_table(folder / ARCHIVE / file).to_pylist()
+        assert len(rows) == 2 and file.startswith("m1c1/")
+        keys |= {(r["model_version"], r["as_of"]) for r in rows}
+    assert keys == {(version, day) for day in DAYS[:3]}
+    # The files hold the detail the scores were computed from: each day's quantity.
     assert values[("A", DAYS[1], "use_today")] == 4.0
     assert values[("B", DAYS[2], "use_today")] == 6.0
-    for file in files:
-        assert pq.read_metadata(folder / "accounthealth.details" / file).num_rows == 2
 
 
-def test_a_day_that_fails_to_write_leaves_no_file_and_its_old_detail_listed(
+def test_a_day_that_fails_to_write_keeps_its_old_detail(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with ah.open(folder) as p:
@@ -85,11 +85,15 @@ def test_a_day_that_fails_to_write_leaves_no_file_and_its_old_detail_listed(
     monkeypatch.undo()
     with ah.open(folder) as p:
         after = (listed(p), metric_rows(p))
-    # The first day was rescored (a new file, the old one deleted); the second kept its own,
-    # and the file written for it is gone.
+    # The first day was rescored (a new file listed); the second kept its own detail.
     assert after[1] == before[1]
     assert len(after[0]) == 2 and len(after[0] & before[0]) == 1
-    assert files_on_disk(folder) == after[0]
+    # The replaced file and the failed day's are listed nowhere: an opening an hour later
+    # deletes them.
+    assert len(day_files(folder, age=ORPHAN_AGE_SECONDS + 60) - after[0]) == 2
+    with ah.open(folder) as p:
+        p.store  # noqa: B018 - opening the store sweeps
+    assert day_files(folder) == after[0]
 
 
 def test_rescoring_replaces_detail_kept_in_the_table_before_the_archive(folder: Path) -> None:
@@ -114,27 +118,68 @@ def test_rescoring_replaces_detail_kept_in_the_table_before_the_archive(folder: 
     assert in_table == [("older",)]
 
 
-def test_files_no_run_listed_are_deleted_once_an_hour_old(folder: Path) -> None:
+def test_only_old_files_listed_nowhere_are_deleted(folder: Path) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
-    root = folder / "accounthealth.details"
-    old, young = root / "x" / "killed-run.parquet", root / "x" / "writing-now.parquet"
-    for path in (old, young):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(next(root.rglob("as_of=*/*.parquet")), path)
+    layout = folder / ARCHIVE / "m1c1"
+    killed, writing = (layout / f"{uuid.uuid4().hex}.parquet" for _ in range(2))
+    notes = layout / "notes.parquet"
+    for path in (killed, writing, notes):
+        shutil.copy(layout / LAYOUT_FILE, path)
     an_hour_ago = time.time() - ORPHAN_AGE_SECONDS - 60
-    os.utime(old, (an_hour_ago, an_hour_ago))
+    for path in (killed, notes, layout / LAYOUT_FILE):
+        os.utime(path, (an_hour_ago, an_hour_ago))
     with ah.open(folder) as p:
-        p.store  # noqa: B018 - opening the store sweeps
         assert p.store.sql("SELECT count(*) FROM score_details") == [(2,)]
-    assert not old.exists() and young.exists()
+    # A run in this process may be about to list the young file; the others are not day files.
+    assert not killed.exists()
+    assert writing.exists() and notes.exists() and (layout / LAYOUT_FILE).exists()
+
+
+def test_another_opening_during_a_run_reads_without_conflict(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ah.open(folder) as p:
+        p.score(DAYS[0])
+    seen = []
+    real = overrides.in_force
+
+    def read_elsewhere(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        # While the batch's transaction is open in the writer thread, waiting for its scores.
+        with ah.open(folder) as q:
+            seen.append(q.store.sql("SELECT count(*) FROM metric_values")[0][0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(overrides, "in_force", read_elsewhere)
+    with ah.open(folder) as p:
+        assert p.score(DAYS[1]).rows == 2
+        assert p.store.sql("SELECT count(DISTINCT as_of) FROM metric_values") == [(2,)]
+    assert seen == [2]
+
+
+def test_a_model_with_more_metrics_adds_a_layout_and_both_read(folder: Path) -> None:
+    with ah.open(folder) as p:
+        p.score(DAYS[0])
+    model = (folder / "model.yaml").read_text()
+    (folder / "model.yaml").write_text(
+        model.rstrip()
+        + "\n      use_week: {sum: events.quantity, window: 7d,"
+        + " score: {linear: {bad: 0, good: 100}}, missing: {default: 0}}\n"
+    )
+    with ah.open(folder) as p:
+        p.score(DAYS[1])
+        values = metric_rows(p)
+    assert sorted(path.name for path in (folder / ARCHIVE).iterdir()) == ["m1c1", "m2c1"]
+    assert values[("A", DAYS[0], "use_today")] == 3.0
+    assert values[("A", DAYS[1], "use_today")] == 4.0
+    assert values[("A", DAYS[1], "use_week")] == 7.0
 
 
 def test_the_store_and_its_folder_move_together(folder: Path, tmp_path: Path) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
         before = metric_rows(p)
-    moved = tmp_path / "moved"
+    moved = tmp_path / "it's moved"
     shutil.move(folder, moved)
     with ah.open(moved) as p:
         assert metric_rows(p) == before
@@ -142,12 +187,15 @@ def test_the_store_and_its_folder_move_together(folder: Path, tmp_path: Path) ->
         assert len(listed(p)) == 2
 
 
-def test_a_store_missing_its_listed_files_says_how_to_restore_them(folder: Path) -> None:
+def test_a_store_copied_without_its_folder_keeps_scores_and_rescoring_restores_detail(
+    folder: Path,
+) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
-    shutil.rmtree(folder / "accounthealth.details")
-    with ah.open(folder) as p, pytest.raises(ProjectError) as raised:
-        p.store  # noqa: B018
-    message = str(raised.value)
-    assert "1 of the 1 history detail files" in message
-    assert "restore the folder from the same backup" in message
+        before = metric_rows(p)
+    shutil.rmtree(folder / ARCHIVE)
+    with ah.open(folder) as p:
+        assert p.store.sql("SELECT count(*) FROM scores") == [(2,)]
+        assert metric_rows(p) == {}
+        p.score(DAYS[0])
+        assert metric_rows(p) == before

@@ -39,7 +39,8 @@ class DuckDBEngine(Engine):
     ) -> None:
         self.path = path
         if str(path) != ":memory:":
-            self.detail_folder = Path(path).with_suffix(".details")
+            # The whole name: stores a.duckdb and a.db must not share a folder.
+            self.detail_folder = Path(f"{path}.details")
         if connection is not None:
             backend = ibis.duckdb.from_connection(connection)
         else:

@@ -126,6 +126,12 @@ def _labels(engine: Engine, version: str) -> tuple[dict[str, str], dict[str, tup
     return comps, metrics
 
 
+def _in_order(frame: pd.DataFrame, column: str, names: t.Iterable[str]) -> pd.DataFrame:
+    """``frame`` with its rows in the order of ``names`` by ``column`` (others last)."""
+    rank = {name: i for i, name in enumerate(names)}
+    return frame.sort_values(column, key=lambda c: c.map(rank), kind="stable", na_position="last")
+
+
 def _parts(
     engine: Engine, account_id: str, as_of: dt.date, version: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -320,6 +326,9 @@ def explain(
     labels = _labels(engine, now["model_version"])
     c_now, m_now = _parts(engine, account_id, now["as_of"], now["model_version"])
     comp_labels, metric_labels = labels
+    # In the model's order: the detail views give their rows in no order of their own.
+    c_now = _in_order(c_now, "component", comp_labels)
+    m_now = _in_order(m_now, "metric", metric_labels)
     components = []
     for _, c in c_now.iterrows():
         metrics = tuple(

@@ -1,27 +1,31 @@
 """Metric and component detail of scored days, kept as Parquet files beside a DuckDB store.
 
 A day's detail is one wide row per account: sixteen metrics and three components make 74
-columns, most of what a day of history weighs. DuckDB took about 0.6 s to insert one day of the
-benchmark's 184,000 accounts and kept 29 MB of it; pyarrow writes the same rows to a
-zstd-compressed Parquet file in 0.2 s, and the file is 5 MB. So a DuckDB store keeps each day's
-detail as a file under ``<store>.details/`` (``accounthealth.details/`` beside
-``accounthealth.duckdb``):
+columns, most of what a day of history weighs. DuckDB took about 0.67 s to insert one day of
+the benchmark's 184,000 accounts and kept 29 MB of it; pyarrow writes the same rows to a
+zstd-compressed Parquet file in about 0.2 s, and the file is 5 MB. So a DuckDB store keeps each
+day's detail as a file in the folder named after it (``accounthealth.duckdb.details/``):
 
-    model_version=<version>/as_of=<date>/<random id>.parquet
+    m<metrics>c<components>/<random id>.parquet
+
+one folder per width of the store's detail columns (a model with more metrics widens them),
+each with an empty ``_layout.parquet`` that gives the width's columns when no day has one yet.
 
 The store's ``detail_files`` table says which files are history. A batch writes its files
-first, then, in the transaction that writes its scores, lists them and unlists the ones they
-replace; once it commits, the replaced files are deleted, and if it fails, its own files are.
-So a reader of the ``score_details`` view (``schema.define_details_view``) sees a day's detail
-exactly when it sees its scores. A file listed nowhere is left by a run that was killed: it is
-deleted when the store is next opened, once it is an hour old (a younger one may belong to a
-run still writing in this process).
+first, then lists them and unlists the ones they replace in the transaction that writes its
+scores. The ``score_details`` view (``schema.define_details_view``) reads only listed files, so
+a reader sees a day's detail exactly when it sees its scores, and the view itself changes only
+when the store widens or moves (a catalog write in every batch would conflict with anything
+else writing the catalog in the process). Files listed nowhere (replaced ones, a failed or
+killed run's) are deleted when the store is next opened, once an hour old: a reader may still
+be reading a file just replaced, and a run in the same process may be about to list a new one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import time
 import typing as t
 import uuid
@@ -34,12 +38,20 @@ import pyarrow.parquet as pq
 import sqlglot.expressions as sge
 
 from accounthealth.engine.base import Engine
-from accounthealth.errors import ProjectError
 
-# The columns a file's path gives (hive partitioning), with their types.
-PATH_COLUMNS = {"model_version": "VARCHAR", "as_of": "DATE"}
-# Files that no transaction lists are deleted only after this long.
+# Files listed nowhere are deleted only after this long.
 ORPHAN_AGE_SECONDS = 3600
+LAYOUT_FILE = "_layout.parquet"
+_LAYOUT = re.compile(r"m(\d+)c(\d+)")
+_DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet")
+# Columns of a detail row before the metric and component ones, with their Arrow types.
+KEYS = {
+    "account_id": pa.string(),
+    "as_of": pa.date32(),
+    "model_version": pa.string(),
+    "segment_model": pa.string(),
+}
+ARROW_TYPES = {"DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
 
 
 @dataclass(frozen=True)
@@ -49,8 +61,6 @@ class DetailFile:
     model_version: str
     as_of: dt.date
     file: str
-    metrics: int
-    components: int
     row_count: int
 
 
@@ -60,96 +70,95 @@ class DetailArchive:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def write(
-        self, details: pa.Table, version: str, metrics: int, components: int
-    ) -> list[DetailFile]:
-        """Write ``details`` (score_details rows of one model version) as one file per date,
-        durable on disk but listed nowhere yet."""
-        written = []
-        days = pc.unique(details.column("as_of")).to_pylist()
-        for day in sorted(days):
-            rows = details.filter(pc.equal(details.column("as_of"), day))
-            rows = rows.drop_columns(list(PATH_COLUMNS))
-            name = f"model_version={version}/as_of={day.isoformat()}/{uuid.uuid4().hex}.parquet"
-            path = self.folder / name
+    def layout(self, schema: pa.Schema) -> str:
+        """The folder of files with ``schema`` (the store's detail columns), made with its
+        empty layout file if it is not there."""
+        metrics = sum(1 for n in schema.names if n.startswith("m") and n.endswith("_score"))
+        components = sum(1 for n in schema.names if n.startswith("c") and n.endswith("_score"))
+        name = f"m{metrics}c{components}"
+        path = self.folder / name / LAYOUT_FILE
+        if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(schema.empty_table(), path)
+            _sync(path)
+            _sync_directory(self.folder)
+        return name
+
+    def layouts(self) -> list[str]:
+        """The layout folders there are, narrowest first."""
+        if not self.folder.is_dir():
+            return []
+        found = [p.name for p in self.folder.iterdir() if _LAYOUT.fullmatch(p.name)]
+        return sorted(found, key=lambda n: tuple(map(int, _LAYOUT.fullmatch(n).groups())))  # type: ignore[union-attr]
+
+    def write(self, details: pa.Table, schema: pa.Schema) -> list[DetailFile]:
+        """Write ``details`` (score_details rows of one model version) as one file per date
+        with the store's detail columns ``schema``, durable on disk but listed nowhere yet."""
+        layout = self.layout(schema)
+        details = _widen(details, schema)
+        days = pc.unique(details["as_of"]).to_pylist()
+        written = []
+        for day in sorted(days):
+            # A one-day batch (the daily run, each day of a backfill) is written as it is.
+            rows = details if len(days) == 1 else details.filter(pc.equal(details["as_of"], day))
+            name = f"{layout}/{uuid.uuid4().hex}.parquet"
             # zstd level 1 with dictionaries: the smallest of the encodings measured, at
             # about the cost of the fastest (scores and shares repeat across accounts).
-            pq.write_table(rows, path, compression="zstd", compression_level=1)
-            _sync(path)
-            written.append(DetailFile(version, day, name, metrics, components, rows.num_rows))
+            pq.write_table(rows, self.folder / name, compression="zstd", compression_level=1)
+            _sync(self.folder / name)
+            version = rows["model_version"][0].as_py()
+            written.append(DetailFile(version, day, name, rows.num_rows))
         return written
 
     def replace(
         self, engine: Engine, version: str, first: dt.date, last: dt.date, new: list[DetailFile]
-    ) -> list[str]:
+    ) -> None:
         """In the caller's transaction: unlist the files of ``version`` from ``first`` to
-        ``last`` and list ``new``; returns the files unlisted, to delete after commit."""
-        old = engine.sql(
-            "SELECT file FROM detail_files WHERE model_version = ? AND as_of BETWEEN ? AND ?",
-            [version, first, last],
-        )
+        ``last`` and list ``new``."""
         engine.sql(
             "DELETE FROM detail_files WHERE model_version = ? AND as_of BETWEEN ? AND ?",
             [version, first, last],
         )
         for f in new:
             engine.sql(
-                "INSERT INTO detail_files VALUES (?, ?, ?, ?, ?, ?)",
-                [f.model_version, f.as_of, f.file, f.metrics, f.components, f.row_count],
-            )
-        return [file for (file,) in old]
-
-    def delete(self, files: t.Iterable[str]) -> None:
-        """Delete files that no committed transaction lists any more."""
-        for file in files:
-            (self.folder / file).unlink(missing_ok=True)
-
-    def check(self, engine: Engine) -> None:
-        """Refuse a store whose listed detail files are not all there (a store copied without
-        its archive folder, or files deleted by hand)."""
-        listed = [file for (file,) in engine.sql("SELECT file FROM detail_files")]
-        missing = [file for file in listed if not (self.folder / file).is_file()]
-        if missing:
-            raise ProjectError(
-                f"{len(missing)} of the {len(listed)} history detail files the store lists are "
-                f"missing from {self.folder}, the first {missing[0]}",
-                where=str(self.folder),
-                fix="the store is its .duckdb file and this folder together: restore the "
-                "folder from the same backup as the file",
+                "INSERT INTO detail_files VALUES (?, ?, ?, ?)",
+                [f.model_version, f.as_of, f.file, f.row_count],
             )
 
     def sweep(self, engine: Engine) -> list[str]:
-        """Delete the files no transaction listed (a killed run's), once an hour old; returns
-        them."""
-        if not self.folder.is_dir():
-            return []
+        """Delete the day files no transaction lists (replaced, or a failed or killed run's)
+        once an hour old; returns them. Layout files and anything not named like a day file
+        are left alone."""
         listed = {file for (file,) in engine.sql("SELECT file FROM detail_files")}
         cutoff = time.time() - ORPHAN_AGE_SECONDS
-        orphans = [
-            path.relative_to(self.folder).as_posix()
-            for path in self.folder.rglob("*.parquet")
-            if path.relative_to(self.folder).as_posix() not in listed
-            and path.stat().st_mtime < cutoff
-        ]
-        self.delete(orphans)
-        return orphans
+        swept = []
+        for layout in self.layouts():
+            for path in (self.folder / layout).iterdir():
+                name = f"{layout}/{path.name}"
+                if (
+                    _DAY_FILE.fullmatch(path.name)
+                    and name not in listed
+                    and path.stat().st_mtime < cutoff
+                ):
+                    path.unlink(missing_ok=True)
+                    swept.append(name)
+        return swept
 
-    def source(self, engine: Engine) -> list[str]:
-        """SELECTs reading the listed files, one per file layout (a wider model adds columns),
-        or none when nothing is listed. Paths are absolute, so they are made again each time
-        the store is opened, wherever its folder now is."""
-        layouts: dict[tuple[int, int], list[str]] = {}
-        rows = engine.sql(
-            "SELECT metrics, components, file FROM detail_files ORDER BY model_version, as_of"
-        )
-        for metrics, components, file in rows:
-            layouts.setdefault((metrics, components), []).append(str(self.folder / file))
-        types = ", ".join(f"'{name}': {type_}" for name, type_ in PATH_COLUMNS.items())
+    def missing(self, engine: Engine) -> list[tuple[dt.date, str]]:
+        """Listed files that are not there (copied without the folder, deleted by hand): the
+        view shows no detail for their days until they are restored or the days rescored."""
+        rows = engine.sql("SELECT as_of, file FROM detail_files ORDER BY as_of")
+        return [(day, file) for day, file in rows if not (self.folder / file).is_file()]
+
+    def selects(self) -> list[str]:
+        """SELECTs of the listed rows, one per layout folder. Paths are absolute: the view is
+        made again when the store is opened from another place."""
         return [
-            f"SELECT * FROM read_parquet([{', '.join(_literal(p) for p in paths)}], "
-            f"hive_partitioning = true, hive_types = {{{types}}})"
-            for paths in layouts.values()
+            f"SELECT * EXCLUDE (filename) FROM read_parquet("
+            f"{_literal(str(self.folder / layout / '*.parquet'))}, filename = true) "
+            f"WHERE filename IN (SELECT {_literal(str(self.folder) + os.sep)} || file "
+            f"FROM detail_files)"
+            for layout in self.layouts()
         ]
 
 
@@ -159,6 +168,27 @@ def archive_of(engine: Engine) -> DetailArchive | None:
     return DetailArchive(folder) if folder is not None else None
 
 
+def detail_schema(columns: t.Mapping[str, str]) -> pa.Schema:
+    """The Arrow schema of detail rows with the store's detail ``columns`` (name: SQL type)."""
+    fields = dict(KEYS)
+    fields |= {name: ARROW_TYPES[type_] for name, type_ in columns.items() if name not in KEYS}
+    return pa.schema(fields)
+
+
+def _widen(details: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``details`` with every column of ``schema`` (null where the model has no such
+    position), in its order."""
+    return pa.table(
+        {
+            field.name: details[field.name]
+            if field.name in details.column_names
+            else pa.nulls(details.num_rows, field.type)
+            for field in schema
+        },
+        schema=schema,
+    )
+
+
 def _literal(text: str) -> str:
     """A SQL string literal (the project's folder may hold any character)."""
     return sge.convert(text).sql("duckdb")
@@ -166,8 +196,14 @@ def _literal(text: str) -> str:
 
 def _sync(path: Path) -> None:
     """Make a new file and its directory entry durable before a commit lists it."""
-    for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY | os.O_DIRECTORY)):
-        fd = os.open(target, flags)
+    with open(path, "rb+") as file:
+        os.fsync(file.fileno())
+    _sync_directory(path.parent)
+
+
+def _sync_directory(path: Path) -> None:
+    if os.name == "posix":  # a directory can be fsynced only there
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

@@ -3,8 +3,15 @@ by an older version is upgraded in place."""
 
 from __future__ import annotations
 
+import re
+
+import pyarrow as pa
+
 from accounthealth.engine.base import Engine
-from accounthealth.store.archive import archive_of
+from accounthealth.store.archive import KEYS, archive_of
+
+# A SQL string literal, as DuckDB writes one back in a view's definition.
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -105,8 +112,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE score_details RENAME TO score_details_stored",
         "CREATE VIEW score_details AS SELECT * FROM score_details_stored",
         """CREATE TABLE IF NOT EXISTS detail_files (
-            model_version VARCHAR, as_of DATE, file VARCHAR, metrics INTEGER,
-            components INTEGER, row_count BIGINT)""",
+            model_version VARCHAR, as_of DATE, file VARCHAR, row_count BIGINT)""",
     ),
 )
 # Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
@@ -148,13 +154,36 @@ def widen_details(engine: Engine, metrics: int, components: int) -> None:
 
 def define_details_view(engine: Engine) -> None:
     """(Re)define the score_details view: the table's rows and, in a store that keeps a
-    detail archive, the rows of the files listed in detail_files. In the caller's transaction;
-    again whenever the listed files change."""
-    archive = archive_of(engine)
+    detail archive, the rows of the files listed in detail_files. In the caller's
+    transaction, when the store's detail columns change or it is opened from another place."""
+    engine.sql(
+        "CREATE OR REPLACE VIEW score_details AS "
+        + " UNION ALL BY NAME ".join(_details_selects(engine))
+    )
+
+
+def _details_selects(engine: Engine) -> list[str]:
     selects = ["SELECT * FROM score_details_stored"]
-    if archive is not None:
-        selects += archive.source(engine)
-    engine.sql("CREATE OR REPLACE VIEW score_details AS " + " UNION ALL BY NAME ".join(selects))
+    archive = archive_of(engine)
+    schema = stored_detail_schema(engine)
+    # A store with no detail columns yet (before its first model) needs no folder.
+    if archive is not None and len(schema) > len(KEYS):
+        archive.layout(schema)
+        selects += archive.selects()
+    return selects
+
+
+def stored_detail_schema(engine: Engine) -> pa.Schema:
+    """The Arrow schema of the store's detail rows, as its table has them."""
+    return engine.table("score_details_stored").schema().to_pyarrow()
+
+
+def _archive_view_is_current(engine: Engine) -> bool:
+    """Whether the score_details view reads the archive's layout folders where they now are
+    (its paths are absolute; the project folder may have moved)."""
+    rows = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'score_details'")
+    defined = set(_LITERAL.findall(rows[0][0])) if rows else set()
+    return defined == {m for select in _details_selects(engine) for m in _LITERAL.findall(select)}
 
 
 def _detail_view(name: str, kind: str, width: int) -> str:
@@ -201,9 +230,8 @@ def migrate(engine: Engine) -> int:
     widen_details(engine, 0, 0)
     archive = archive_of(engine)
     if archive is not None:
-        archive.check(engine)
-        # The archive's paths are absolute: defined again in case the project folder moved.
-        with engine.transaction():
-            define_details_view(engine)
+        if not _archive_view_is_current(engine):
+            with engine.transaction():
+                define_details_view(engine)
         archive.sweep(engine)
     return current

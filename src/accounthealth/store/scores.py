@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.store.archive import archive_of
-from accounthealth.store.schema import define_details_view, widen_details
+from accounthealth.store.schema import stored_detail_schema, widen_details
 
 # The tables a batch replaces rows of. score_details_stored holds detail where the store keeps
 # no archive of files (PostgreSQL) or written before the seventh migration; the legacy tables,
@@ -173,13 +173,12 @@ class HistoryWriter:
 
     def __init__(self, store: Engine, resolved: ResolvedModel) -> None:
         self.store, self.resolved = store, resolved
-        at = positions(resolved)
-        self._width = (len(at["metric"]), len(at["component"]))
         self.rows = 0
         self._pending: tuple[Future[int], Future[pd.DataFrame]] | None = None
 
     def __enter__(self) -> HistoryWriter:
         self._writer = self.store.writer()
+        self._schema = stored_detail_schema(self.store)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-history")
         return self
 
@@ -209,29 +208,23 @@ class HistoryWriter:
         engine, version = self._writer, self.resolved.version
         first, last = min(dates), max(dates)
         archive = archive_of(engine)
-        files = archive.write(details, version, *self._width) if archive is not None else []
-        try:
-            with engine.transaction():
-                for name in SCORE_TABLES:
-                    # One statement per table: a scan per day would read history 31 times.
-                    engine.sql(
-                        f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
-                        [version, first, last],
-                    )
-                if archive is not None:
-                    replaced = archive.replace(engine, version, first, last, files)
-                    define_details_view(engine)
-                elif details.num_rows:
-                    engine.write_arrow("score_details_stored", details)
-                frame = scores.result()  # raises, and so rolls back, when the caller failed
-                if not frame.empty:
-                    engine.write_arrow("scores", _scores_table(scored, frame, self.resolved))
-        except BaseException:
+        # Files a failure leaves unlisted are the next opening's to delete (store/archive.py):
+        # deleting them here could delete what a commit that raised had listed all the same.
+        files = archive.write(details, self._schema) if archive is not None else []
+        with engine.transaction():
+            for name in SCORE_TABLES:
+                # One statement per table: a scan per day would read history 31 times a batch.
+                engine.sql(
+                    f"DELETE FROM {name} WHERE model_version = ? AND as_of BETWEEN ? AND ?",
+                    [version, first, last],
+                )
             if archive is not None:
-                archive.delete(f.file for f in files)
-            raise
-        if archive is not None:
-            archive.delete(replaced)
+                archive.replace(engine, version, first, last, files)
+            elif details.num_rows:
+                engine.write_arrow("score_details_stored", details)
+            frame = scores.result()  # raises, and so rolls back, when the caller failed
+            if not frame.empty:
+                engine.write_arrow("scores", _scores_table(scored, frame, self.resolved))
         engine.checkpoint_history()
         return details.num_rows
 
