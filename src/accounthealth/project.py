@@ -32,6 +32,7 @@ from accounthealth.errors import (
     did_you_mean,
 )
 from accounthealth.explain import Explanation, explain
+from accounthealth.memory import return_freed_memory
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
@@ -216,6 +217,7 @@ class Project(ActingOnHealth):
             dates = [as_of or dt.date.today()]
         resolved = self.model
         started = time.perf_counter()
+        return_freed_memory()  # each day's buffers go back to the system (memory.py)
         record_model(self.store, resolved)
         running = None
         if self.compute.in_process and consecutive(dates):
