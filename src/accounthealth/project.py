@@ -43,6 +43,7 @@ from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
 from accounthealth.store import migrate
+from accounthealth.store.archive import archive_of
 from accounthealth.store.scores import (
     HistoryWriter,
     current,
@@ -94,7 +95,19 @@ class Project(ActingOnHealth):
         if self._store is None:
             self._store = open_store(self.loaded)
             migrate(self._store)
+            self._note_missing_detail(self._store)
         return self._store
+
+    def _note_missing_detail(self, store: Engine) -> None:
+        archive = archive_of(store)
+        days = archive.missing(store) if archive is not None else []
+        if days:
+            self.progress.note(
+                f"the metric detail of {len(days)} scored day(s) is missing from "
+                f"{archive.folder} ({days[0]} to {days[-1]}): their scores stay, their "
+                "explanations have no detail. Restore the folder from the backup of the store's "
+                f"file, or rescore: accounthealth score --from {days[0]} --to {days[-1]}"
+            )
 
     @property
     def compute(self) -> Engine:

@@ -19,6 +19,7 @@ import pytest
 
 import accounthealth as ah
 from accounthealth.actions import overrides
+from accounthealth.progress import Progress
 from accounthealth.store import scores as history
 from accounthealth.store.archive import LAYOUT_FILE, ORPHAN_AGE_SECONDS
 
@@ -187,15 +188,33 @@ def test_the_store_and_its_folder_move_together(folder: Path, tmp_path: Path) ->
         assert len(listed(p)) == 2
 
 
+class Notes(Progress):
+    """The notes a run gives the user."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.lines.append(message)
+
+
 def test_a_store_copied_without_its_folder_keeps_scores_and_rescoring_restores_detail(
     folder: Path,
 ) -> None:
     with ah.open(folder) as p:
-        p.score(DAYS[0])
+        p.score(start=DAYS[0], end=DAYS[1])
         before = metric_rows(p)
     shutil.rmtree(folder / ARCHIVE)
-    with ah.open(folder) as p:
-        assert p.store.sql("SELECT count(*) FROM scores") == [(2,)]
+    notes = Notes()
+    with ah.open(folder, progress=notes) as p:
+        assert p.store.sql("SELECT count(*) FROM scores") == [(4,)]
         assert metric_rows(p) == {}
-        p.score(DAYS[0])
+        (said,) = notes.lines
+        assert "the metric detail of 2 scored day(s) is missing" in said
+        assert f"accounthealth score --from {DAYS[0]} --to {DAYS[1]}" in said
+        p.score(start=DAYS[0], end=DAYS[1])
         assert metric_rows(p) == before
+    notes = Notes()
+    with ah.open(folder, progress=notes) as p:
+        p.store  # noqa: B018
+    assert notes.lines == []

@@ -144,11 +144,11 @@ class DetailArchive:
                     swept.append(name)
         return swept
 
-    def missing(self, engine: Engine) -> list[tuple[dt.date, str]]:
-        """Listed files that are not there (copied without the folder, deleted by hand): the
-        view shows no detail for their days until they are restored or the days rescored."""
-        rows = engine.sql("SELECT as_of, file FROM detail_files ORDER BY as_of")
-        return [(day, file) for day, file in rows if not (self.folder / file).is_file()]
+    def missing(self, engine: Engine) -> list[dt.date]:
+        """The days whose listed file is not there (a store copied without its folder, files
+        deleted by hand): their scores stay, without detail, until restored or rescored."""
+        rows = engine.sql("SELECT DISTINCT as_of, file FROM detail_files ORDER BY as_of")
+        return sorted({day for day, file in rows if not (self.folder / file).is_file()})
 
     def selects(self) -> list[str]:
         """SELECTs of the listed rows, one per layout folder. Paths are absolute: the view is
