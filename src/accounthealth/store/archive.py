@@ -27,7 +27,6 @@ import datetime as dt
 import os
 import re
 import time
-import typing as t
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +43,8 @@ ORPHAN_AGE_SECONDS = 3600
 LAYOUT_FILE = "_layout.parquet"
 _LAYOUT = re.compile(r"m(\d+)c(\d+)")
 _DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet")
-# Columns of a detail row before the metric and component ones, with their Arrow types.
-KEYS = {
-    "account_id": pa.string(),
-    "as_of": pa.date32(),
-    "model_version": pa.string(),
-    "segment_model": pa.string(),
-}
-ARROW_TYPES = {"DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
+# Columns of a detail row before the metric and component ones.
+KEY_COLUMNS = ("account_id", "as_of", "model_version", "segment_model")
 
 
 @dataclass(frozen=True)
@@ -88,8 +81,11 @@ class DetailArchive:
         """The layout folders there are, narrowest first."""
         if not self.folder.is_dir():
             return []
-        found = [p.name for p in self.folder.iterdir() if _LAYOUT.fullmatch(p.name)]
-        return sorted(found, key=lambda n: tuple(map(int, _LAYOUT.fullmatch(n).groups())))  # type: ignore[union-attr]
+        widths = {}
+        for path in self.folder.iterdir():
+            if match := _LAYOUT.fullmatch(path.name):
+                widths[path.name] = (int(match[1]), int(match[2]))
+        return sorted(widths, key=widths.__getitem__)
 
     def write(self, details: pa.Table, schema: pa.Schema) -> list[DetailFile]:
         """Write ``details`` (score_details rows of one model version) as one file per date
@@ -166,13 +162,6 @@ def archive_of(engine: Engine) -> DetailArchive | None:
     """The detail archive of a store that keeps one (a DuckDB file), else None."""
     folder = engine.detail_folder
     return DetailArchive(folder) if folder is not None else None
-
-
-def detail_schema(columns: t.Mapping[str, str]) -> pa.Schema:
-    """The Arrow schema of detail rows with the store's detail ``columns`` (name: SQL type)."""
-    fields = dict(KEYS)
-    fields |= {name: ARROW_TYPES[type_] for name, type_ in columns.items() if name not in KEYS}
-    return pa.schema(fields)
 
 
 def _widen(details: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -8,7 +8,7 @@ import re
 import pyarrow as pa
 
 from accounthealth.engine.base import Engine
-from accounthealth.store.archive import KEYS, archive_of
+from accounthealth.store.archive import KEY_COLUMNS, archive_of
 
 # A SQL string literal, as DuckDB writes one back in a view's definition.
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -167,7 +167,7 @@ def _details_selects(engine: Engine) -> list[str]:
     archive = archive_of(engine)
     schema = stored_detail_schema(engine)
     # A store with no detail columns yet (before its first model) needs no folder.
-    if archive is not None and len(schema) > len(KEYS):
+    if archive is not None and len(schema) > len(KEY_COLUMNS):
         archive.layout(schema)
         selects += archive.selects()
     return selects
