@@ -27,6 +27,7 @@ import datetime as dt
 import os
 import re
 import time
+import typing as t
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,18 @@ KEY_COLUMNS = ("account_id", "as_of", "model_version", "segment_model")
 
 @dataclass(frozen=True)
 class DetailFile:
-    """One day's detail file of one model version, by its path in the archive."""
+    """One day's detail file, by its path in the archive."""
 
-    model_version: str
     as_of: dt.date
     file: str
     row_count: int
+
+
+def detail_positions(columns: t.Iterable[str]) -> tuple[int, int]:
+    """How many metric and component positions detail ``columns`` hold (``m<i>_score``,
+    ``c<i>_score``)."""
+    names = [c for c in columns if c.endswith("_score")]
+    return sum(c.startswith("m") for c in names), sum(c.startswith("c") for c in names)
 
 
 class DetailArchive:
@@ -66,8 +73,7 @@ class DetailArchive:
     def layout(self, schema: pa.Schema) -> str:
         """The folder of files with ``schema`` (the store's detail columns), made with its
         empty layout file if it is not there."""
-        metrics = sum(1 for n in schema.names if n.startswith("m") and n.endswith("_score"))
-        components = sum(1 for n in schema.names if n.startswith("c") and n.endswith("_score"))
+        metrics, components = detail_positions(schema.names)
         name = f"m{metrics}c{components}"
         path = self.folder / name / LAYOUT_FILE
         if not path.is_file():
@@ -102,8 +108,7 @@ class DetailArchive:
             # about the cost of the fastest (scores and shares repeat across accounts).
             pq.write_table(rows, self.folder / name, compression="zstd", compression_level=1)
             _sync(self.folder / name)
-            version = rows["model_version"][0].as_py()
-            written.append(DetailFile(version, day, name, rows.num_rows))
+            written.append(DetailFile(day, name, rows.num_rows))
         return written
 
     def replace(
@@ -118,7 +123,7 @@ class DetailArchive:
         for f in new:
             engine.sql(
                 "INSERT INTO detail_files VALUES (?, ?, ?, ?)",
-                [f.model_version, f.as_of, f.file, f.row_count],
+                [version, f.as_of, f.file, f.row_count],
             )
 
     def sweep(self, engine: Engine) -> list[str]:
@@ -143,7 +148,7 @@ class DetailArchive:
     def missing(self, engine: Engine) -> list[dt.date]:
         """The days whose listed file is not there (a store copied without its folder, files
         deleted by hand): their scores stay, without detail, until restored or rescored."""
-        rows = engine.sql("SELECT DISTINCT as_of, file FROM detail_files ORDER BY as_of")
+        rows = engine.sql("SELECT as_of, file FROM detail_files")
         return sorted({day for day, file in rows if not (self.folder / file).is_file()})
 
     def selects(self) -> list[str]:

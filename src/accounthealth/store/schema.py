@@ -8,7 +8,7 @@ import re
 import pyarrow as pa
 
 from accounthealth.engine.base import Engine
-from accounthealth.store.archive import KEY_COLUMNS, archive_of
+from accounthealth.store.archive import KEY_COLUMNS, archive_of, detail_positions
 
 # A SQL string literal, as DuckDB writes one back in a view's definition.
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -124,11 +124,8 @@ FIELDS = {"metric": METRIC_FIELDS, "component": COMPONENT_FIELDS}
 
 def detail_width(engine: Engine) -> dict[str, int]:
     """How many metric and component positions score_details has columns for."""
-    columns = set(engine.table("score_details_stored").columns)
-    return {
-        kind: sum(1 for c in columns if c.startswith(PREFIX[kind]) and c.endswith("_score"))
-        for kind in PREFIX
-    }
+    metrics, components = detail_positions(engine.table("score_details_stored").columns)
+    return {"metric": metrics, "component": components}
 
 
 def widen_details(engine: Engine, metrics: int, components: int) -> None:
@@ -155,11 +152,12 @@ def widen_details(engine: Engine, metrics: int, components: int) -> None:
 def define_details_view(engine: Engine) -> None:
     """(Re)define the score_details view: the table's rows and, in a store that keeps a
     detail archive, the rows of the files listed in detail_files. In the caller's
-    transaction, when the store's detail columns change or it is opened from another place."""
-    engine.sql(
-        "CREATE OR REPLACE VIEW score_details AS "
-        + " UNION ALL BY NAME ".join(_details_selects(engine))
-    )
+    transaction, when the store's detail columns change."""
+    engine.sql(_details_view(_details_selects(engine)))
+
+
+def _details_view(selects: list[str]) -> str:
+    return "CREATE OR REPLACE VIEW score_details AS " + " UNION ALL BY NAME ".join(selects)
 
 
 def _details_selects(engine: Engine) -> list[str]:
@@ -178,12 +176,15 @@ def stored_detail_schema(engine: Engine) -> pa.Schema:
     return engine.table("score_details_stored").schema().to_pyarrow()
 
 
-def _archive_view_is_current(engine: Engine) -> bool:
-    """Whether the score_details view reads the archive's layout folders where they now are
-    (its paths are absolute; the project folder may have moved)."""
+def _follow_archive(engine: Engine) -> None:
+    """Define the score_details view again if it does not read the archive's layout folders
+    where they now are (its paths are absolute; the project folder may have moved)."""
+    selects = _details_selects(engine)
     rows = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'score_details'")
     defined = set(_LITERAL.findall(rows[0][0])) if rows else set()
-    return defined == {m for select in _details_selects(engine) for m in _LITERAL.findall(select)}
+    if defined != {m for select in selects for m in _LITERAL.findall(select)}:
+        with engine.transaction():
+            engine.sql(_details_view(selects))
 
 
 def _detail_view(name: str, kind: str, width: int) -> str:
@@ -230,8 +231,6 @@ def migrate(engine: Engine) -> int:
     widen_details(engine, 0, 0)
     archive = archive_of(engine)
     if archive is not None:
-        if not _archive_view_is_current(engine):
-            with engine.transaction():
-                define_details_view(engine)
+        _follow_archive(engine)
         archive.sweep(engine)
     return current

@@ -178,7 +178,9 @@ class HistoryWriter:
 
     def __enter__(self) -> HistoryWriter:
         self._writer = self.store.writer()
-        self._schema = stored_detail_schema(self.store)
+        self._archive = archive_of(self.store)
+        if self._archive is not None:
+            self._schema = stored_detail_schema(self.store)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-history")
         return self
 
@@ -205,9 +207,8 @@ class HistoryWriter:
         scores: Future[pd.DataFrame],
         dates: list[dt.date],
     ) -> int:
-        engine, version = self._writer, self.resolved.version
+        engine, version, archive = self._writer, self.resolved.version, self._archive
         first, last = min(dates), max(dates)
-        archive = archive_of(engine)
         # Files a failure leaves unlisted are the next opening's to delete (store/archive.py):
         # deleting them here could delete what a commit that raised had listed all the same.
         files = archive.write(details, self._schema) if archive is not None else []
