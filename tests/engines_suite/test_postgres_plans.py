@@ -1,11 +1,12 @@
-"""PostgreSQL plans the scoring step by step, and sorts for a distinct count only the rows of its
-window.
+"""PostgreSQL plans the metric grid step by step, and sorts for a distinct count only the rows
+of its window.
 
 Each derived table that the planner would merge into its parent, although the parent reads one
 of its computed columns twice, is fenced with OFFSET 0: merged, its expressions were pasted
-wherever they were read (the demo model's plan was 36 times its SQL, and the query ran 50 times
-slower on a large book). And on PostgreSQL a date's aggregates over one table are split into
-scans by how far back they read, because it sorts a group's rows for each DISTINCT aggregate."""
+wherever they were read (the demo model's scoring plan, when scores were computed in SQL, was
+36 times its SQL, and the query ran 50 times slower on a large book). And on PostgreSQL a date's
+aggregates over one table are split into scans by how far back they read, because it sorts a
+group's rows for each DISTINCT aggregate."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import accounthealth as ah
 from accounthealth.demo.project import create
 from accounthealth.engine.postgres import fence_subqueries
 from accounthealth.metrics.compute import metric_values
-from accounthealth.scoring.run import _scored
+from accounthealth.scoring.run import _grid
 from engines import PostgresServer
 
 END = dt.date(2026, 6, 30)
@@ -35,15 +36,14 @@ def project(tmp_path: Path, postgres_server: PostgresServer) -> Path:
     return folder
 
 
-def test_scoring_plan_grows_with_the_query_not_with_its_reuse(project: Path) -> None:
+def test_grid_plan_grows_with_the_query_not_with_its_reuse(project: Path) -> None:
     with ah.open(project) as p:
         p.ingest()
-        grid, value_columns = metric_values(p.compute, p.model, [END])
-        with p.compute.cache(grid) as cached:
-            sql = p.compute.ibis.compile(_scored(cached, p.model, value_columns))
-            plan = p.compute.raw.execute(f"EXPLAIN VERBOSE {sql}").fetchall()
-            rows = p.compute.raw.execute(sql).fetchall()
-            population = p.compute.execute(cached.count())
+        grid = _grid(p.compute, p.model, [END])
+        sql = p.compute.ibis.compile(grid)
+        plan = p.compute.raw.execute(f"EXPLAIN VERBOSE {sql}").fetchall()
+        rows = p.compute.raw.execute(sql).fetchall()
+        population = p.compute.execute(metric_values(p.compute, p.model, [END])[0].count())
     assert "OFFSET 0" in sql
     # Every expression is planned once: the plan is about as long as the query itself.
     assert len("\n".join(row[0] for row in plan)) < 2 * len(sql)

@@ -82,11 +82,6 @@ class Engine:
     def execute(self, expr: ir.Expr) -> t.Any:
         return self.ibis.execute(expr)
 
-    def cache(self, expr: ir.Table) -> ir.CachedTable:
-        """Materialise an intermediate result that several later queries read; use it as a
-        context manager so the engine frees it afterwards."""
-        return expr.cache()
-
     def describe_table(self, name: str) -> str:
         """What shapes a query over canonical table ``name``: a view's SQL and the schema
         ('' when the engine has no such table)."""
@@ -116,18 +111,13 @@ class Engine:
     # Engines that can bind named parameters say so; the others compile each query as it runs.
     prepares = False
 
-    def prepare(self, expr: ir.Table, *, into: str | None = None) -> PreparedQuery:
-        """Compile ``expr`` (which may hold named parameters) to run later with ``run_prepared``;
-        ``into`` makes it fill that temporary table instead of returning rows."""
+    def prepare(self, expr: ir.Table) -> PreparedQuery:
+        """Compile ``expr`` (which may hold named parameters) to run later with
+        ``run_prepared``."""
         raise NotImplementedError(f"{self.kind} does not run prepared queries")
 
-    def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table | None:
-        """Run a prepared query with the parameters' ``values``; its rows, or None when it
-        fills a table."""
-        raise NotImplementedError(f"{self.kind} does not run prepared queries")
-
-    def drop_temporary(self, name: str) -> None:
-        """Drop the temporary table ``name`` that a prepared query filled."""
+    def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table:
+        """Run a prepared query with the parameters' ``values``; its rows."""
         raise NotImplementedError(f"{self.kind} does not run prepared queries")
 
     # -- the store's own statements --------------------------------------------------------

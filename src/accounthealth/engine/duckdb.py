@@ -64,15 +64,13 @@ class DuckDBEngine(Engine):
     prepares = True
     in_process = True
 
-    def prepare(self, expr: ir.Table, *, into: str | None = None) -> PreparedQuery:
-        return prepared(ParameterCompiler(), expr, into=into, replace=True)
+    def prepare(self, expr: ir.Table) -> PreparedQuery:
+        return prepared(ParameterCompiler(), expr)
 
-    def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table | None:
+    def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table:
         params = {name: values[name] for name in query.parameters}
-        if query.into is not None:
-            self.raw.execute(query.sql, params)
-            return None
-        table = self.raw.sql(query.sql, params=params).to_arrow_table()
+        # execute, not sql: a relation built with parameters ran the grid ten times slower.
+        table = self.raw.execute(query.sql, params).fetch_arrow_table()
         # The same conversion as Ibis's own to_pyarrow: types exactly as the expression said.
         return DuckDBPyArrowData.convert_table(table, ibis.schema(query.schema))
 
@@ -86,9 +84,6 @@ class DuckDBEngine(Engine):
             yield
         finally:
             self.raw.unregister(name)
-
-    def drop_temporary(self, name: str) -> None:
-        self.raw.execute(f"DROP TABLE IF EXISTS temp.main.{ident(name)}")
 
     def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
         return self.raw.execute(query, list(params)).fetchall()

@@ -15,7 +15,6 @@ import ibis.expr.datashape as ds
 import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
-import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
 
@@ -62,31 +61,20 @@ class ParameterCompiler(NamedParameters, DuckDBCompiler):
 
 @dataclass(frozen=True)
 class PreparedQuery:
-    """A query compiled once: its SQL text, the parameters it binds when it runs, the Ibis
-    types of its result columns, and the temporary table it fills (None: it returns rows)."""
+    """A query compiled once: its SQL text, the parameters it binds when it runs, and the Ibis
+    types of its result columns."""
 
     sql: str
     parameters: tuple[str, ...]
     schema: dict[str, str]
-    into: str | None = None
 
 
-def prepared(compiler: t.Any, expr: ir.Table, *, into: str | None, replace: bool) -> PreparedQuery:
+def prepared(compiler: t.Any, expr: ir.Table) -> PreparedQuery:
     """``expr`` compiled once by ``compiler`` (an Ibis SQL compiler whose ``names`` lists the
-    parameters it wrote); ``into``: as a statement that fills that temporary table (``replace``:
-    one that replaces it, where the dialect can say so)."""
+    parameters it wrote)."""
     statement = compiler.to_sqlglot(expr)
-    if into is not None:
-        statement = sge.Create(
-            this=sg.table(into, quoted=True),
-            kind="TABLE",
-            expression=statement,
-            replace=replace,
-            properties=sge.Properties(expressions=[sge.TemporaryProperty()]),
-        )
     return PreparedQuery(
         sql=statement.sql(dialect=compiler.dialect),
         parameters=tuple(compiler.names),
         schema={name: str(type_) for name, type_ in expr.schema().items()},
-        into=into,
     )

@@ -108,12 +108,6 @@ class SparkEngine(Engine):
             return self.ibis.read_delta(source.path)
         return self.ibis.read_parquet(source.path)
 
-    def cache(self, expr: ir.Table) -> ir.CachedTable:
-        # ibis's Spark cache compiles the query without registering in-memory tables (the
-        # batch's dates) first; register them, then cache.
-        self.ibis._run_pre_execute_hooks(expr)
-        return expr.cache()
-
     def replace_table(self, name: str, data: pa.Table) -> None:
         frame = self.session.createDataFrame(data.to_pandas(), schema=_spark_schema(data.schema))
         frame.write.mode("overwrite").parquet(self._location(name))

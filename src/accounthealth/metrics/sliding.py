@@ -45,7 +45,7 @@ EPOCH = dt.date(1970, 1, 1)
 SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 # Series columns that are only ever added to running values: left out when all zero.
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
-# The name the running values of one day take in a compiled scoring query.
+# The name the running values of one day take in a compiled metric query.
 RUNNING_TABLE = "_accounthealth_running"
 
 

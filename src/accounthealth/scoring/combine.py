@@ -4,130 +4,105 @@ data coverage, renewal proximity and the tier, for one segment's scoring model."
 from __future__ import annotations
 
 import functools
-import operator
+import typing as t
 
-import ibis
-import ibis.expr.types as ir
+import numpy as np
 
 from accounthealth.config.model import TIER_TOLERANCE, DefaultScore, Renewal, Tier
 from accounthealth.metrics.definitions import ScoringModel
-from accounthealth.scoring.functions import bounded, score
+from accounthealth.scoring.functions import Grid, Values, bounded, reaches, score
 
 
-def _sum(values: list[ir.Value]) -> ir.Value:
-    return functools.reduce(operator.add, values)
+def tiers_of(value: Values, tiers: tuple[Tier, ...]) -> np.ndarray:
+    """The position in ``tiers`` (ordered best first) of the tier whose lower bound each score
+    reaches; -1 for no score."""
+    out = np.full(len(value.data), len(tiers) - 1)
+    for i in reversed(range(len(tiers) - 1)):
+        out = np.where(reaches(value.data, tiers[i].min - TIER_TOLERANCE), i, out)
+    return np.where(value.null, -1, out)
 
 
-def tier_expr(value: ir.FloatingValue, tiers: tuple[Tier, ...]) -> ir.StringValue:
-    """The tier whose lower bound the score reaches (tiers are ordered best first)."""
-    cases = [(value >= tier.min - TIER_TOLERANCE, tier.name) for tier in tiers[:-1]]
-    return ibis.cases(*cases, (value.isnull(), ibis.null("string")), else_=tiers[-1].name)
-
-
-def renewal_adjustment(
-    base: ir.FloatingValue, days: ir.IntegerValue, renewal: Renewal | None
-) -> ir.FloatingValue:
+def renewal_adjustment(base: Values, days: Values, renewal: Renewal | None) -> Values:
     """Points taken off because renewal is near: the risk (100 - score) grows linearly up to
     (1 + amplify) times on the renewal date."""
     if renewal is None or renewal.amplify == 0:
-        return ibis.literal(0.0)
-    closeness = bounded(1 - days.cast("float64") / renewal.within_days, 0.0, 1.0)
-    factor = 1 + renewal.amplify * ibis.ifelse(days.isnull() | (days < 0), 0.0, closeness)
-    risk = (100.0 - base) * factor
-    # A NULL base gives NULL whatever bounded() makes of the NULL risk.
-    return (100.0 - bounded(risk, upper=100.0)) - base
+        return Values(np.zeros(len(base.data)), np.zeros(len(base.data), dtype=bool))
+    closeness = bounded(1 - days.data / renewal.within_days, 0.0, 1.0)
+    factor = 1 + renewal.amplify * np.where(days.null | (days.data < 0), 0.0, closeness)
+    risk = (100.0 - base.data) * factor
+    return Values((100.0 - bounded(risk, upper=100.0)) - base.data, base.null)
 
 
 def score_segment(
-    table: ir.Table, model: ScoringModel, value_columns: dict[str, str], columns: dict[str, str]
-) -> ir.Table:
-    """Score ``table`` (rows of one segment) and select ``columns`` (name: type; the ones this
-    segment lacks are typed nulls, so every segment's rows stack in one union).
+    grid: Grid, rows: slice, model: ScoringModel, value_columns: t.Mapping[str, str]
+) -> dict[str, Values | np.ndarray]:
+    """Score the ``rows`` of ``grid`` that are one segment's with its model (the metric values
+    are the grid's ``value_columns``).
 
-    Scores are: per metric ``s__`` (effective score), ``p__`` (had data), ``w__`` (share of the
-    overall score); per component ``cs__`` (score) and ``cw__`` (share); and base_score,
-    renewal_adjustment, own_score, coverage, tier.
+    Returns, by column: per metric ``s__`` (effective score), ``p__`` (had data, an array of
+    booleans), ``w__`` (share of the overall score); per component ``cs__`` (score) and ``cw__``
+    (share); and base_score, renewal_adjustment, own_score, coverage, and tier (an array of
+    positions in the model's tiers, -1 for none).
     """
-    # Each stage reads the previous one's columns rather than repeating its expressions, which
-    # keeps the SQL linear in the number of metrics. The stages are few on purpose: Ibis
-    # compiles every stage with every column it carries, and a stage per step made compiling
-    # the scoring query cost more than running it.
-    raw = {m.name: score(m.score, table[value_columns[m.name]], table) for m in model.metrics}
-    table = table.mutate(
-        segment_model=ibis.literal(model.segment),
-        **{f"r__{name}": expr for name, expr in raw.items()},
-    )
-    present = {}
-    effective = {}
+    n = rows.stop - rows.start
+    zero, no = np.zeros(n), np.zeros(n, dtype=bool)
+    cohort = functools.cache(lambda spec: grid.cohorts(spec, rows))
+    out: dict[str, Values | np.ndarray] = {}
+    effective: dict[str, Values] = {}
+    present: dict[str, np.ndarray] = {}
     for m in model.metrics:
-        r = table[f"r__{m.name}"]
-        present[m.name] = r.notnull()
-        if isinstance(m.missing, DefaultScore):
-            effective[m.name] = r.fill_null(float(m.missing.default))
-        else:
-            effective[m.name] = r
+        raw = score(m.score, grid.values(value_columns[m.name], rows), cohort)
+        present[m.name] = ~raw.null
+        effective[m.name] = (
+            raw.fill_null(float(m.missing.default)) if isinstance(m.missing, DefaultScore) else raw
+        )
     total_weight = sum(c.weight for c in model.components)
-    comp_scores = {}
-    coverage_terms = []
+    component: dict[str, Values] = {}
+    # Per component, the weight of its metrics that have a score.
+    scored_weight: dict[str, np.ndarray] = {}
+    coverage = zero.copy()
     for c in model.components:
         metric_weight = sum(m.weight for m in c.metrics)
-        num = _sum([(effective[m.name] * m.weight).fill_null(0.0) for m in c.metrics])
-        den = _sum([ibis.ifelse(effective[m.name].isnull(), 0.0, m.weight) for m in c.metrics])
-        comp_scores[c.name] = ibis.ifelse(den == 0, ibis.null("float64"), num / den)
-        coverage_terms += [
-            ibis.ifelse(present[m.name], c.weight / total_weight * m.weight / metric_weight, 0.0)
-            for m in c.metrics
-        ]
-    table = table.mutate(
-        **{f"s__{name}": expr for name, expr in effective.items()},
-        **{f"p__{name}": expr for name, expr in present.items()},
-        **{f"cs__{name}": expr for name, expr in comp_scores.items()},
-        coverage=_sum(coverage_terms),
-    )
-    table = table.mutate(
-        _cws=_sum(
-            [ibis.ifelse(table[f"cs__{c.name}"].isnull(), 0.0, c.weight) for c in model.components]
-        ),
-        **{
-            f"_md__{c.name}": _sum(
-                [ibis.ifelse(table[f"s__{m.name}"].isnull(), 0.0, m.weight) for m in c.metrics]
+        num, den = zero.copy(), zero.copy()
+        for m in c.metrics:
+            s = effective[m.name]
+            num = num + np.where(s.null, 0.0, s.data * m.weight)
+            den = den + np.where(s.null, 0.0, m.weight)
+            coverage = coverage + np.where(
+                present[m.name], c.weight / total_weight * m.weight / metric_weight, 0.0
             )
-            for c in model.components
-        },
-    )
-    shares = {
-        c.name: ibis.ifelse(
-            table[f"cs__{c.name}"].isnull() | (table._cws == 0), 0.0, c.weight / table._cws
-        )
-        for c in model.components
+        with np.errstate(divide="ignore", invalid="ignore"):
+            component[c.name] = Values(num / den, den == 0)
+        scored_weight[c.name] = den
+    weights = zero.copy()
+    for c in model.components:
+        weights = weights + np.where(component[c.name].null, 0.0, c.weight)
+    base = zero.copy()
+    for c in model.components:
+        cs = component[c.name]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(cs.null | (weights == 0), 0.0, c.weight / weights)
+        out[f"cs__{c.name}"], out[f"cw__{c.name}"] = cs, Values(share, no)
+        base = base + np.where(cs.null, 0.0, cs.data * share)
+        for m in c.metrics:
+            s, md = effective[m.name], scored_weight[c.name]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w = np.where(s.null | (md == 0), 0.0, share * m.weight / md)
+            out[f"s__{m.name}"], out[f"p__{m.name}"] = s, present[m.name]
+            out[f"w__{m.name}"] = Values(w, no)
+    unknown = no.copy()
+    for m in model.metrics:
+        if m.missing == "unknown":
+            unknown |= ~present[m.name]
+    base_score = Values(base, (weights == 0) | unknown)
+    days = grid.values("days_to_renewal", rows)
+    adjustment = renewal_adjustment(base_score, days, model.renewal)
+    own = Values(base_score.data + adjustment.data, base_score.null | adjustment.null)
+    out |= {
+        "base_score": base_score,
+        "renewal_adjustment": adjustment,
+        "own_score": own,
+        "coverage": Values(coverage, no),
+        "tier": tiers_of(own, model.tiers),
     }
-    table = table.mutate(**{f"cw__{name}": expr for name, expr in shares.items()})
-    unknown = [~table[f"p__{m.name}"] for m in model.metrics if m.missing == "unknown"]
-    base = _sum(
-        [(table[f"cs__{c.name}"] * table[f"cw__{c.name}"]).fill_null(0.0) for c in model.components]
-    )
-    base = ibis.ifelse(table._cws == 0, ibis.null("float64"), base)
-    if unknown:
-        base = ibis.ifelse(functools.reduce(operator.or_, unknown), ibis.null("float64"), base)
-    table = table.mutate(
-        base_score=base,
-        **{
-            f"w__{m.name}": ibis.ifelse(
-                table[f"s__{m.name}"].isnull() | (table[f"_md__{c.name}"] == 0),
-                0.0,
-                table[f"cw__{c.name}"] * m.weight / table[f"_md__{c.name}"],
-            )
-            for c in model.components
-            for m in c.metrics
-        },
-    )
-    adjustment = renewal_adjustment(table.base_score, table.days_to_renewal, model.renewal)
-    table = table.mutate(renewal_adjustment=adjustment)
-    table = table.mutate(own_score=table.base_score + table.renewal_adjustment)
-    table = table.mutate(tier=tier_expr(table.own_score, model.tiers))
-    return table.select(
-        **{
-            name: table[name].cast(type_) if name in table.columns else ibis.null(type_)
-            for name, type_ in columns.items()
-        }
-    )
+    return out

@@ -1,88 +1,170 @@
-"""Scoring functions: map a metric's raw value to 0-100 as Ibis expressions."""
+"""Scoring functions: map a metric's values to 0-100, for a whole batch of rows at once.
+
+Scoring runs in Python on the metric values the engine computed (scoring/run.py). A value is
+NULL (missing) or a number, and NaN is a number: every engine we run on (DuckDB, PostgreSQL,
+Spark) orders NaN above all others, so it reaches every band and every bound here too, and an
+account scores as it would have in SQL.
+"""
 
 from __future__ import annotations
 
-import ibis
-import ibis.expr.types as ir
+import typing as t
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from accounthealth.config.model import BooleanScore, Linear, Percentile, ScoreSpec
 
-# Extra columns a percentile cohort is partitioned by, besides the as-of date.
+# Extra columns a percentile cohort is grouped by, besides the as-of date.
 COHORT_COLUMNS = {"all": None, "segment": "segment", "plan": "plan", "owner": "owner"}
 
 
-def bounded(
-    value: ir.FloatingValue, lower: float | None = None, upper: float | None = None
-) -> ir.FloatingValue:
-    """``value`` limited to [lower, upper]. The caller handles NULL: GREATEST and LEAST skip it.
-    Ibis's own clip repeats ``value`` three times per bound, so nested clips grow the SQL
-    exponentially and compiling it dominated a scoring pass."""
+@dataclass(frozen=True)
+class Values:
+    """A column of float64 numbers with its NULLs marked (the numbers there mean nothing)."""
+
+    data: np.ndarray
+    null: np.ndarray
+
+    @classmethod
+    def of(cls, column: pa.Array | pa.ChunkedArray) -> Values:
+        """A column of numbers or booleans (yes is 1)."""
+        column = pc.cast(column, pa.float64())
+        null = column.is_null().to_numpy(zero_copy_only=False)
+        return cls(pc.fill_null(column, 0.0).to_numpy(zero_copy_only=False), null)
+
+    def take(self, rows: slice) -> Values:
+        """The values of some rows (a view)."""
+        return Values(self.data[rows], self.null[rows])
+
+    def fill_null(self, value: float) -> Values:
+        return Values(np.where(self.null, value, self.data), np.zeros_like(self.null))
+
+    def to_arrow(self) -> pa.Array:
+        return pa.array(self.data, pa.float64(), mask=self.null)
+
+
+def reaches(data: np.ndarray, threshold: float) -> np.ndarray:
+    """data >= threshold, with NaN above every threshold."""
+    return (data >= threshold) | np.isnan(data)
+
+
+def bounded(data: np.ndarray, lower: float | None = None, upper: float | None = None) -> np.ndarray:
+    """``data`` limited to [lower, upper] as SQL's LEAST and GREATEST limit it: NaN, above
+    everything, becomes the upper bound and stays NaN against the lower one."""
     if upper is not None:
-        value = ibis.least(value, upper)
+        data = np.fmin(data, upper)
     if lower is not None:
-        value = ibis.greatest(value, lower)
-    return value
+        data = np.maximum(data, lower)
+    return data
 
 
-def linear(value: ir.Value, spec: Linear) -> ir.FloatingValue:
-    """0 at bad, 100 at good, clipped; works in either direction (NULL handled by score)."""
-    fraction = (value.cast("float64") - spec.bad) / (spec.good - spec.bad)
-    return bounded(fraction, 0.0, 1.0) * 100.0
+def linear(value: Values, spec: Linear) -> Values:
+    """0 at bad, 100 at good, clipped; works in either direction."""
+    fraction = (value.data - spec.bad) / (spec.good - spec.bad)
+    return Values(bounded(fraction, 0.0, 1.0) * 100.0, value.null)
 
 
-def bands(value: ir.Value, spec: dict[float, float]) -> ir.FloatingValue:
+def bands(value: Values, spec: dict[float, float]) -> Values:
     """The score of the highest threshold the value reaches; below every threshold, the lowest
     threshold's score."""
     thresholds = sorted(spec.items())
-    value = value.cast("float64")
-    cases = [(value >= t, float(s)) for t, s in reversed(thresholds[1:])]
-    lowest = float(thresholds[0][1])
-    if not cases:
-        return ibis.ifelse(value.isnull(), ibis.null("float64"), lowest)
-    return ibis.cases(*cases, (value.isnull(), ibis.null("float64")), else_=lowest)
+    out = np.full(len(value.data), float(thresholds[0][1]))
+    for threshold, points in thresholds[1:]:
+        out = np.where(reaches(value.data, threshold), float(points), out)
+    return Values(out, value.null)
 
 
-def boolean(value: ir.Value, spec: BooleanScore) -> ir.FloatingValue:
+def boolean(value: Values, spec: BooleanScore) -> Values:
     """Score for yes and no; numbers count as yes when not zero."""
-    truth = value if value.type().is_boolean() else value.cast("float64") != 0
-    return ibis.ifelse(truth, float(spec.true), float(spec.false))
+    return Values(np.where(value.data != 0, float(spec.true), float(spec.false)), value.null)
 
 
-def tenure_bucket(tenure_days: ir.IntegerValue, buckets: tuple[int, ...]) -> ir.IntegerValue:
-    """Index of the tenure bucket (0 = newest accounts) used as a percentile cohort."""
-    cases = [(tenure_days < limit, i) for i, limit in enumerate(sorted(buckets))]
-    return ibis.cases(*cases, else_=len(buckets))
+def tenure_bucket(tenure_days: Values, buckets: tuple[int, ...]) -> np.ndarray:
+    """Index of the tenure bucket (0 = newest accounts) used as a percentile cohort; an account
+    without a creation date falls in the last."""
+    index = np.searchsorted(np.array(sorted(buckets), dtype=float), tenure_days.data, "right")
+    return np.where(tenure_days.null, len(buckets), index)
 
 
-def percentile(value: ir.Value, spec: Percentile, table: ir.Table) -> ir.FloatingValue:
-    """Mid-rank percentile among accounts of the same cohort on the same date (ties share the
-    middle of their ranks; a cohort of one scores 50)."""
-    value = value.cast("float64")
-    keys: list[ir.Value] = [table.as_of, value.isnull()]
-    if spec.within == "tenure":
-        keys.append(tenure_bucket(table.tenure_days, spec.tenure_buckets))
-    elif COHORT_COLUMNS[spec.within]:
-        keys.append(table[COHORT_COLUMNS[spec.within]])
-    ordered = value if spec.higher_is_better else -value
-    window = ibis.window(group_by=keys, order_by=ordered)
-    n = ibis.window(group_by=keys)
-    size = value.count().over(n)
-    low = ibis.rank().over(window)  # 0-based rank of the first tie
-    high = ibis.cume_dist().over(window) * size - 1  # 0-based rank of the last tie
-    mid = (low.cast("float64") + high) / 2
-    pct = ibis.ifelse(size <= 1, 50.0, mid / (size - 1) * 100.0)
-    return ibis.ifelse(value.isnull(), ibis.null("float64"), pct)
+class Grid:
+    """The metric grid's columns as NumPy, each converted once however many segments read it;
+    each segment reads its own ``rows`` of them."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._values: dict[str, Values] = {}
+        self._codes: dict[str, np.ndarray] = {}
+
+    def values(self, column: str, rows: slice) -> Values:
+        """A column of numbers at ``rows``."""
+        if column not in self._values:
+            self._values[column] = Values.of(self.table.column(column))
+        return self._values[column].take(rows)
+
+    def codes(self, column: str) -> np.ndarray:
+        """A number per distinct value of a column (NULL is one value too)."""
+        if column not in self._codes:
+            values = self.table.column(column).to_pandas()
+            self._codes[column] = pd.factorize(values, use_na_sentinel=False)[0]
+        return self._codes[column]
+
+    def cohorts(self, spec: Percentile, rows: slice) -> np.ndarray:
+        """A number per row naming its percentile cohort: the date, and what ``within`` says."""
+        date = self.codes("as_of")[rows]
+        if spec.within == "tenure":
+            peers = tenure_bucket(self.values("tenure_days", rows), spec.tenure_buckets)
+        elif column := COHORT_COLUMNS[spec.within]:
+            peers = self.codes(column)[rows]
+        else:
+            return date
+        return date * (int(peers.max(initial=0)) + 1) + peers
 
 
-def score(spec: ScoreSpec, value: ir.Value, table: ir.Table) -> ir.FloatingValue:
-    """Apply a metric's scoring function; a missing value scores missing."""
+def percentile(value: Values, spec: Percentile, cohort: np.ndarray) -> Values:
+    """Mid-rank percentile among accounts of the same cohort (ties share the middle of their
+    ranks; a cohort of one scores 50), in the arithmetic of SQL's rank and cume_dist so that the
+    result is the one the engines gave to the last bit."""
+    ordered = value.data if spec.higher_is_better else -value.data
+    nan = np.isnan(ordered)
+    rows = np.flatnonzero(~value.null)
+    rows = rows[np.lexsort((np.where(nan, 0.0, ordered)[rows], nan[rows], cohort[rows]))]
+    group, is_nan, v = cohort[rows], nan[rows], ordered[rows]
+    n = len(rows)
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = group[1:] != group[:-1]
+    new_tie = new_group.copy()
+    new_tie[1:] |= (is_nan[1:] != is_nan[:-1]) | (~is_nan[1:] & (v[1:] != v[:-1]))
+    position = np.arange(n)
+    group_start = np.maximum.accumulate(np.where(new_group, position, 0))
+    tie_starts = np.flatnonzero(new_tie)
+    tie = np.cumsum(new_tie) - 1
+    tie_start = tie_starts[tie]
+    tie_end = np.append(tie_starts[1:], n)[tie]  # one past the last tie
+    group_starts = np.flatnonzero(new_group)
+    size = np.diff(np.append(group_starts, n))[np.cumsum(new_group) - 1].astype(float)
+    low = (tie_start - group_start).astype(float)  # 0-based rank of the first tie
+    cume_dist = (tie_end - group_start) / size
+    high = cume_dist * size - 1  # 0-based rank of the last tie
+    mid = (low + high) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where(size <= 1, 50.0, mid / (size - 1) * 100.0)
+    out = np.zeros(len(value.data))
+    out[rows] = pct
+    return Values(out, value.null)
+
+
+def score(spec: ScoreSpec, value: Values, cohort: t.Callable[[Percentile], np.ndarray]) -> Values:
+    """Apply a metric's scoring function; a missing value scores missing. ``cohort`` gives the
+    percentile cohort of each row, for a percentile."""
     if spec.linear is not None:
-        out = linear(value, spec.linear)
-    elif spec.bands is not None:
-        out = bands(value, spec.bands)
-    elif spec.boolean is not None:
-        out = boolean(value, spec.boolean)
-    else:
-        assert spec.percentile is not None
-        return percentile(value, spec.percentile, table)
-    return ibis.ifelse(value.isnull(), ibis.null("float64"), out)
+        return linear(value, spec.linear)
+    if spec.bands is not None:
+        return bands(value, spec.bands)
+    if spec.boolean is not None:
+        return boolean(value, spec.boolean)
+    assert spec.percentile is not None
+    return percentile(value, spec.percentile, cohort(spec.percentile))

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import datetime as dt
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
 
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from accounthealth.config.model import HealthModel
 from accounthealth.engine.base import Engine
-from accounthealth.engine.parameters import PreparedQuery
 from accounthealth.metrics.compute import AsOf, metric_values
 from accounthealth.metrics.definitions import ResolvedModel
-from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
+from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates, RunningValues
 from accounthealth.scoring.combine import score_segment
+from accounthealth.scoring.functions import COHORT_COLUMNS, Grid, Values
 from accounthealth.scoring.querycache import QueryCache
 
-# The temporary table the metric grid of a prepared scoring pass is written to.
-GRID_TABLE = "_accounthealth_grid"
+# The grid's column naming the segment model that scores the row.
+SEGMENT_MODEL = "_segment_model"
 # Population columns kept beside the scores (a snapshot of the account on the date).
 ACCOUNT_COLUMNS = (
     "account_id",
@@ -55,94 +55,131 @@ def score_table(
     running: RunningAggregates | None = None,
 ) -> pa.Table:
     """One row per account and date with every metric, component and overall score. With a
-    ``cache``, one date on an engine that binds parameters runs queries compiled once; with
-    ``running``, the aggregates it keeps over a run of days come from it."""
+    ``cache``, one date on an engine that binds parameters runs a query compiled once; with
+    ``running``, the aggregates it keeps over a run of days come from it.
+
+    The engine computes the metric values (the work that reads the data, where the data is);
+    the scores are then computed here, on those values: a few arithmetic steps per account,
+    for which a query of its own cost more than the steps (three windows and a union of
+    segments, run and compiled each pass) and NumPy costs a fraction."""
     if cache is not None and engine.prepares and len(dates) == 1:
-        return _prepared_scores(engine, resolved, dates[0], cache, running)
-    values = running.table(dates) if running is not None else None
-    grid, value_columns = metric_values(engine, resolved, dates, running=values)
-    # Materialise the metric grid once: each segment's model reads it. Through Arrow: Ibis's
-    # own conversion to pandas costs more than the query here.
-    with engine.cache(grid) as cached:
-        return engine.to_arrow(_scored(cached, resolved, value_columns))
+        grid = _prepared_grid(engine, resolved, dates[0], cache, running)
+    else:
+        values = running.table(dates) if running is not None else None
+        grid = engine.to_arrow(_grid(engine, resolved, dates, running=values))
+    return scored_rows(grid, resolved)
 
 
-def _prepared_scores(
+def _prepared_grid(
     engine: Engine,
     resolved: ResolvedModel,
     day: dt.date,
     cache: QueryCache,
     running: RunningAggregates | None,
 ) -> pa.Table:
-    """The scored rows for ``day`` from the cached queries (compiled and stored first when the
-    cache has none for this model, data layout and code): the metric grid into a temporary
-    table, then the scores read from it. With ``running``, the grid joins the day's running
-    values, attached to the query as a table."""
+    """The metric grid of ``day`` from the cached query (compiled and stored first when the
+    cache has none for this model, data layout and code). With ``running``, the grid joins
+    the day's running values, attached to the query as a table."""
     key = cache.key(engine, resolved) + ("-running" if running is not None else "")
     queries = cache.get(key)
     values = running.values([day]) if running is not None else None
-    try:
-        with engine.attached(RUNNING_TABLE, values):
-            if queries is None:
-                queries = _compile_filling_grid(engine, resolved, day, running)
-                cache.put(key, queries)
-            else:
-                grid = queries["grid"]
-                engine.run_prepared(grid, AsOf.parameter_values(day, grid.parameters))
-        result = engine.run_prepared(queries["scored"], {})
-    finally:
-        engine.drop_temporary(GRID_TABLE)
-    assert result is not None  # the scored query returns rows
-    return result
+    with engine.attached(RUNNING_TABLE, values):
+        if queries is None:
+            placeholder = running.placeholder() if running is not None else None
+            grid = _grid(engine, resolved, [day], parameters=True, running=placeholder)
+            queries = {"grid": engine.prepare(grid)}
+            cache.put(key, queries)
+        query = queries["grid"]
+        return engine.run_prepared(query, AsOf.parameter_values(day, query.parameters))
 
 
-def _compile_filling_grid(
-    engine: Engine, resolved: ResolvedModel, day: dt.date, running: RunningAggregates | None
-) -> dict[str, PreparedQuery]:
-    """Compile the metric grid and the scoring query. The grid's query fills its table for
-    ``day`` in a second thread while the scoring query compiles: compiling it is most of a
-    first run's extra second, Python work that DuckDB's query, running outside the GIL, does
-    not wait for."""
-    placeholder = running.placeholder() if running is not None else None
+def _grid(
+    engine: Engine,
+    resolved: ResolvedModel,
+    dates: t.Sequence[dt.date],
+    parameters: bool = False,
+    running: RunningValues | None = None,
+) -> ir.Table:
+    """The metric values of every account on ``dates``, the columns scoring reads beside them,
+    and the segment model that scores each row (the first whose condition it meets)."""
     grid, value_columns = metric_values(
-        engine, resolved, [day], parameters=True, running=placeholder
+        engine, resolved, dates, parameters=parameters, running=running
     )
-    grid_query = engine.prepare(grid, into=GRID_TABLE)
-    with ThreadPoolExecutor(1, thread_name_prefix="accounthealth-grid") as pool:
-        parameters = AsOf.parameter_values(day, grid_query.parameters)
-        filled = pool.submit(engine.run_prepared, grid_query, parameters)
-        scored = _scored(ibis.table(grid.schema(), name=GRID_TABLE), resolved, value_columns)
-        queries = {"grid": grid_query, "scored": engine.prepare(scored)}
-        filled.result()
-    return queries
+    cases = [
+        (seg.when.apply(grid).fill_null(False), seg.segment)
+        for seg in resolved.segments
+        if seg.when is not None
+    ]
+    default = resolved.segments[-1]
+    assert default.when is None, "the default model comes last"
+    label = ibis.cases(*cases, else_=default.segment) if cases else ibis.literal(default.segment)
+    cohorts = {
+        column
+        for seg in resolved.segments
+        for m in seg.metrics
+        if m.score.percentile is not None
+        for column in [COHORT_COLUMNS.get(m.score.percentile.within)]
+        if column is not None
+    }
+    keep = dict.fromkeys([*ACCOUNT_COLUMNS, "tenure_days", *sorted(cohorts)])
+    return grid.select(*keep, *value_columns.values(), **{SEGMENT_MODEL: label})
 
 
-def _scored(grid: ir.Table, resolved: ResolvedModel, value_columns: dict[str, str]) -> ir.Table:
-    columns: dict[str, str] = {c: str(grid[c].type()) for c in ACCOUNT_COLUMNS}
-    columns.update(SCORE_COLUMNS)
+def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
+    """The scored rows of a metric grid, one segment's after another: the account columns,
+    each segment model's scores, and per metric and component the detail (typed NULLs where a
+    row's model lacks it)."""
+    segments = resolved.segments
+    names = pa.array([seg.segment for seg in segments])
+    which = pc.index_in(grid.column(SEGMENT_MODEL), value_set=names)
+    which = pc.fill_null(which, len(segments)).to_numpy(zero_copy_only=False)
+    if np.any(np.diff(which) < 0):
+        # Each segment's rows together: its scores are then slices, stacked without copying.
+        order = np.argsort(which, kind="stable")
+        grid, which = grid.take(order), which[order]
+    bounds = np.searchsorted(which, np.arange(len(segments) + 1))
+    value_columns = {name: f"v__{name}" for name in resolved.metrics}
+    types = {c: pa.type_for_alias(type_) for c, type_ in SCORE_COLUMNS.items()}
     for name in resolved.metrics:
-        columns.update(
-            {
-                f"v__{name}": "float64",
-                f"s__{name}": "float64",
-                f"p__{name}": "boolean",
-                f"w__{name}": "float64",
-            }
-        )
-    for seg in resolved.segments:
-        for c in seg.components:
-            columns.update({f"cs__{c.name}": "float64", f"cw__{c.name}": "float64"})
-    parts = []
-    claimed = ibis.literal(False)
-    for seg in resolved.segments:
-        if seg.when is None:
-            rows = grid.filter(~claimed)
-        else:
-            matches = seg.when.apply(grid).fill_null(False)
-            rows = grid.filter(matches & ~claimed)
-            claimed = claimed | matches
-        parts.append(score_segment(rows, seg, value_columns, columns))
-    return ibis.union(*parts) if len(parts) > 1 else parts[0]
+        types |= {f"s__{name}": pa.float64(), f"p__{name}": pa.bool_(), f"w__{name}": pa.float64()}
+    for name in dict.fromkeys(c.name for seg in segments for c in seg.components):
+        types |= {f"cs__{name}": pa.float64(), f"cw__{name}": pa.float64()}
+    chunks: dict[str, list[pa.Array]] = {column: [] for column in types}
+    source = Grid(grid)
+    for i, seg in enumerate(segments):
+        rows = slice(int(bounds[i]), int(bounds[i + 1]))
+        size = rows.stop - rows.start
+        scored: dict[str, Values | np.ndarray | pa.Array] = {}
+        if size:
+            scored |= score_segment(source, rows, seg, value_columns)
+        scored["segment_model"] = pa.nulls(size, pa.string()).fill_null(seg.segment)
+        if "tier" in scored:
+            tiers = t.cast(np.ndarray, scored["tier"])
+            tier_names = pa.array([tier.name for tier in seg.tiers])
+            scored["tier"] = tier_names.take(pa.array(tiers, mask=tiers < 0))
+        for column, type_ in types.items():
+            chunks[column].append(_arrow(scored.get(column), size, type_))
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {c: grid.column(c) for c in ACCOUNT_COLUMNS}
+    stacked = {column: pa.chunked_array(parts, types[column]) for column, parts in chunks.items()}
+    columns |= {column: stacked[column] for column in SCORE_COLUMNS}
+    for name in resolved.metrics:
+        columns[f"v__{name}"] = pc.cast(grid.column(value_columns[name]), pa.float64())
+        columns |= {f"{kind}__{name}": stacked[f"{kind}__{name}"] for kind in ("s", "p", "w")}
+    columns |= {c: part for c, part in stacked.items() if c.startswith(("cs__", "cw__"))}
+    return pa.table(columns)
+
+
+def _arrow(
+    scored: Values | np.ndarray | pa.Array | None, size: int, type_: pa.DataType
+) -> pa.Array:
+    """One segment's values of a column as Arrow; NULLs where its model has no such column."""
+    if scored is None:
+        return pa.nulls(size, type_)
+    if isinstance(scored, Values):
+        return pa.array(scored.data, type_, mask=scored.null)
+    if isinstance(scored, pa.Array):
+        return scored
+    return pa.array(scored, type_)
 
 
 def rollup(
