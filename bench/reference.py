@@ -303,7 +303,7 @@ ORDER BY account_id
 
 def reference_scores(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pa.Table:
     """columns: account_id, score, tier, coverage (one row per customer on as_of)"""
-    return con.execute(SQL, {"as_of": as_of}).fetch_arrow_table()
+    return con.execute(SQL, {"as_of": as_of}).to_arrow_table()
 
 
 def _stored_scores(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pa.Table:
@@ -318,7 +318,7 @@ def _stored_scores(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pa.Table:
         ORDER BY account_id
         """,
         {"as_of": as_of},
-    ).fetch_arrow_table()
+    ).to_arrow_table()
 
 
 def compare(project_folder: str | Path, as_of: dt.date) -> dict[str, t.Any]:

@@ -97,7 +97,7 @@ def engine_passes(work: Path, accounts: int, events: int, as_of: dt.date) -> dic
     make_book(base, accounts, events)
     out = {"duckdb": step("score", base, as_of)}
     with duckdb.connect(str(base / "accounthealth.duckdb"), read_only=True) as con:
-        arrow = {t: con.execute(f"SELECT * FROM {t}").fetch_arrow_table() for t in TABLES}
+        arrow = {t: con.execute(f"SELECT * FROM {t}").to_arrow_table() for t in TABLES}
 
     server = PostgresServer()
     try:

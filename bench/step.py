@@ -63,7 +63,7 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
         con = duckdb.connect(str(project / "accounthealth.duckdb"), read_only=True)
         rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
         # The events as one in-memory Arrow table: the 'size of the event data'.
-        size = con.execute("SELECT * FROM events").fetch_arrow_table().nbytes
+        size = con.execute("SELECT * FROM events").to_arrow_table().nbytes
         return {"step": step, "rows": rows, "bytes": size}
     else:
         with ah.open(project) as p:

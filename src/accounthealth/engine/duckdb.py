@@ -70,7 +70,7 @@ class DuckDBEngine(Engine):
     def run_prepared(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> pa.Table:
         params = {name: values[name] for name in query.parameters}
         # execute, not sql: a relation built with parameters ran the grid ten times slower.
-        table = self.raw.execute(query.sql, params).fetch_arrow_table()
+        table = self.raw.execute(query.sql, params).to_arrow_table()
         # The same conversion as Ibis's own to_pyarrow: types exactly as the expression said.
         return DuckDBPyArrowData.convert_table(table, ibis.schema(query.schema))
 
