@@ -389,6 +389,10 @@ def population_columns(account_columns: t.Sequence[str]) -> tuple[str, ...]:
     )
 
 
+# The name of the model that scores the accounts no segment's condition matches.
+DEFAULT_SEGMENT = "default"
+
+
 def resolve(loaded: LoadedModel, account_columns: t.Sequence[str] = ()) -> ResolvedModel:
     """Check every name in the model and build one scoring model per segment."""
     resolver = _Resolver(loaded, account_columns)
@@ -397,6 +401,12 @@ def resolve(loaded: LoadedModel, account_columns: t.Sequence[str] = ()) -> Resol
     segments = []
     for seg_name, seg in model.segments.items():
         path = ("segments", seg_name)
+        if seg_name == DEFAULT_SEGMENT:
+            raise ConfigError(
+                f"a segment cannot be named '{DEFAULT_SEGMENT}'",
+                where=loaded.where(*path),
+                fix=f"rename it: '{DEFAULT_SEGMENT}' is the model of accounts no segment matches",
+            )
         when = parse_filter(
             seg.when, population_columns(account_columns), loaded.where(*path, "when")
         )
@@ -429,5 +439,7 @@ def resolve(loaded: LoadedModel, account_columns: t.Sequence[str] = ()) -> Resol
                 seg.renewal or model.renewal,
             )
         )
-    segments.append(resolver.scoring_model("default", None, base, {}, model.tiers, model.renewal))
+    segments.append(
+        resolver.scoring_model(DEFAULT_SEGMENT, None, base, {}, model.tiers, model.renewal)
+    )
     return ResolvedModel(model, model.version(), tuple(segments), tuple(account_columns))

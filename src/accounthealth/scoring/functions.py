@@ -1,9 +1,10 @@
 """Scoring functions: map a metric's values to 0-100, for a whole batch of rows at once.
 
 Scoring runs in Python on the metric values the engine computed (scoring/run.py). A value is
-NULL (missing) or a number, and NaN is a number: every engine we run on (DuckDB, PostgreSQL,
-Spark) orders NaN above all others, so it reaches every band and every bound here too, and an
-account scores as it would have in SQL.
+NULL (missing) or a number, and NaN is a number: DuckDB and PostgreSQL order NaN above all
+others, so it reaches every band and every bound here too, and an account scores as it did
+when scores were computed in their SQL. (From Spark a NaN value arrives as NULL, as Ibis's
+Spark compiler always treated it: there it is missing, as before.)
 """
 
 from __future__ import annotations

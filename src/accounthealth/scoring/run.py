@@ -22,7 +22,7 @@ from accounthealth.scoring.combine import score_segment
 from accounthealth.scoring.functions import COHORT_COLUMNS, Grid, Values
 from accounthealth.scoring.querycache import QueryCache
 
-# The grid's column naming the segment model that scores the row.
+# The grid's column with the position, in the model's segments, of the one that scores the row.
 SEGMENT_MODEL = "_segment_model"
 # Population columns kept beside the scores (a snapshot of the account on the date).
 ACCOUNT_COLUMNS = (
@@ -101,18 +101,16 @@ def _grid(
     running: RunningValues | None = None,
 ) -> ir.Table:
     """The metric values of every account on ``dates``, the columns scoring reads beside them,
-    and the segment model that scores each row (the first whose condition it meets)."""
+    and the segment model that scores each row: its position in the model's segments, the
+    first whose condition the row meets, else the default model's (the last)."""
     grid, value_columns = metric_values(
         engine, resolved, dates, parameters=parameters, running=running
     )
-    cases = [
-        (seg.when.apply(grid).fill_null(False), seg.segment)
-        for seg in resolved.segments
-        if seg.when is not None
-    ]
-    default = resolved.segments[-1]
+    *segments, default = resolved.segments
     assert default.when is None, "the default model comes last"
-    label = ibis.cases(*cases, else_=default.segment) if cases else ibis.literal(default.segment)
+    cases = [(seg.when.apply(grid).fill_null(False), i) for i, seg in enumerate(segments)]
+    last = len(segments)
+    label = ibis.cases(*cases, else_=last) if cases else ibis.literal(last)
     cohorts = {
         column
         for seg in resolved.segments
@@ -130,9 +128,7 @@ def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
     each segment model's scores, and per metric and component the detail (typed NULLs where a
     row's model lacks it)."""
     segments = resolved.segments
-    names = pa.array([seg.segment for seg in segments])
-    which = pc.index_in(grid.column(SEGMENT_MODEL), value_set=names)
-    which = pc.fill_null(which, len(segments)).to_numpy(zero_copy_only=False)
+    which = grid.column(SEGMENT_MODEL).to_numpy()
     if np.any(np.diff(which) < 0):
         # Each segment's rows together: its scores are then slices, stacked without copying.
         order = np.argsort(which, kind="stable")

@@ -24,7 +24,7 @@ import yaml
 from scipy.optimize import minimize
 
 from accounthealth.errors import AccountHealthError
-from accounthealth.metrics.definitions import ScoringModel
+from accounthealth.metrics.definitions import DEFAULT_SEGMENT, ScoringModel
 from accounthealth.validation.backtest import BacktestOptions, measure, observe, tier_names
 from accounthealth.validation.measures import weighted_auc
 
@@ -249,7 +249,7 @@ def proposed_document(
         if not fit["proposed"]:
             continue
         weights = {c: int(w) for c, w in fit["proposed"].items()}
-        if fit["segment"] == "default":
+        if fit["segment"] == DEFAULT_SEGMENT:
             for name, weight in weights.items():
                 data["components"][name]["weight"] = weight
         else:
