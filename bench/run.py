@@ -193,8 +193,9 @@ def main() -> None:
         "backfill_vs_full": backfill["seconds"] / full["seconds"],
         "incremental_seconds": incremental["seconds"],
         "incremental_vs_full": incremental["seconds"] / warm["seconds"],
-        # Where the time goes: the scoring queries, and history's inserts (which the
-        # reference does not do; they run in the history writer's thread).
+        # Where the time goes: scoring (the metric query and the scores computed from it), and
+        # history's inserts (which the reference does not do; they run in the history writer's
+        # thread).
         "scoring_seconds": {
             k: r["scoring_seconds"]
             for k, r in (
@@ -253,7 +254,7 @@ def print_summary(r: dict) -> None:
     scoring, writing = r["scoring_seconds"], r["write_seconds"]
     ref, warm = r["reference_seconds"], r["warm_full_pass_seconds"]
     print(
-        f"where the time goes: the pass (queries reused) ran its scoring queries in "
+        f"where the time goes: the pass (queries reused) scored (metric query and scores) in "
         f"{scoring['warm']:.2f}s ({scoring['warm'] / ref:.2f}x the reference) and wrote history "
         f"in {writing['warm']:.2f}s ({writing['warm'] / ref:.2f}x the reference, which writes "
         f"nothing)"

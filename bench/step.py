@@ -45,8 +45,8 @@ class _Clock:
 def run(step: str, project: Path, dates: list[dt.date]) -> dict:
     started = time.perf_counter()
     rows = 0
-    # The scoring queries, and history's writes (in the history writer's thread): inserts
-    # into the store, and detail files into its archive.
+    # Scoring (the metric query and the scores from it), and history's writes (in the history
+    # writer's thread): inserts into the store, and detail files into its archive.
     scoring = _Clock(project_module, "score_table")
     writing = [_Clock(DuckDBEngine, "write_arrow"), _Clock(DetailArchive, "write")]
     if step == "reference":
