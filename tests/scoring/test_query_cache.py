@@ -1,4 +1,4 @@
-"""The compiled-query cache: a daily run reuses the scoring queries compiled for its model,
+"""The compiled-query cache: a daily run reuses the metric query compiled for its model,
 with the date as a bound parameter, and scores exactly as a fresh compile does; anything that
 shapes the SQL gives another cache entry."""
 
@@ -123,7 +123,7 @@ def test_postgres_keeps_its_compiled_queries_too(
         _assert_cached_like_fresh(p)
         p.score(DAY)
         expected = p.scores(DAY, DAY)
-    # Another process: the day's run reads the stored queries, and scores the same.
+    # Another process: the day's run reads the stored query, and scores the same.
     with ah.open(folder) as p:
         p.score(DAY)
         assert p.query_cache.get(p.query_cache.key(p.compute, p.model)) is not None

@@ -303,6 +303,11 @@ def running_aggregates(
     return RunningAggregates(engine, aggregate_columns(resolved), dates, own_filter)
 
 
+def value_column(metric: str) -> str:
+    """The grid's column holding a metric's values."""
+    return f"v__{metric}"
+
+
 def metric_values(
     engine: Engine,
     resolved: ResolvedModel,
@@ -385,7 +390,7 @@ def metric_values(
             )
         raise AssertionError(defn)
 
-    columns = {name: f"v__{name}" for name in metrics}
+    columns = {name: value_column(name) for name in metrics}
     grid = grid.mutate(
         **{columns[name]: _stored(value(m.definition)) for name, m in metrics.items()}
     )

@@ -4,11 +4,11 @@ data coverage, renewal proximity and the tier, for one segment's scoring model."
 from __future__ import annotations
 
 import functools
-import typing as t
 
 import numpy as np
 
 from accounthealth.config.model import TIER_TOLERANCE, DefaultScore, Renewal, Tier
+from accounthealth.metrics.compute import value_column
 from accounthealth.metrics.definitions import ScoringModel
 from accounthealth.scoring.functions import Grid, Values, bounded, reaches, score
 
@@ -33,11 +33,8 @@ def renewal_adjustment(base: Values, days: Values, renewal: Renewal | None) -> V
     return Values((100.0 - bounded(risk, upper=100.0)) - base.data, base.null)
 
 
-def score_segment(
-    grid: Grid, rows: slice, model: ScoringModel, value_columns: t.Mapping[str, str]
-) -> dict[str, Values | np.ndarray]:
-    """Score the ``rows`` of ``grid`` that are one segment's with its model (the metric values
-    are the grid's ``value_columns``).
+def score_segment(grid: Grid, rows: slice, model: ScoringModel) -> dict[str, Values | np.ndarray]:
+    """Score the ``rows`` of ``grid`` that are one segment's with its model.
 
     Returns, by column: per metric ``s__`` (effective score), ``p__`` (had data, an array of
     booleans), ``w__`` (share of the overall score); per component ``cs__`` (score) and ``cw__``
@@ -51,7 +48,7 @@ def score_segment(
     effective: dict[str, Values] = {}
     present: dict[str, np.ndarray] = {}
     for m in model.metrics:
-        raw = score(m.score, grid.values(value_columns[m.name], rows), cohort)
+        raw = score(m.score, grid.values(value_column(m.name), rows), cohort)
         present[m.name] = ~raw.null
         effective[m.name] = (
             raw.fill_null(float(m.missing.default)) if isinstance(m.missing, DefaultScore) else raw

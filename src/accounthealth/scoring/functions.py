@@ -42,9 +42,11 @@ class Values:
         return Values(self.data[rows], self.null[rows])
 
     def fill_null(self, value: float) -> Values:
+        """These values with ``value`` where they are NULL."""
         return Values(np.where(self.null, value, self.data), np.zeros_like(self.null))
 
     def to_arrow(self) -> pa.Array:
+        """As an Arrow array of doubles with its NULLs."""
         return pa.array(self.data, pa.float64(), mask=self.null)
 
 
@@ -134,19 +136,13 @@ def percentile(value: Values, spec: Percentile, cohort: np.ndarray) -> Values:
     rows = np.flatnonzero(~value.null)
     rows = rows[np.lexsort((np.where(nan, 0.0, ordered)[rows], nan[rows], cohort[rows]))]
     group, is_nan, v = cohort[rows], nan[rows], ordered[rows]
-    n = len(rows)
-    new_group = np.ones(n, dtype=bool)
+    new_group = np.ones(len(rows), dtype=bool)
     new_group[1:] = group[1:] != group[:-1]
     new_tie = new_group.copy()
     new_tie[1:] |= (is_nan[1:] != is_nan[:-1]) | (~is_nan[1:] & (v[1:] != v[:-1]))
-    position = np.arange(n)
-    group_start = np.maximum.accumulate(np.where(new_group, position, 0))
-    tie_starts = np.flatnonzero(new_tie)
-    tie = np.cumsum(new_tie) - 1
-    tie_start = tie_starts[tie]
-    tie_end = np.append(tie_starts[1:], n)[tie]  # one past the last tie
-    group_starts = np.flatnonzero(new_group)
-    size = np.diff(np.append(group_starts, n))[np.cumsum(new_group) - 1].astype(float)
+    group_start, group_end = _runs(new_group)
+    tie_start, tie_end = _runs(new_tie)
+    size = (group_end - group_start).astype(float)
     low = (tie_start - group_start).astype(float)  # 0-based rank of the first tie
     cume_dist = (tie_end - group_start) / size
     high = cume_dist * size - 1  # 0-based rank of the last tie
@@ -156,6 +152,14 @@ def percentile(value: Values, spec: Percentile, cohort: np.ndarray) -> Values:
     out = np.zeros(len(value.data))
     out[rows] = pct
     return Values(out, value.null)
+
+
+def _runs(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each position of a sorted sequence whose runs begin where ``starts`` is true: where
+    its run starts, and one past where it ends."""
+    first = np.flatnonzero(starts)
+    run = np.cumsum(starts) - 1
+    return first[run], np.append(first[1:], len(starts))[run]
 
 
 def score(spec: ScoreSpec, value: Values, cohort: t.Callable[[Percentile], np.ndarray]) -> Values:

@@ -31,7 +31,7 @@ from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.sources.schema import TABLES
 
 # Raised when the entries' layout changes, so older files are ignored.
-FORMAT = 2
+FORMAT = 3
 # Entries kept: one per model version and data layout, the most recently used first.
 KEEP = 16
 
@@ -48,7 +48,7 @@ def _code_digest() -> str:
 
 
 def fingerprint(engine: Engine, resolved: ResolvedModel) -> str:
-    """A key for everything that shapes the scoring queries of ``resolved`` on ``engine``."""
+    """A key for everything that shapes the metric query of ``resolved`` on ``engine``."""
     backend = engine.ibis
     parts = {
         "format": FORMAT,
@@ -64,14 +64,14 @@ def fingerprint(engine: Engine, resolved: ResolvedModel) -> str:
 class QueryCache:
     """Prepared queries by fingerprint, one JSON file each in ``folder``.
 
-    One instance serves one scoring run: it remembers the fingerprint and the queries it has
+    One instance serves one scoring run: it remembers the fingerprint and the query it has
     read, so the days of a backfill do not describe every table and read the file again.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._keys: dict[tuple[int, str], str] = {}
-        self._read: dict[str, dict[str, PreparedQuery]] = {}
+        self._read: dict[str, PreparedQuery] = {}
 
     def key(self, engine: Engine, resolved: ResolvedModel) -> str:
         """The ``fingerprint`` of ``resolved`` on ``engine``, computed once per instance."""
@@ -83,8 +83,8 @@ class QueryCache:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, PreparedQuery] | None:
-        """The queries stored under ``key``, or None (absent, unreadable or an older format)."""
+    def get(self, key: str) -> PreparedQuery | None:
+        """The query stored under ``key``, or None (absent, unreadable or an older format)."""
         if key in self._read:
             return self._read[key]
         path = self._path(key)
@@ -92,26 +92,22 @@ class QueryCache:
             entry = json.loads(path.read_text())
             if entry.get("format") != FORMAT:
                 return None
-            queries = {
-                name: PreparedQuery(
-                    sql=q["sql"],
-                    parameters=tuple(q["parameters"]),
-                    schema=dict(q["schema"]),
-                )
-                for name, q in entry["queries"].items()
-            }
+            q = entry["query"]
+            query = PreparedQuery(
+                sql=q["sql"], parameters=tuple(q["parameters"]), schema=dict(q["schema"])
+            )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         with contextlib.suppress(OSError):
             path.touch()  # recently used: kept when older entries are pruned
-        self._read[key] = queries
-        return queries
+        self._read[key] = query
+        return query
 
-    def put(self, key: str, queries: dict[str, PreparedQuery]) -> None:
-        """Store ``queries`` under ``key``. A folder that cannot be written only costs the
-        next run a compile."""
-        self._read[key] = queries
-        entry = {"format": FORMAT, "queries": {name: asdict(q) for name, q in queries.items()}}
+    def put(self, key: str, query: PreparedQuery) -> None:
+        """Store ``query`` under ``key``. A folder that cannot be written only costs the next
+        run a compile."""
+        self._read[key] = query
+        entry = {"format": FORMAT, "query": asdict(query)}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Written aside and renamed: a reader never sees half a file.

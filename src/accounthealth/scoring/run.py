@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from accounthealth.config.model import HealthModel
 from accounthealth.engine.base import Engine
-from accounthealth.metrics.compute import AsOf, metric_values
+from accounthealth.metrics.compute import AsOf, metric_values, value_column
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates, RunningValues
 from accounthealth.scoring.combine import score_segment
@@ -81,15 +81,15 @@ def _prepared_grid(
     cache has none for this model, data layout and code). With ``running``, the grid joins
     the day's running values, attached to the query as a table."""
     key = cache.key(engine, resolved) + ("-running" if running is not None else "")
-    queries = cache.get(key)
+    query = cache.get(key)
     values = running.values([day]) if running is not None else None
     with engine.attached(RUNNING_TABLE, values):
-        if queries is None:
+        if query is None:
             placeholder = running.placeholder() if running is not None else None
-            grid = _grid(engine, resolved, [day], parameters=True, running=placeholder)
-            queries = {"grid": engine.prepare(grid)}
-            cache.put(key, queries)
-        query = queries["grid"]
+            query = engine.prepare(
+                _grid(engine, resolved, [day], parameters=True, running=placeholder)
+            )
+            cache.put(key, query)
         return engine.run_prepared(query, AsOf.parameter_values(day, query.parameters))
 
 
@@ -134,7 +134,6 @@ def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
         order = np.argsort(which, kind="stable")
         grid, which = grid.take(order), which[order]
     bounds = np.searchsorted(which, np.arange(len(segments) + 1))
-    value_columns = {name: f"v__{name}" for name in resolved.metrics}
     types = {c: pa.type_for_alias(type_) for c, type_ in SCORE_COLUMNS.items()}
     for name in resolved.metrics:
         types |= {f"s__{name}": pa.float64(), f"p__{name}": pa.bool_(), f"w__{name}": pa.float64()}
@@ -147,7 +146,7 @@ def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
         size = rows.stop - rows.start
         scored: dict[str, Values | np.ndarray | pa.Array] = {}
         if size:
-            scored |= score_segment(source, rows, seg, value_columns)
+            scored |= score_segment(source, rows, seg)
         scored["segment_model"] = pa.nulls(size, pa.string()).fill_null(seg.segment)
         if "tier" in scored:
             tiers = t.cast(np.ndarray, scored["tier"])
@@ -159,7 +158,8 @@ def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
     stacked = {column: pa.chunked_array(parts, types[column]) for column, parts in chunks.items()}
     columns |= {column: stacked[column] for column in SCORE_COLUMNS}
     for name in resolved.metrics:
-        columns[f"v__{name}"] = pc.cast(grid.column(value_columns[name]), pa.float64())
+        column = value_column(name)
+        columns[column] = pc.cast(grid.column(column), pa.float64())
         columns |= {f"{kind}__{name}": stacked[f"{kind}__{name}"] for kind in ("s", "p", "w")}
     columns |= {c: part for c, part in stacked.items() if c.startswith(("cs__", "cw__"))}
     return pa.table(columns)
@@ -172,7 +172,7 @@ def _arrow(
     if scored is None:
         return pa.nulls(size, type_)
     if isinstance(scored, Values):
-        return pa.array(scored.data, type_, mask=scored.null)
+        return scored.to_arrow()
     if isinstance(scored, pa.Array):
         return scored
     return pa.array(scored, type_)

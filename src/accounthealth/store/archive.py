@@ -80,6 +80,7 @@ class DetailArchive:
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(schema.empty_table(), path)
             _sync(path)
+            _sync_directory(path.parent)
             _sync_directory(self.folder)
         return name
 
@@ -109,6 +110,7 @@ class DetailArchive:
             pq.write_table(rows, self.folder / name, compression="zstd", compression_level=1)
             _sync(self.folder / name)
             written.append(DetailFile(day, name, rows.num_rows))
+        _sync_directory(self.folder / layout)  # the new files' entries, once for all
         return written
 
     def replace(
@@ -189,10 +191,10 @@ def _literal(text: str) -> str:
 
 
 def _sync(path: Path) -> None:
-    """Make a new file and its directory entry durable before a commit lists it."""
+    """Make a new file's content durable before a commit lists it (its directory entry is
+    the caller's to sync)."""
     with open(path, "rb+") as file:
         os.fsync(file.fileno())
-    _sync_directory(path.parent)
 
 
 def _sync_directory(path: Path) -> None:
