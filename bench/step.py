@@ -13,7 +13,7 @@ from pathlib import Path
 import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.engine.duckdb import DuckDBEngine
-from accounthealth.store.archive import DetailArchive
+from accounthealth.store.archive import HistoryArchive
 
 
 def _peak_mb() -> float:
@@ -46,9 +46,13 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
     started = time.perf_counter()
     rows = 0
     # Scoring (the metric query and the scores from it), and history's writes (in the history
-    # writer's thread): inserts into the store, and detail files into its archive.
+    # writer's thread): inserts into the store, and score and detail files into its archive.
     scoring = _Clock(project_module, "score_table")
-    writing = [_Clock(DuckDBEngine, "write_arrow"), _Clock(DetailArchive, "write")]
+    writing = [
+        _Clock(DuckDBEngine, "write_arrow"),
+        _Clock(HistoryArchive, "write_detail"),
+        _Clock(HistoryArchive, "write_scores"),
+    ]
     if step == "reference":
         import duckdb
 

@@ -95,19 +95,25 @@ class Project(ActingOnHealth):
         if self._store is None:
             self._store = open_store(self.loaded)
             migrate(self._store)
-            self._note_missing_detail(self._store)
+            self._note_missing_history(self._store)
         return self._store
 
-    def _note_missing_detail(self, store: Engine) -> None:
+    def _note_missing_history(self, store: Engine) -> None:
         archive = archive_of(store)
-        days = archive.missing(store) if archive is not None else []
-        if days:
-            self.progress.note(
-                f"the metric detail of {len(days)} scored day(s) is missing from "
-                f"{archive.folder} ({days[0]} to {days[-1]}): their scores stay, their "
-                "explanations have no detail. Restore the folder from the backup of the store's "
-                f"file, or rescore: accounthealth score --from {days[0]} --to {days[-1]}"
-            )
+        if archive is None:
+            return
+        missing = archive.missing(store)
+        for days, what, effect in (
+            (missing.scores, "scores of {} scored day(s) are", "they show no scores"),
+            (missing.detail, "metric detail of {} scored day(s) is", "they explain no detail"),
+        ):
+            if days:
+                self.progress.note(
+                    f"the {what.format(len(days))} missing from {archive.folder} "
+                    f"({days[0]} to {days[-1]}): {effect}. Restore the folder from the backup "
+                    "of the store's file, or rescore: "
+                    f"accounthealth score --from {days[0]} --to {days[-1]}"
+                )
 
     @property
     def compute(self) -> Engine:

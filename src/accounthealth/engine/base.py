@@ -135,12 +135,6 @@ class Engine:
         while this one computes (its writes are its own transactions)."""
         raise NotImplementedError(f"{self.kind} does not hold accounthealth's store")
 
-    def checkpoint_history(self) -> None:
-        """Make the history just committed durable in the store's file without reorganising
-        the rows already there, when the database can do it now (a later checkpoint does it
-        otherwise). Nothing to do where the database organises its storage on its own
-        schedule, as PostgreSQL does."""
-
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         """Append Arrow data to table ``name`` (or replace the table), inside the caller's
         transaction. Engines with a bulk path of their own override this."""

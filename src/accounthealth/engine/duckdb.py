@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import typing as t
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -17,10 +16,6 @@ from accounthealth.config.project import Source
 from accounthealth.engine.base import Engine, ident
 from accounthealth.engine.parameters import ParameterCompiler, PreparedQuery, prepared
 from accounthealth.errors import ConfigError, ProjectError, did_you_mean
-
-# max_vacuum_tasks is global to a database: one history checkpoint at a time sets and restores
-# it, or two score runs in one process could leave it at 0.
-_CHECKPOINT = threading.Lock()
 
 
 class DuckDBEngine(Engine):
@@ -109,24 +104,6 @@ class DuckDBEngine(Engine):
         # A cursor is another connection to the same database in this process: its writes are
         # its own transactions, and DuckDB runs them beside this connection's queries.
         return DuckDBEngine(self.path, connection=self.raw.cursor())
-
-    def checkpoint_history(self) -> None:
-        # A checkpoint merges adjacent row groups that fit in fewer ("vacuum"). Each day of
-        # history ends in a partly filled row group, so at close DuckDB would rewrite the last
-        # ones of each history table with the day before's: 1-1.7 s of a 3 s daily run on the
-        # benchmark book, and more after a backfill. Checkpointing each batch without merges
-        # keeps every day in row groups of its own instead, so scoring a day again drops them
-        # whole: nothing is left to merge or to reclaim.
-        with _CHECKPOINT:
-            (tasks,) = self.raw.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()
-            self.raw.execute("SET max_vacuum_tasks = 0")
-            try:
-                # DuckDB refuses while another connection has a write open; the batch is
-                # committed all the same, and a later checkpoint stores it.
-                with suppress(duckdb.TransactionException):
-                    self.raw.execute("CHECKPOINT")
-            finally:
-                self.raw.execute(f"SET max_vacuum_tasks = {int(tasks)}")
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"

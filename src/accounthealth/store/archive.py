@@ -1,24 +1,30 @@
-"""Metric and component detail of scored days, kept as Parquet files beside a DuckDB store.
+"""Scored days kept as Parquet files beside a DuckDB store: each day's scores and its metric
+and component detail.
 
 A day's detail is one wide row per account: sixteen metrics and three components make 74
 columns, most of what a day of history weighs. DuckDB took about 0.67 s to insert one day of
 the benchmark's 184,000 accounts and kept 29 MB of it; pyarrow writes the same rows to a
-zstd-compressed Parquet file in about 0.2 s, and the file is 5 MB. So a DuckDB store keeps each
-day's detail as a file in the folder named after it (``accounthealth.duckdb.details/``):
+zstd-compressed Parquet file in about 0.2 s, and the file is 5 MB. A day's scores (23 columns)
+took DuckDB 0.33-0.41 s to insert and a checkpoint's share more; as a file they take about
+0.08 s and 7 MB. So a DuckDB store keeps each day as files in the folder named after it
+(``accounthealth.duckdb.details/``):
 
-    m<metrics>c<components>/<random id>.parquet
+    scores/<random id>.parquet               the day's scores
+    m<metrics>c<components>/<random id>.parquet  the day's detail
 
-one folder per width of the store's detail columns (a model with more metrics widens them),
-each with an empty ``_layout.parquet`` that gives the width's columns when no day has one yet.
+one detail folder per width of the store's detail columns (a model with more metrics widens
+them); each folder has an empty ``_layout.parquet`` that gives its columns when no day has
+one yet.
 
-The store's ``detail_files`` table says which files are history. A batch writes its files
-first, then lists them and unlists the ones they replace in the transaction that writes its
-scores. The ``score_details`` view (``schema.define_details_view``) reads only listed files, so
-a reader sees a day's detail exactly when it sees its scores, and the view itself changes only
-when the store widens or moves (a catalog write in every batch would conflict with anything
-else writing the catalog in the process). Files listed nowhere (replaced ones, a failed or
-killed run's) are deleted when the store is next opened, once an hour old: a reader may still
-be reading a file just replaced, and a run in the same process may be about to list a new one.
+The store's ``detail_files`` table says which files are history (both kinds: its name is
+older than the scores' files). A batch writes its files first, then lists them and unlists
+the ones they replace in one transaction. The ``scores`` and ``score_details`` views
+(``schema.define_archive_views``) read only listed files, so a reader sees a day's scores
+and detail together or not at all, and the views themselves change only when the store
+widens or moves (a catalog write in every batch would conflict with anything else writing
+the catalog in the process). Files listed nowhere (replaced ones, a failed or killed run's)
+are deleted when the store is next opened, once an hour old: a reader may still be reading a
+file just replaced, and a run in the same process may be about to list a new one.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from accounthealth.engine.base import Engine
 # Files listed nowhere are deleted only after this long.
 ORPHAN_AGE_SECONDS = 3600
 LAYOUT_FILE = "_layout.parquet"
+SCORES_FOLDER = "scores"
 _LAYOUT = re.compile(r"m(\d+)c(\d+)")
 _DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet")
 # Columns of a detail row before the metric and component ones.
@@ -49,12 +56,20 @@ KEY_COLUMNS = ("account_id", "as_of", "model_version", "segment_model")
 
 
 @dataclass(frozen=True)
-class DetailFile:
-    """One day's detail file, by its path in the archive."""
+class DayFile:
+    """One day's scores or detail file, by its path in the archive."""
 
     as_of: dt.date
     file: str
     row_count: int
+
+
+@dataclass(frozen=True)
+class MissingDays:
+    """Listed days whose files are not there, by what they held."""
+
+    scores: list[dt.date]
+    detail: list[dt.date]
 
 
 def detail_positions(columns: t.Iterable[str]) -> tuple[int, int]:
@@ -64,17 +79,29 @@ def detail_positions(columns: t.Iterable[str]) -> tuple[int, int]:
     return sum(c.startswith("m") for c in names), sum(c.startswith("c") for c in names)
 
 
-class DetailArchive:
-    """The folder of detail files beside a DuckDB store, and its list in ``detail_files``."""
+class HistoryArchive:
+    """The folder of score and detail files beside a DuckDB store, and its list in
+    ``detail_files``."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def layout(self, schema: pa.Schema) -> str:
-        """The folder of files with ``schema`` (the store's detail columns), made with its
-        empty layout file if it is not there."""
+        """The folder of detail files with ``schema`` (the store's detail columns), made with
+        its empty layout file if it is not there."""
         metrics, components = detail_positions(schema.names)
-        name = f"m{metrics}c{components}"
+        return self._made(f"m{metrics}c{components}", schema)
+
+    def scores_layout(self, schema: pa.Schema) -> str:
+        """The folder of score files (``schema``: the store's score columns), made with its
+        empty layout file if it is not there."""
+        return self._made(SCORES_FOLDER, schema)
+
+    def has_scores(self) -> bool:
+        """Whether the folder of score files has been made (by a first scoring run)."""
+        return (self.folder / SCORES_FOLDER / LAYOUT_FILE).is_file()
+
+    def _made(self, name: str, schema: pa.Schema) -> str:
         path = self.folder / name / LAYOUT_FILE
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +112,7 @@ class DetailArchive:
         return name
 
     def layouts(self) -> list[str]:
-        """The layout folders there are, narrowest first."""
+        """The detail layout folders there are, narrowest first."""
         if not self.folder.is_dir():
             return []
         widths = {}
@@ -94,30 +121,52 @@ class DetailArchive:
                 widths[path.name] = (int(match[1]), int(match[2]))
         return sorted(widths, key=widths.__getitem__)
 
-    def write(self, details: pa.Table, schema: pa.Schema) -> list[DetailFile]:
+    def write_detail(self, details: pa.Table, schema: pa.Schema) -> list[DayFile]:
         """Write ``details`` (score_details rows of one model version) as one file per date
         with the store's detail columns ``schema``, durable on disk but listed nowhere yet."""
-        layout = self.layout(schema)
-        details = _widen(details, schema)
-        days = pc.unique(details["as_of"]).to_pylist()
+        # zstd level 1 with dictionaries: the smallest of the encodings measured, at about
+        # the cost of the fastest (scores and shares repeat across accounts).
+        return self._write_days(self.layout(schema), _widen(details, schema), True)
+
+    def write_scores(self, scores: pa.Table, schema: pa.Schema) -> list[DayFile]:
+        """Write ``scores`` (scores rows of one model version) as one file per date with the
+        store's score columns ``schema``, durable on disk but listed nowhere yet."""
+        # Dictionaries only where values repeat across accounts (tiers, owners, segments):
+        # on ids, names and continuous scores they cost time and save nothing (0.14 s a day
+        # of the benchmark with them everywhere, 0.08 s without them there, and smaller).
+        repeating = [
+            field.name
+            for field in schema
+            if field.name not in ("account_id", "name") and not pa.types.is_floating(field.type)
+        ]
+        return self._write_days(self.scores_layout(schema), _widen(scores, schema), repeating)
+
+    def _write_days(
+        self, folder: str, rows: pa.Table, dictionaries: bool | list[str]
+    ) -> list[DayFile]:
+        days = pc.unique(rows["as_of"]).to_pylist()
         written = []
         for day in sorted(days):
             # A one-day batch (the daily run, each day of a backfill) is written as it is.
-            rows = details if len(days) == 1 else details.filter(pc.equal(details["as_of"], day))
-            name = f"{layout}/{uuid.uuid4().hex}.parquet"
-            # zstd level 1 with dictionaries: the smallest of the encodings measured, at
-            # about the cost of the fastest (scores and shares repeat across accounts).
-            pq.write_table(rows, self.folder / name, compression="zstd", compression_level=1)
+            day_rows = rows if len(days) == 1 else rows.filter(pc.equal(rows["as_of"], day))
+            name = f"{folder}/{uuid.uuid4().hex}.parquet"
+            pq.write_table(
+                day_rows,
+                self.folder / name,
+                compression="zstd",
+                compression_level=1,
+                use_dictionary=dictionaries,
+            )
             _sync(self.folder / name)
-            written.append(DetailFile(day, name, rows.num_rows))
-        _sync_directory(self.folder / layout)  # the new files' entries, once for all
+            written.append(DayFile(day, name, day_rows.num_rows))
+        _sync_directory(self.folder / folder)  # the new files' entries, once for all
         return written
 
     def replace(
-        self, engine: Engine, version: str, first: dt.date, last: dt.date, new: list[DetailFile]
+        self, engine: Engine, version: str, first: dt.date, last: dt.date, new: list[DayFile]
     ) -> None:
         """In the caller's transaction: unlist the files of ``version`` from ``first`` to
-        ``last`` and list ``new``."""
+        ``last`` (scores and detail) and list ``new``."""
         engine.sql(
             "DELETE FROM detail_files WHERE model_version = ? AND as_of BETWEEN ? AND ?",
             [version, first, last],
@@ -135,9 +184,10 @@ class DetailArchive:
         listed = {file for (file,) in engine.sql("SELECT file FROM detail_files")}
         cutoff = time.time() - ORPHAN_AGE_SECONDS
         swept = []
-        for layout in self.layouts():
-            for path in (self.folder / layout).iterdir():
-                name = f"{layout}/{path.name}"
+        folders = self.layouts() + ([SCORES_FOLDER] if self.has_scores() else [])
+        for folder in folders:
+            for path in (self.folder / folder).iterdir():
+                name = f"{folder}/{path.name}"
                 if (
                     _DAY_FILE.fullmatch(path.name)
                     and name not in listed
@@ -147,38 +197,50 @@ class DetailArchive:
                     swept.append(name)
         return swept
 
-    def missing(self, engine: Engine) -> list[dt.date]:
-        """The days whose listed file is not there (a store copied without its folder, files
-        deleted by hand): their scores stay, without detail, until restored or rescored."""
+    def missing(self, engine: Engine) -> MissingDays:
+        """The days whose listed files are not there (a store copied without its folder,
+        files deleted by hand), scores and detail apart: until restored or rescored, a day
+        without its scores file has no scores, and one without its detail file has scores
+        without detail."""
         rows = engine.sql("SELECT as_of, file FROM detail_files")
-        return sorted({day for day, file in rows if not (self.folder / file).is_file()})
+        gone = [(day, file) for day, file in rows if not (self.folder / file).is_file()]
+        kinds: dict[bool, set[dt.date]] = {True: set(), False: set()}
+        for day, file in gone:
+            kinds[file.startswith(f"{SCORES_FOLDER}/")].add(day)
+        return MissingDays(scores=sorted(kinds[True]), detail=sorted(kinds[False]))
 
     def selects(self) -> list[str]:
-        """SELECTs of the listed rows, one per layout folder. Paths are absolute: the view is
-        made again when the store is opened from another place."""
-        return [
+        """SELECTs of the listed detail rows, one per layout folder. Paths are absolute: the
+        view is made again when the store is opened from another place."""
+        return [self._listed(layout) for layout in self.layouts()]
+
+    def scores_selects(self) -> list[str]:
+        """The SELECT of the listed score rows, once a scoring run has made their folder."""
+        return [self._listed(SCORES_FOLDER)] if self.has_scores() else []
+
+    def _listed(self, folder: str) -> str:
+        return (
             f"SELECT * EXCLUDE (filename) FROM read_parquet("
-            f"{_literal(str(self.folder / layout / '*.parquet'))}, filename = true) "
+            f"{_literal(str(self.folder / folder / '*.parquet'))}, filename = true) "
             f"WHERE filename IN (SELECT {_literal(str(self.folder) + os.sep)} || file "
             f"FROM detail_files)"
-            for layout in self.layouts()
-        ]
+        )
 
 
-def archive_of(engine: Engine) -> DetailArchive | None:
-    """The detail archive of a store that keeps one (a DuckDB file), else None."""
+def archive_of(engine: Engine) -> HistoryArchive | None:
+    """The history archive of a store that keeps one (a DuckDB file), else None."""
     folder = engine.detail_folder
-    return DetailArchive(folder) if folder is not None else None
+    return HistoryArchive(folder) if folder is not None else None
 
 
-def _widen(details: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``details`` with every column of ``schema`` (null where the model has no such
-    position), in its order."""
+def _widen(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` with every column of ``schema`` (null where, say, the model has no such
+    detail position), in its order."""
     return pa.table(
         {
-            field.name: details[field.name]
-            if field.name in details.column_names
-            else pa.nulls(details.num_rows, field.type)
+            field.name: rows[field.name]
+            if field.name in rows.column_names
+            else pa.nulls(rows.num_rows, field.type)
             for field in schema
         },
         schema=schema,

@@ -114,6 +114,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE IF NOT EXISTS detail_files (
             model_version VARCHAR, as_of DATE, file VARCHAR, row_count BIGINT)""",
     ),
+    # Scores may live outside the table too (the archive's score files, listed in
+    # detail_files): scores becomes a view over the table and the listed files. A migration
+    # that changes the scores' columns must define the view again (PostgreSQL expands its
+    # SELECT * once) and give the archive a new folder for files of the new columns.
+    (
+        "ALTER TABLE scores RENAME TO scores_stored",
+        "CREATE VIEW scores AS SELECT * FROM scores_stored",
+    ),
 )
 # Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
 METRIC_FIELDS = {"value": "DOUBLE", "score": "DOUBLE", "present": "BOOLEAN", "share": "DOUBLE"}
@@ -150,20 +158,20 @@ def widen_details(engine: Engine, metrics: int, components: int) -> None:
 
 
 def define_details_view(engine: Engine) -> None:
-    """(Re)define the score_details view: the table's rows and, in a store that keeps a
-    detail archive, the rows of the files listed in detail_files. In the caller's
+    """(Re)define the score_details view: the table's rows and, in a store that keeps an
+    archive, the rows of the detail files listed in detail_files. In the caller's
     transaction, when the store's detail columns change."""
-    engine.sql(_details_view(_details_selects(engine)))
+    engine.sql(_union_view("score_details", _details_selects(engine)))
 
 
-def _details_view(selects: list[str]) -> str:
-    return "CREATE OR REPLACE VIEW score_details AS " + " UNION ALL BY NAME ".join(selects)
+def _union_view(name: str, selects: list[str]) -> str:
+    return f"CREATE OR REPLACE VIEW {name} AS " + " UNION ALL BY NAME ".join(selects)
 
 
 def _details_selects(engine: Engine) -> list[str]:
     selects = ["SELECT * FROM score_details_stored"]
     archive = archive_of(engine)
-    schema = stored_detail_schema(engine)
+    schema = stored_schema(engine, "score_details_stored")
     # A store with no detail columns yet (before its first model) needs no folder.
     if archive is not None and len(schema) > len(KEY_COLUMNS):
         archive.layout(schema)
@@ -171,20 +179,30 @@ def _details_selects(engine: Engine) -> list[str]:
     return selects
 
 
-def stored_detail_schema(engine: Engine) -> pa.Schema:
-    """The Arrow schema of the store's detail rows, as its table has them."""
-    return engine.table("score_details_stored").schema().to_pyarrow()
+def _scores_selects(engine: Engine) -> list[str]:
+    archive = archive_of(engine)
+    return ["SELECT * FROM scores_stored"] + (archive.scores_selects() if archive else [])
 
 
-def _follow_archive(engine: Engine) -> None:
-    """Define the score_details view again if it does not read the archive's layout folders
-    where they now are (its paths are absolute; the project folder may have moved)."""
-    selects = _details_selects(engine)
-    rows = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'score_details'")
-    defined = set(_LITERAL.findall(rows[0][0])) if rows else set()
-    if defined != {m for select in selects for m in _LITERAL.findall(select)}:
-        with engine.transaction():
-            engine.sql(_details_view(selects))
+def stored_schema(engine: Engine, table: str) -> pa.Schema:
+    """The Arrow schema of the store's ``table`` (``scores_stored``,
+    ``score_details_stored``): the columns a day's archive file has."""
+    return engine.table(table).schema().to_pyarrow()
+
+
+def follow_archive(engine: Engine) -> None:
+    """Define the scores and score_details views again where they do not read the archive's
+    folders as they now are: their paths are absolute (the project folder may have moved),
+    and a store's first scoring run makes the folder of score files."""
+    for view, selects in (
+        ("score_details", _details_selects(engine)),
+        ("scores", _scores_selects(engine)),
+    ):
+        rows = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = ?", [view])
+        defined = set(_LITERAL.findall(rows[0][0])) if rows else set()
+        if defined != {m for select in selects for m in _LITERAL.findall(select)}:
+            with engine.transaction():
+                engine.sql(_union_view(view, selects))
 
 
 def _detail_view(name: str, kind: str, width: int) -> str:
@@ -231,6 +249,6 @@ def migrate(engine: Engine) -> int:
     widen_details(engine, 0, 0)
     archive = archive_of(engine)
     if archive is not None:
-        _follow_archive(engine)
+        follow_archive(engine)
         archive.sweep(engine)
     return current

@@ -20,12 +20,17 @@ import pyarrow.compute as pc
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.store.archive import archive_of
-from accounthealth.store.schema import stored_detail_schema, widen_details
+from accounthealth.store.schema import follow_archive, stored_schema, widen_details
 
-# The tables a batch replaces rows of. score_details_stored holds detail where the store keeps
-# no archive of files (PostgreSQL) or written before the seventh migration; the legacy tables,
-# detail written before the third.
-SCORE_TABLES = ("scores", "score_details_stored", "component_scores_legacy", "metric_values_legacy")
+# The tables a batch replaces rows of. scores_stored and score_details_stored hold history
+# where the store keeps no archive of files (PostgreSQL), or written before the archive took
+# it (the eighth and seventh migrations); the legacy tables, detail written before the third.
+SCORE_TABLES = (
+    "scores_stored",
+    "score_details_stored",
+    "component_scores_legacy",
+    "metric_values_legacy",
+)
 
 
 # Columns of the scores table as the scoring query gives them, with their types.
@@ -141,6 +146,10 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
     version = resolved.version
     at = positions(resolved)
     widen_details(engine, len(at["metric"]), len(at["component"]))
+    archive = archive_of(engine)
+    if archive is not None and not archive.has_scores():
+        archive.scores_layout(stored_schema(engine, "scores_stored"))
+        follow_archive(engine)
     with engine.transaction():
         if not engine.sql("SELECT 1 FROM model_versions WHERE model_version = ?", [version]):
             definition = json.dumps(
@@ -167,8 +176,7 @@ class HistoryWriter:
     Batches are written one after another: ``begin`` waits until the one before is committed,
     and raises its error if it failed. If the caller fails, a batch in flight that has its
     scores is still committed (the days before the failure stay intact), one without them is
-    rolled back, and the caller's error is the one raised. Each committed batch is then
-    checkpointed (``Engine.checkpoint_history``), so each day keeps storage of its own.
+    rolled back, and the caller's error is the one raised.
     """
 
     def __init__(self, store: Engine, resolved: ResolvedModel) -> None:
@@ -180,7 +188,10 @@ class HistoryWriter:
         self._writer = self.store.writer()
         self._archive = archive_of(self.store)
         if self._archive is not None:
-            self._schema = stored_detail_schema(self.store)
+            self._schemas = {
+                table: stored_schema(self.store, table)
+                for table in ("scores_stored", "score_details_stored")
+            }
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-history")
         return self
 
@@ -211,7 +222,11 @@ class HistoryWriter:
         first, last = min(dates), max(dates)
         # Files a failure leaves unlisted are the next opening's to delete (store/archive.py):
         # deleting them here could delete what a commit that raised had listed all the same.
-        files = archive.write(details, self._schema) if archive is not None else []
+        if archive is not None:
+            files = archive.write_detail(details, self._schemas["score_details_stored"])
+            rows = self._final(scored, scores)
+            if rows is not None:
+                files += archive.write_scores(rows, self._schemas["scores_stored"])
         with engine.transaction():
             for name in SCORE_TABLES:
                 # One statement per table: a scan per day would read history 31 times a batch.
@@ -221,13 +236,19 @@ class HistoryWriter:
                 )
             if archive is not None:
                 archive.replace(engine, version, first, last, files)
-            elif details.num_rows:
-                engine.write_arrow("score_details_stored", details)
-            frame = scores.result()  # raises, and so rolls back, when the caller failed
-            if not frame.empty:
-                engine.write_arrow("scores", _scores_table(scored, frame, self.resolved))
-        engine.checkpoint_history()
+            else:
+                if details.num_rows:
+                    engine.write_arrow("score_details_stored", details)
+                rows = self._final(scored, scores)
+                if rows is not None:
+                    engine.write_arrow("scores_stored", rows)
         return details.num_rows
+
+    def _final(self, scored: pa.Table, scores: Future[pd.DataFrame]) -> pa.Table | None:
+        """The batch's scores rows, once the caller has handed them over (None if the batch
+        has none); raises the caller's failure, so the batch is not committed."""
+        frame = scores.result()
+        return None if frame.empty else _scores_table(scored, frame, self.resolved)
 
     def _settle(self) -> None:
         if self._pending is not None:

@@ -1,8 +1,8 @@
-"""A DuckDB store keeps each scored day's metric and component detail as a Parquet file beside
-it, listed in the store's transaction: readers see exactly the committed days, a failed or
-killed run leaves no file that counts (and its files go at a later opening), another opening
-in the same process does not conflict with a run, and the store and its folder move
-together."""
+"""A DuckDB store keeps each scored day's scores, and its metric and component detail, as
+Parquet files beside it, listed in the store's transaction: readers see exactly the committed
+days, a failed or killed run leaves no file that counts (and its files go at a later opening),
+another opening in the same process does not conflict with a run, and the store and its
+folder move together."""
 
 from __future__ import annotations
 
@@ -46,31 +46,48 @@ def metric_rows(p: ah.Project) -> dict[tuple[str, dt.date, str], float]:
     return {(a, d, m): v for a, d, m, v in rows}
 
 
-def test_each_day_is_one_file_of_its_version_and_date(folder: Path) -> None:
+def score_rows(p: ah.Project) -> dict[tuple[str, dt.date], tuple[float, str, dt.datetime]]:
+    rows = p.store.sql("SELECT account_id, as_of, score, tier, computed_at FROM scores")
+    return {(a, d): (s, tier, at) for a, d, s, tier, at in rows}
+
+
+def test_each_day_is_a_scores_file_and_a_detail_file_of_its_version_and_date(
+    folder: Path,
+) -> None:
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[2])
         version = p.model.version
         files = listed(p)
         values = metric_rows(p)
+        scores = score_rows(p)
+        assert p.store.sql("SELECT count(*) FROM scores_stored") == [(0,)]
     assert files == day_files(folder)
-    keys = set()
+    keys: dict[str, set[tuple[str, dt.date]]] = {"scores": set(), "m1c1": set()}
     for file in files:
         rows = pq.read_table(folder / ARCHIVE / file).to_pylist()
-        assert len(rows) == 2 and file.startswith("m1c1/")
-        keys |= {(r["model_version"], r["as_of"]) for r in rows}
-    assert keys == {(version, day) for day in DAYS[:3]}
-    # The files hold the detail the scores were computed from: each day's quantity.
+        assert len(rows) == 2
+        keys[file.split("/")[0]] |= {(r["model_version"], r["as_of"]) for r in rows}
+        if file.startswith("scores/"):
+            assert {(r["account_id"], r["as_of"]): r["score"] for r in rows} == {
+                (r["account_id"], r["as_of"]): scores[(r["account_id"], r["as_of"])][0]
+                for r in rows
+            }
+    assert keys["scores"] == keys["m1c1"] == {(version, day) for day in DAYS[:3]}
+    # The files hold the detail the scores were computed from (each day's quantity) and
+    # the scores themselves: A's use rises day by day, B's falls.
     assert values[("A", DAYS[1], "use_today")] == 4.0
     assert values[("B", DAYS[2], "use_today")] == 6.0
+    assert scores[("A", DAYS[0])][0] < scores[("A", DAYS[2])][0]
+    assert scores[("B", DAYS[0])][0] > scores[("B", DAYS[2])][0]
 
 
-def test_a_day_that_fails_to_write_keeps_its_old_detail(
+def test_a_day_that_fails_to_write_keeps_its_old_scores_and_detail(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[1])
-        before = (listed(p), metric_rows(p))
-    # The second day fails after its detail file was written, as its scores are.
+        before = (listed(p), metric_rows(p), score_rows(p))
+    # The second day fails after its detail file was written, as its scores file is.
     real = history._scores_table
     calls = []
 
@@ -85,44 +102,61 @@ def test_a_day_that_fails_to_write_keeps_its_old_detail(
         p.score(start=DAYS[0], end=DAYS[1])
     monkeypatch.undo()
     with ah.open(folder) as p:
-        after = (listed(p), metric_rows(p))
-    # The first day was rescored (a new file listed); the second kept its own detail.
+        after = (listed(p), metric_rows(p), score_rows(p))
+    # The first day was rescored (new files listed); the second kept its scores and detail.
     assert after[1] == before[1]
-    assert len(after[0]) == 2 and len(after[0] & before[0]) == 1
-    # The replaced file and the failed day's are listed nowhere: an opening an hour later
-    # deletes them.
-    assert len(day_files(folder, age=ORPHAN_AGE_SECONDS + 60) - after[0]) == 2
+    assert after[2][("A", DAYS[1])] == before[2][("A", DAYS[1])]
+    assert after[2][("A", DAYS[0])][2] > before[2][("A", DAYS[0])][2]
+    assert len(after[0]) == 4 and len(after[0] & before[0]) == 2
+    # The replaced files and the failed day's detail file are listed nowhere: an opening an
+    # hour later deletes them.
+    assert len(day_files(folder, age=ORPHAN_AGE_SECONDS + 60) - after[0]) == 3
     with ah.open(folder) as p:
         p.store  # noqa: B018 - opening the store sweeps
     assert day_files(folder) == after[0]
 
 
-def test_rescoring_replaces_detail_kept_in_the_table_before_the_archive(folder: Path) -> None:
+@pytest.mark.parametrize(
+    ("view", "insert"),
+    [
+        # Rows as a store upgraded from before its seventh migration holds them.
+        (
+            "score_details",
+            "INSERT INTO score_details_stored (account_id, as_of, model_version, "
+            "segment_model) VALUES ('A', ?, ?, 'default')",
+        ),
+        # And from before its eighth.
+        (
+            "scores",
+            "INSERT INTO scores_stored (account_id, as_of, model_version, score) "
+            "VALUES ('A', ?, ?, 1.0)",
+        ),
+    ],
+)
+def test_rescoring_replaces_history_kept_in_the_table_before_the_archive(
+    folder: Path, view: str, insert: str
+) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
         version = p.model.version
-        # Rows as a store upgraded from before the archive holds them: in the table.
         for model_version in (version, "older"):
-            p.store.sql(
-                "INSERT INTO score_details_stored (account_id, as_of, model_version, "
-                "segment_model) VALUES ('A', ?, ?, 'default')",
-                [DAYS[1], model_version],
-            )
+            p.store.sql(insert, [DAYS[1], model_version])
+        assert p.store.sql(f"SELECT count(*) FROM {view} WHERE as_of = ?", [DAYS[1]]) == [(2,)]
         p.score(DAYS[1])
         rows = p.store.sql(
-            "SELECT model_version, count(*) FROM score_details WHERE as_of = ? GROUP BY 1",
-            [DAYS[1]],
+            f"SELECT model_version, count(*) FROM {view} WHERE as_of = ? GROUP BY 1", [DAYS[1]]
         )
-        in_table = p.store.sql("SELECT model_version FROM score_details_stored")
+        in_table = p.store.sql(f"SELECT model_version FROM {view}_stored")
     # This version's day now comes from its file (both accounts); the other version's row stays.
     assert dict(rows) == {version: 2, "older": 1}
     assert in_table == [("older",)]
 
 
-def test_only_old_files_listed_nowhere_are_deleted(folder: Path) -> None:
+@pytest.mark.parametrize("kind", ["m1c1", "scores"])
+def test_only_old_files_listed_nowhere_are_deleted(folder: Path, kind: str) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
-    layout = folder / ARCHIVE / "m1c1"
+    layout = folder / ARCHIVE / kind
     killed, writing = (layout / f"{uuid.uuid4().hex}.parquet" for _ in range(2))
     notes = layout / "notes.parquet"
     for path in (killed, writing, notes):
@@ -132,6 +166,7 @@ def test_only_old_files_listed_nowhere_are_deleted(folder: Path) -> None:
         os.utime(path, (an_hour_ago, an_hour_ago))
     with ah.open(folder) as p:
         assert p.store.sql("SELECT count(*) FROM score_details") == [(2,)]
+        assert p.store.sql("SELECT count(*) FROM scores") == [(2,)]
     # A run in this process may be about to list the young file; the others are not day files.
     assert not killed.exists()
     assert writing.exists() and notes.exists() and (layout / LAYOUT_FILE).exists()
@@ -149,13 +184,16 @@ def test_another_opening_during_a_run_reads_without_conflict(
         # While the batch's transaction is open in the writer thread, waiting for its scores.
         with ah.open(folder) as q:
             seen.append(q.store.sql("SELECT count(*) FROM metric_values")[0][0])
+            seen.append(q.store.sql("SELECT count(*) FROM scores")[0][0])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(overrides, "in_force", read_elsewhere)
     with ah.open(folder) as p:
         assert p.score(DAYS[1]).rows == 2
         assert p.store.sql("SELECT count(DISTINCT as_of) FROM metric_values") == [(2,)]
-    assert seen == [2]
+        assert p.store.sql("SELECT count(DISTINCT as_of) FROM scores") == [(2,)]
+    # The other opening saw the committed day only: not the one being written.
+    assert seen == [2, 2]
 
 
 def test_a_model_with_more_metrics_adds_a_layout_and_both_read(folder: Path) -> None:
@@ -170,7 +208,11 @@ def test_a_model_with_more_metrics_adds_a_layout_and_both_read(folder: Path) -> 
     with ah.open(folder) as p:
         p.score(DAYS[1])
         values = metric_rows(p)
-    assert sorted(path.name for path in (folder / ARCHIVE).iterdir()) == ["m1c1", "m2c1"]
+    assert sorted(path.name for path in (folder / ARCHIVE).iterdir()) == [
+        "m1c1",
+        "m2c1",
+        "scores",
+    ]
     assert values[("A", DAYS[0], "use_today")] == 3.0
     assert values[("A", DAYS[1], "use_today")] == 4.0
     assert values[("A", DAYS[1], "use_week")] == 7.0
@@ -179,13 +221,13 @@ def test_a_model_with_more_metrics_adds_a_layout_and_both_read(folder: Path) -> 
 def test_the_store_and_its_folder_move_together(folder: Path, tmp_path: Path) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
-        before = metric_rows(p)
+        before = (metric_rows(p), score_rows(p))
     moved = tmp_path / "it's moved"
     shutil.move(folder, moved)
     with ah.open(moved) as p:
-        assert metric_rows(p) == before
+        assert (metric_rows(p), score_rows(p)) == before
         p.score(DAYS[1])
-        assert len(listed(p)) == 2
+        assert len(listed(p)) == 4
 
 
 class Notes(Progress):
@@ -198,22 +240,25 @@ class Notes(Progress):
         self.lines.append(message)
 
 
-def test_a_store_copied_without_its_folder_keeps_scores_and_rescoring_restores_detail(
+def test_a_store_copied_without_its_folder_says_what_is_missing_and_rescoring_restores_it(
     folder: Path,
 ) -> None:
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[1])
-        before = metric_rows(p)
+        before = metric_rows(p), {k: v[:2] for k, v in score_rows(p).items()}
     shutil.rmtree(folder / ARCHIVE)
     notes = Notes()
     with ah.open(folder, progress=notes) as p:
-        assert p.store.sql("SELECT count(*) FROM scores") == [(4,)]
+        assert score_rows(p) == {}
         assert metric_rows(p) == {}
-        (said,) = notes.lines
-        assert "the metric detail of 2 scored day(s) is missing" in said
-        assert f"accounthealth score --from {DAYS[0]} --to {DAYS[1]}" in said
+        said_scores, said_detail = notes.lines
+        assert "the scores of 2 scored day(s) are missing" in said_scores
+        assert "they show no scores" in said_scores
+        assert "the metric detail of 2 scored day(s) is missing" in said_detail
+        for said in notes.lines:
+            assert f"accounthealth score --from {DAYS[0]} --to {DAYS[1]}" in said
         p.score(start=DAYS[0], end=DAYS[1])
-        assert metric_rows(p) == before
+        assert (metric_rows(p), {k: v[:2] for k, v in score_rows(p).items()}) == before
     notes = Notes()
     with ah.open(folder, progress=notes) as p:
         p.store  # noqa: B018
