@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
-from accounthealth.store.archive import archive_of
+from accounthealth.store.archive import DayFile, HistoryArchive, archive_of
 from accounthealth.store.schema import follow_archive, stored_schema, widen_details
 
 # The tables a batch replaces rows of. scores_stored and score_details_stored hold history
@@ -193,6 +193,8 @@ class HistoryWriter:
                 for table in ("scores_stored", "score_details_stored")
             }
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-history")
+        # A store with an archive writes a batch's scores file here, beside its detail file.
+        self._files = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-scores")
         return self
 
     def begin(self, scored: pa.Table, dates: t.Sequence[dt.date]) -> None:
@@ -223,10 +225,11 @@ class HistoryWriter:
         # Files a failure leaves unlisted are the next opening's to delete (store/archive.py):
         # deleting them here could delete what a commit that raised had listed all the same.
         if archive is not None:
+            # The scores file is written as soon as the scores are final, while the detail
+            # file may still be being written: a single pass waits for both.
+            score_files = self._files.submit(self._score_files, archive, scored, scores)
             files = archive.write_detail(details, self._schemas["score_details_stored"])
-            rows = self._final(scored, scores)
-            if rows is not None:
-                files += archive.write_scores(rows, self._schemas["scores_stored"])
+            files += score_files.result()
         with engine.transaction():
             for name in SCORE_TABLES:
                 # One statement per table: a scan per day would read history 31 times a batch.
@@ -243,6 +246,12 @@ class HistoryWriter:
                 if rows is not None:
                     engine.write_arrow("scores_stored", rows)
         return details.num_rows
+
+    def _score_files(
+        self, archive: HistoryArchive, scored: pa.Table, scores: Future[pd.DataFrame]
+    ) -> list[DayFile]:
+        rows = self._final(scored, scores)
+        return [] if rows is None else archive.write_scores(rows, self._schemas["scores_stored"])
 
     def _final(self, scored: pa.Table, scores: Future[pd.DataFrame]) -> pa.Table | None:
         """The batch's scores rows, once the caller has handed them over (None if the batch
@@ -268,6 +277,7 @@ class HistoryWriter:
                     wait([done])
         finally:
             self._pool.shutdown()
+            self._files.shutdown()
             self._writer.close()
 
 
