@@ -45,13 +45,13 @@ class _Clock:
 def run(step: str, project: Path, dates: list[dt.date]) -> dict:
     started = time.perf_counter()
     rows = 0
-    # Scoring (the metric query and the scores from it), and history's writes (in the history
-    # writer's thread): inserts into the store, and score and detail files into its archive.
+    # Scoring (the metric query and the scores from it), and history's writes in the history
+    # writer's two threads: one inserts into the store and writes the detail files, the other
+    # writes the score files, at the same time.
     scoring = _Clock(project_module, "score_table")
     writing = [
-        _Clock(DuckDBEngine, "write_arrow"),
-        _Clock(HistoryArchive, "write_detail"),
-        _Clock(HistoryArchive, "write_scores"),
+        (_Clock(DuckDBEngine, "write_arrow"), _Clock(HistoryArchive, "write_detail")),
+        (_Clock(HistoryArchive, "write_scores"),),
     ]
     if step == "reference":
         import duckdb
@@ -85,7 +85,8 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
         "rows": rows,
         "peak_mb": round(_peak_mb(), 1),
         "scoring_seconds": round(scoring.seconds, 3),
-        "write_seconds": round(sum(clock.seconds for clock in writing), 3),
+        # The busier writer thread's: the least time the writes need, whatever the queries do.
+        "write_seconds": round(max(sum(c.seconds for c in thread) for thread in writing), 3),
     }
 
 

@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
-from accounthealth.actions import overrides
 from accounthealth.progress import Progress
+from accounthealth.store import archive as archive_module
+from accounthealth.store import schema
 from accounthealth.store import scores as history
-from accounthealth.store.archive import LAYOUT_FILE, ORPHAN_AGE_SECONDS
+from accounthealth.store.archive import LAYOUT_FILE, ORPHAN_AGE_SECONDS, HistoryArchive
 
 from builders import TRAJECTORY_START, day_files, trajectory_project
 
@@ -178,22 +179,83 @@ def test_another_opening_during_a_run_reads_without_conflict(
     with ah.open(folder) as p:
         p.score(DAYS[0])
     seen = []
-    real = overrides.in_force
+    real = HistoryArchive.replace
 
-    def read_elsewhere(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        # While the batch's transaction is open in the writer thread, waiting for its scores.
+    def read_elsewhere(self: HistoryArchive, *args: t.Any) -> None:
+        real(self, *args)
+        # In the writer thread, the batch's files listed in its transaction, not committed.
         with ah.open(folder) as q:
             seen.append(q.store.sql("SELECT count(*) FROM metric_values")[0][0])
             seen.append(q.store.sql("SELECT count(*) FROM scores")[0][0])
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(overrides, "in_force", read_elsewhere)
+    monkeypatch.setattr(HistoryArchive, "replace", read_elsewhere)
     with ah.open(folder) as p:
         assert p.score(DAYS[1]).rows == 2
         assert p.store.sql("SELECT count(DISTINCT as_of) FROM metric_values") == [(2,)]
         assert p.store.sql("SELECT count(DISTINCT as_of) FROM scores") == [(2,)]
     # The other opening saw the committed day only: not the one being written.
     assert seen == [2, 2]
+
+
+def test_opening_the_store_again_leaves_its_views_as_they_are(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ah.open(folder) as p:
+        p.score(DAYS[0])
+    # Redefining a view writes the catalog, which conflicts with another opening's writes.
+    defined = []
+    real = schema._union_view
+    monkeypatch.setattr(
+        schema, "_union_view", lambda name, selects: defined.append(name) or real(name, selects)
+    )
+    with ah.open(folder) as p:
+        p.score(DAYS[1])
+    assert defined == []
+    moved = folder.parent / "moved"
+    shutil.move(folder, moved)
+    with ah.open(moved) as p:
+        assert len(score_rows(p)) == 4
+    assert sorted(defined) == ["score_details", "scores"]
+
+
+def test_a_file_cut_short_by_a_failed_write_breaks_no_read_and_goes_later(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ah.open(folder) as p:
+        p.score(DAYS[0])
+        before = score_rows(p)
+
+    def cut_short(table: t.Any, where: Path, **options: t.Any) -> None:
+        # As a run killed while writing leaves it: a few bytes of a Parquet file.
+        Path(where).write_bytes(b"PAR1 cut short")
+        raise OSError("killed")
+
+    monkeypatch.setattr(archive_module.pq, "write_table", cut_short)
+    with ah.open(folder) as p, pytest.raises(OSError, match="killed"):
+        p.score(DAYS[1])
+    monkeypatch.undo()
+    # The day's scores and detail files, both cut short, under names the views do not read.
+    torn = sorted((folder / ARCHIVE).glob("*/*.partial"))
+    assert [path.parent.name for path in torn] == ["m1c1", "scores"]
+    with ah.open(folder) as p:
+        assert score_rows(p) == before
+    an_hour_ago = time.time() - ORPHAN_AGE_SECONDS - 60
+    for path in torn:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    with ah.open(folder) as p:
+        assert score_rows(p) == before
+    assert not any(path.exists() for path in torn)
+
+
+def test_a_lost_layout_file_is_made_again_and_the_scores_stay_readable(folder: Path) -> None:
+    with ah.open(folder) as p:
+        p.score(DAYS[0])
+        before = score_rows(p)
+    # Copying tools skip files whose names start with an underscore.
+    (folder / ARCHIVE / "scores" / LAYOUT_FILE).unlink()
+    with ah.open(folder) as p:
+        assert score_rows(p) == before
+    assert (folder / ARCHIVE / "scores" / LAYOUT_FILE).is_file()
 
 
 def test_a_model_with_more_metrics_adds_a_layout_and_both_read(folder: Path) -> None:

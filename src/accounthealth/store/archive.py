@@ -50,7 +50,9 @@ ORPHAN_AGE_SECONDS = 3600
 LAYOUT_FILE = "_layout.parquet"
 SCORES_FOLDER = "scores"
 _LAYOUT = re.compile(r"m(\d+)c(\d+)")
-_DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet")
+# A day file, or one being written: files get their name only once complete, since the views
+# read every file their pattern matches (a torn one there would break every read).
+_DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet(\.partial)?")
 # Columns of a detail row before the metric and component ones.
 KEY_COLUMNS = ("account_id", "as_of", "model_version", "segment_model")
 
@@ -97,16 +99,11 @@ class HistoryArchive:
         empty layout file if it is not there."""
         return self._made(SCORES_FOLDER, schema)
 
-    def has_scores(self) -> bool:
-        """Whether the folder of score files has been made (by a first scoring run)."""
-        return (self.folder / SCORES_FOLDER / LAYOUT_FILE).is_file()
-
     def _made(self, name: str, schema: pa.Schema) -> str:
         path = self.folder / name / LAYOUT_FILE
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(schema.empty_table(), path)
-            _sync(path)
+            _write_whole(schema.empty_table(), path)
             _sync_directory(path.parent)
             _sync_directory(self.folder)
         return name
@@ -150,14 +147,13 @@ class HistoryArchive:
             # A one-day batch (the daily run, each day of a backfill) is written as it is.
             day_rows = rows if len(days) == 1 else rows.filter(pc.equal(rows["as_of"], day))
             name = f"{folder}/{uuid.uuid4().hex}.parquet"
-            pq.write_table(
+            _write_whole(
                 day_rows,
                 self.folder / name,
                 compression="zstd",
                 compression_level=1,
                 use_dictionary=dictionaries,
             )
-            _sync(self.folder / name)
             written.append(DayFile(day, name, day_rows.num_rows))
         _sync_directory(self.folder / folder)  # the new files' entries, once for all
         return written
@@ -184,7 +180,9 @@ class HistoryArchive:
         listed = {file for (file,) in engine.sql("SELECT file FROM detail_files")}
         cutoff = time.time() - ORPHAN_AGE_SECONDS
         swept = []
-        folders = self.layouts() + ([SCORES_FOLDER] if self.has_scores() else [])
+        folders = self.layouts() + (
+            [SCORES_FOLDER] if (self.folder / SCORES_FOLDER).is_dir() else []
+        )
         for folder in folders:
             for path in (self.folder / folder).iterdir():
                 name = f"{folder}/{path.name}"
@@ -215,8 +213,8 @@ class HistoryArchive:
         return [self._listed(layout) for layout in self.layouts()]
 
     def scores_selects(self) -> list[str]:
-        """The SELECT of the listed score rows, once a scoring run has made their folder."""
-        return [self._listed(SCORES_FOLDER)] if self.has_scores() else []
+        """The SELECT of the listed score rows (their folder made with ``scores_layout``)."""
+        return [self._listed(SCORES_FOLDER)]
 
     def _listed(self, folder: str) -> str:
         return (
@@ -252,11 +250,15 @@ def _literal(text: str) -> str:
     return sge.convert(text).sql("duckdb")
 
 
-def _sync(path: Path) -> None:
-    """Make a new file's content durable before a commit lists it (its directory entry is
-    the caller's to sync)."""
-    with open(path, "rb+") as file:
+def _write_whole(table: pa.Table, path: Path, **options: t.Any) -> None:
+    """Write a Parquet file under a name the views do not read, make its content durable,
+    then give it its own name: a run killed while writing leaves no torn file where the
+    views read (the caller syncs the directory entry before a commit lists the file)."""
+    partial = path.with_name(path.name + ".partial")
+    pq.write_table(table, partial, **options)
+    with open(partial, "rb+") as file:
         os.fsync(file.fileno())
+    os.replace(partial, path)
 
 
 def _sync_directory(path: Path) -> None:

@@ -3,6 +3,7 @@ by an older version is upgraded in place."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pyarrow as pa
@@ -180,8 +181,14 @@ def _details_selects(engine: Engine) -> list[str]:
 
 
 def _scores_selects(engine: Engine) -> list[str]:
+    selects = ["SELECT * FROM scores_stored"]
     archive = archive_of(engine)
-    return ["SELECT * FROM scores_stored"] + (archive.scores_selects() if archive else [])
+    # The folder of score files comes with the archive (a store's first scoring run makes
+    # it), and its layout file again if it was lost: the view reads the files through it.
+    if archive is not None and archive.folder.is_dir():
+        archive.scores_layout(stored_schema(engine, "scores_stored"))
+        selects += archive.scores_selects()
+    return selects
 
 
 def stored_schema(engine: Engine, table: str) -> pa.Schema:
@@ -199,10 +206,16 @@ def follow_archive(engine: Engine) -> None:
         ("scores", _scores_selects(engine)),
     ):
         rows = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = ?", [view])
-        defined = set(_LITERAL.findall(rows[0][0])) if rows else set()
-        if defined != {m for select in selects for m in _LITERAL.findall(select)}:
+        defined = _paths(rows[0][0]) if rows else set()
+        if defined != _paths(" ".join(selects)):
             with engine.transaction():
                 engine.sql(_union_view(view, selects))
+
+
+def _paths(sql: str) -> set[str]:
+    """The path literals of a view's SQL: DuckDB writes other literals back into it too
+    (``filename = true`` becomes ``CAST('t' AS BOOLEAN)``)."""
+    return {literal for literal in _LITERAL.findall(sql) if os.sep in literal}
 
 
 def _detail_view(name: str, kind: str, width: int) -> str:

@@ -146,10 +146,8 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
     version = resolved.version
     at = positions(resolved)
     widen_details(engine, len(at["metric"]), len(at["component"]))
-    archive = archive_of(engine)
-    if archive is not None and not archive.has_scores():
-        archive.scores_layout(stored_schema(engine, "scores_stored"))
-        follow_archive(engine)
+    if archive_of(engine) is not None:
+        follow_archive(engine)  # a first run makes the folder of score files
     with engine.transaction():
         if not engine.sql("SELECT 1 FROM model_versions WHERE model_version = ?", [version]):
             definition = json.dumps(
