@@ -325,10 +325,12 @@ class RunningAggregates:
         at = series.accounts[rows]
         if not len(at):
             return
-        # Rows are in day order: each account's last row holds its latest day (or time).
-        reversed_first = np.unique(at[::-1], return_index=True)[1]
-        last = len(at) - 1 - reversed_first
-        at = at[last]
+        # Rows are in day order: each account's last row holds its latest day (or time). The
+        # highest row number per account, scattered: a quarter of the cost of sorting them.
+        last_row = np.full(len(self.ids), -1, np.int64)
+        np.maximum.at(last_row, at, np.arange(len(at)))
+        at = np.flatnonzero(last_row >= 0)
+        last = last_row[at]
         mark = series.columns["last_t" if agg.kind == "latest" else "last_u"][rows][last]
         later = mark >= self._running[col][at]
         self._running[col][at[later]] = mark[later]
