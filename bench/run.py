@@ -144,7 +144,7 @@ def main() -> None:
         "--memory-limit",
         default="1GB",
         help="DuckDB memory_limit for the book (compute.conf); 'default' leaves DuckDB's 80%% "
-        "of RAM, which lets its cache of written history grow through a long backfill",
+        "of RAM",
     )
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
     args = parser.parse_args()
