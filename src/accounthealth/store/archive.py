@@ -202,10 +202,9 @@ class HistoryArchive:
         without detail."""
         rows = engine.sql("SELECT as_of, file FROM detail_files")
         gone = [(day, file) for day, file in rows if not (self.folder / file).is_file()]
-        kinds: dict[bool, set[dt.date]] = {True: set(), False: set()}
-        for day, file in gone:
-            kinds[file.startswith(f"{SCORES_FOLDER}/")].add(day)
-        return MissingDays(scores=sorted(kinds[True]), detail=sorted(kinds[False]))
+        scores = {day for day, file in gone if file.startswith(f"{SCORES_FOLDER}/")}
+        detail = {day for day, file in gone if not file.startswith(f"{SCORES_FOLDER}/")}
+        return MissingDays(scores=sorted(scores), detail=sorted(detail))
 
     def selects(self) -> list[str]:
         """SELECTs of the listed detail rows, one per layout folder. Paths are absolute: the

@@ -139,7 +139,8 @@ def detail_width(engine: Engine) -> dict[str, int]:
 
 def widen_details(engine: Engine, metrics: int, components: int) -> None:
     """Give score_details columns for at least ``metrics`` and ``components`` positions and
-    define the detail views over them (names are generated from numbers, never from a model)."""
+    define the history views over them (names are generated from numbers, never from a
+    model)."""
     width = detail_width(engine)
     wanted = {"metric": metrics, "component": components}
     if all(width[k] >= wanted[k] for k in PREFIX) and engine.has_table("metric_values"):
@@ -153,16 +154,23 @@ def widen_details(engine: Engine, metrics: int, components: int) -> None:
                         f"{prefix}{position}_{field} {type_}"
                     )
         width = {k: max(width[k], wanted[k]) for k in PREFIX}
-        define_details_view(engine)
+        define_archive_views(engine)
         engine.sql(_detail_view("metric_values", "metric", width["metric"]))
         engine.sql(_detail_view("component_scores", "component", width["component"]))
 
 
-def define_details_view(engine: Engine) -> None:
-    """(Re)define the score_details view: the table's rows and, in a store that keeps an
-    archive, the rows of the detail files listed in detail_files. In the caller's
-    transaction, when the store's detail columns change."""
-    engine.sql(_union_view("score_details", _details_selects(engine)))
+def define_archive_views(engine: Engine) -> None:
+    """(Re)define the score_details and scores views: their table's rows and, in a store that
+    keeps an archive, the rows of the files listed in detail_files (made with the archive's
+    folder when a store's first model widens its detail). In the caller's transaction, when
+    the store's detail columns change."""
+    for view, selects in _archive_views(engine).items():
+        engine.sql(_union_view(view, selects))
+
+
+def _archive_views(engine: Engine) -> dict[str, list[str]]:
+    # Detail first: its layout makes the archive's folder, which the scores' layout joins.
+    return {"score_details": _details_selects(engine), "scores": _scores_selects(engine)}
 
 
 def _union_view(name: str, selects: list[str]) -> str:
@@ -183,8 +191,8 @@ def _details_selects(engine: Engine) -> list[str]:
 def _scores_selects(engine: Engine) -> list[str]:
     selects = ["SELECT * FROM scores_stored"]
     archive = archive_of(engine)
-    # The folder of score files comes with the archive (a store's first scoring run makes
-    # it), and its layout file again if it was lost: the view reads the files through it.
+    # The folder of score files comes with the archive's folder, and its layout file again
+    # if it was lost: the view reads the files through it.
     if archive is not None and archive.folder.is_dir():
         archive.scores_layout(stored_schema(engine, "scores_stored"))
         selects += archive.scores_selects()
@@ -200,11 +208,8 @@ def stored_schema(engine: Engine, table: str) -> pa.Schema:
 def follow_archive(engine: Engine) -> None:
     """Define the scores and score_details views again where they do not read the archive's
     folders as they now are: their paths are absolute (the project folder may have moved),
-    and a store's first scoring run makes the folder of score files."""
-    for view, selects in (
-        ("score_details", _details_selects(engine)),
-        ("scores", _scores_selects(engine)),
-    ):
+    and a folder lost with its files is made again."""
+    for view, selects in _archive_views(engine).items():
         rows = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = ?", [view])
         defined = _paths(rows[0][0]) if rows else set()
         if defined != _paths(" ".join(selects)):

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.store.archive import DayFile, HistoryArchive, archive_of
-from accounthealth.store.schema import follow_archive, stored_schema, widen_details
+from accounthealth.store.schema import stored_schema, widen_details
 
 # The tables a batch replaces rows of. scores_stored and score_details_stored hold history
 # where the store keeps no archive of files (PostgreSQL), or written before the archive took
@@ -146,8 +146,6 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
     version = resolved.version
     at = positions(resolved)
     widen_details(engine, len(at["metric"]), len(at["component"]))
-    if archive_of(engine) is not None:
-        follow_archive(engine)  # a first run makes the folder of score files
     with engine.transaction():
         if not engine.sql("SELECT 1 FROM model_versions WHERE model_version = ?", [version]):
             definition = json.dumps(
