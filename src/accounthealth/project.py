@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import typing as t
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import pyarrow as pa
 from accounthealth.actions import overrides
 from accounthealth.actions.api import ActingOnHealth
 from accounthealth.config.loader import LoadedProject, load_model_file, load_project
-from accounthealth.config.model import TIER_TOLERANCE
 from accounthealth.engine import Engine, open_compute, open_store
 from accounthealth.errors import (
     AccountHealthError,
@@ -32,13 +30,14 @@ from accounthealth.errors import (
     did_you_mean,
 )
 from accounthealth.explain import Explanation, explain
-from accounthealth.memory import return_freed_memory
+from accounthealth.memory import older_objects_left_alone, return_freed_memory
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
 from accounthealth.progress import SILENT, Progress
+from accounthealth.scoring.finish import final_scores, split_by_trend
 from accounthealth.scoring.querycache import QueryCache
-from accounthealth.scoring.run import churn_probability, rollup, score_table, split_by_trend
+from accounthealth.scoring.run import score_table
 from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
@@ -75,6 +74,17 @@ def _dates(start: dt.date, end: dt.date) -> list[dt.date]:
             f"--from {start} is after --to {end}", where="score", fix="swap the two dates"
         )
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _frame(scored: pa.Table, final: pa.Table) -> pd.DataFrame:
+    """Scored rows with their final columns, as pandas (a backtest's or what-if's)."""
+    columns = {c: scored.column(c) for c in scored.column_names}
+    columns |= {c: final.column(c) for c in final.column_names}
+    # self_destruct frees each Arrow column as it converts: one copy of a large batch in memory
+    # instead of two.
+    frame = pa.table(columns).to_pandas(self_destruct=True, split_blocks=True)
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    return frame
 
 
 class Project(ActingOnHealth):
@@ -234,9 +244,12 @@ class Project(ActingOnHealth):
             dates = _dates(start, end)
         else:
             dates = [as_of or dt.date.today()]
+        with older_objects_left_alone():
+            return self._score(dates, batch_days)
+
+    def _score(self, dates: list[dt.date], batch_days: int | None) -> ScoreReport:
         resolved = self.model
         started = time.perf_counter()
-        return_freed_memory()  # each day's buffers go back to the system (memory.py)
         record_model(self.store, resolved)
         running = None
         if self.compute.in_process and consecutive(dates):
@@ -245,14 +258,26 @@ class Project(ActingOnHealth):
             running = running_aggregates(self.compute, resolved, dates)
             batch_days = batch_days or 1
         cache = self.query_cache
+        # Written history carries the overrides in force; read once, each row keeps those of
+        # its own date.
+        in_force = overrides.in_force(self.store, dates[0], dates[-1])
+        spec = resolved.model.trend_tiers
         with (
             self.progress.task("scoring", total=len(dates)) as advance,
             HistoryWriter(self.store, resolved) as history,
         ):
             for batch in self._batches(dates, batch_days):
+                return_freed_memory()  # what the last batch freed (memory.py)
                 scored = score_table(self.compute, resolved, batch, cache, running)
                 history.begin(scored, batch)
-                history.finish(self._finish_batch(resolved, batch, scored, for_history=True))
+                earlier = None
+                if spec is not None:
+                    # The 4-tier split compares with stored scores `days` earlier.
+                    back = dt.timedelta(days=spec.days)
+                    wanted = sorted({d - back for d in batch} - set(batch))
+                    earlier = history_for(self.store, resolved.version, wanted)
+                    earlier["as_of"] = pd.to_datetime(earlier["as_of"]).dt.date
+                history.finish(final_scores(scored, resolved, earlier=earlier, in_force=in_force))
                 advance(len(batch))
         return ScoreReport(
             resolved.version, tuple(dates), history.rows, time.perf_counter() - started
@@ -275,7 +300,7 @@ class Project(ActingOnHealth):
         with self.progress.task("scoring", total=len(wanted) + len(extra)) as advance:
             for batch in self._batches(sorted(wanted + extra), None):
                 scored = score_table(self.compute, resolved, batch, cache)
-                frames.append(self._finish_batch(resolved, batch, scored, for_history=False))
+                frames.append(_frame(scored, final_scores(scored, resolved)))
                 advance(len(batch))
         frame = pd.concat(frames, ignore_index=True)
         if spec is not None:
@@ -290,53 +315,6 @@ class Project(ActingOnHealth):
             batch_days = max(1, min(31, ACCOUNT_DAYS_PER_BATCH // max(count, 1)))
         step = batch_days or 1
         return [dates[i : i + step] for i in range(0, len(dates), step)]
-
-    def _finish_batch(
-        self, resolved: ResolvedModel, dates: list[dt.date], scored: pa.Table, for_history: bool
-    ) -> pd.DataFrame:
-        """The batch's scored rows rolled up, as a frame in the order scored. ``for_history``:
-        rows to be written, so the 4-tier trend split compares with stored scores, the
-        overrides in force apply, and the columns written as scored are left out (the history
-        writer takes them from ``scored``); otherwise (a backtest or what-if) every column, and
-        the split is the caller's, with scores of its own."""
-        if for_history:
-            # Metric detail and the account's snapshot are written as scored; component scores
-            # stay, for component overrides.
-            metric = ("v__", "s__", "p__", "w__")
-            snapshot = {"name", "segment", "owner", "manager"}
-            scored = scored.drop_columns(
-                [c for c in scored.column_names if c.startswith(metric) or c in snapshot]
-            )
-        # self_destruct frees each Arrow column as it converts: one copy of a large batch in
-        # memory instead of two.
-        frame = scored.to_pandas(self_destruct=True, split_blocks=True)
-        frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
-        tiers = {seg.segment: seg.tiers for seg in resolved.segments}
-
-        def tier_of(segment: str, value: float) -> str:
-            return next(t.name for t in tiers[segment] if value >= t.min - TIER_TOLERANCE)
-
-        # The batch holds one block per column on purpose (each is freed as history is
-        # written); pandas warns about that when columns are added, which costs nothing here.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-            frame = rollup(frame, resolved.model, tier_of)
-            frame["churn_probability"] = churn_probability(frame, resolved.model)
-        spec = resolved.model.trend_tiers
-        if spec is not None and for_history:
-            wanted = sorted({d - dt.timedelta(days=spec.days) for d in dates} - set(dates))
-            earlier = history_for(self.store, resolved.version, wanted)
-            earlier["as_of"] = pd.to_datetime(earlier["as_of"]).dt.date
-            frame = split_by_trend(frame, earlier, resolved.model)
-        if for_history:
-            # Written history carries the overrides in force; a backtest judges the model.
-            in_force = overrides.in_force(self.store, min(dates), max(dates))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-                overrides.apply(frame, in_force, resolved, tier_of)
-                if in_force.size:
-                    frame["churn_probability"] = churn_probability(frame, resolved.model)
-        return frame
 
     # -- validation ---------------------------------------------------------------------------
     def backtest(self, options: BacktestOptions | None = None, **settings: t.Any) -> Backtest:

@@ -14,7 +14,6 @@ import pytest
 
 import accounthealth as ah
 import accounthealth.project as project_module
-from accounthealth.actions import overrides
 from accounthealth.store import scores as history
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS
 
@@ -79,9 +78,9 @@ def test_a_day_that_fails_after_its_detail_was_handed_over_leaves_that_day_as_it
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[-1])
         before = stored(p)
-    # The third day fails once its metric detail is being written, while overrides are read:
-    # its transaction is rolled back, so its earlier rows stay, detail included.
-    fail_on_call(monkeypatch, overrides, "in_force", 3)
+    # The third day fails once its metric detail is being written, while its final scores
+    # are computed: its transaction is rolled back, so its earlier rows stay, detail included.
+    fail_on_call(monkeypatch, project_module, "final_scores", 3)
     with ah.open(folder) as p, pytest.raises(Boom):
         p.score(start=DAYS[0], end=DAYS[-1])
     with ah.open(folder) as p:

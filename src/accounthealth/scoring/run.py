@@ -1,5 +1,5 @@
-"""Score every account as of a batch of dates: metric values, per-segment models, then the
-steps that need the whole book (parent rollups, the 4-tier trend split)."""
+"""Score every account as of a batch of dates: metric values, then per-segment models (the
+steps that need the whole book come after, in scoring/finish.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import typing as t
 import ibis
 import ibis.expr.types as ir
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accounthealth.config.model import HealthModel
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.compute import AsOf, metric_values, value_column
 from accounthealth.metrics.definitions import ResolvedModel
@@ -176,83 +174,3 @@ def _arrow(
     if isinstance(scored, pa.Array):
         return scored
     return pa.array(scored, type_)
-
-
-def rollup(
-    frame: pd.DataFrame, model: HealthModel, tiers_of: t.Callable[[str, float], str]
-) -> pd.DataFrame:
-    """Parent accounts take the mean (or ARR-weighted mean) of their children's scores, with
-    their own score counted as one more child when ``include_parent`` is set."""
-    # In place: a batch can be a million rows wide with ~90 columns, and copies add up.
-    frame["score"] = frame["own_score"]
-    frame["rollup_children"] = 0
-    if model.rollup is None or frame.empty:
-        return frame
-    children = frame.loc[
-        frame["parent_account_id"].notna() & frame["own_score"].notna(),
-        ["account_id", "as_of", "parent_account_id", "own_score", "arr"],
-    ]
-    if children.empty:
-        return frame
-    rows = children.assign(_key=children["parent_account_id"])
-    if model.rollup.include_parent:
-        is_parent = frame["account_id"].isin(children["parent_account_id"])
-        parents = frame.loc[is_parent & frame["own_score"].notna(), list(children.columns)]
-        rows = pd.concat([rows, parents.assign(_key=parents["account_id"])])
-    if model.rollup.method == "arr_weighted":
-        weight = rows["arr"].fillna(0).clip(lower=0)
-        # An account without ARR still counts, a little: otherwise all-zero ARR divides by zero.
-        rows = rows.assign(_w=np.where(weight > 0, weight, 1e-9))
-    else:
-        rows = rows.assign(_w=1.0)
-    rows = rows.assign(_ws=rows["own_score"] * rows["_w"])
-    agg = rows.groupby(["_key", "as_of"]).agg(_ws=("_ws", "sum"), _w=("_w", "sum"))
-    n_children = children.groupby(["parent_account_id", "as_of"]).size()
-    # Only parents' rows are looked up: an index over the whole batch cost more than the rest.
-    at = np.flatnonzero(frame["account_id"].isin(children["parent_account_id"]).to_numpy())
-    keys = pd.MultiIndex.from_arrays(
-        [frame["account_id"].to_numpy()[at], frame["as_of"].to_numpy()[at]]
-    )
-    rolled = (agg["_ws"] / agg["_w"]).reindex(keys).to_numpy()
-    count = n_children.rename_axis(["_key", "as_of"]).reindex(keys).fillna(0).to_numpy()
-    # A parent rolls up only on dates when at least one of its children is scored.
-    found = ~np.isnan(rolled) & (count > 0)
-    has = np.zeros(len(frame), dtype=bool)
-    has[at[found]] = True
-    frame.loc[has, "score"] = rolled[found]
-    frame.loc[has, "rollup_children"] = count[found].astype(int)
-    frame.loc[has, "tier"] = [
-        tiers_of(s, v)
-        for s, v in zip(frame.loc[has, "segment_model"], frame.loc[has, "score"], strict=True)
-    ]
-    return frame
-
-
-def split_by_trend(frame: pd.DataFrame, history: pd.DataFrame, model: HealthModel) -> pd.DataFrame:
-    """The 4-tier model: the middle tier becomes Declining when the score fell by ``drop``
-    points or more over ``days``, Stable otherwise (also when there is no earlier score)."""
-    spec = model.trend_tiers
-    if spec is None or frame.empty:
-        return frame
-    known = pd.concat(
-        [history[["account_id", "as_of", "score"]], frame[["account_id", "as_of", "score"]]]
-    )
-    known = known.drop_duplicates(["account_id", "as_of"], keep="last")
-    earlier = known.assign(as_of=known["as_of"] + dt.timedelta(days=spec.days)).rename(
-        columns={"score": "_then"}
-    )
-    merged = frame.merge(earlier, on=["account_id", "as_of"], how="left")
-    middle = merged["tier"] == spec.split
-    declining = middle & ((merged["score"] - merged["_then"]) <= -spec.drop)
-    merged.loc[middle, "tier"] = spec.stable
-    merged.loc[declining, "tier"] = spec.declining
-    return merged.drop(columns=["_then"])
-
-
-def churn_probability(frame: pd.DataFrame, model: HealthModel) -> pd.Series:
-    """P(churn within the model's horizon) from each final score, when the model has one."""
-    spec = model.churn_probability
-    if spec is None:
-        return pd.Series(np.nan, index=frame.index, dtype="float64")
-    z = spec.intercept + spec.slope * frame["score"].astype("float64")
-    return 1 / (1 + np.exp(-z))

@@ -50,7 +50,7 @@ SCORED_COLUMNS = {
     "manager": pa.string(),
     "parent_account_id": pa.string(),
 }
-# Columns set after the query by rollups, trend tiers and overrides, from the final frame.
+# Columns set after the query by rollups, trend tiers and overrides (scoring/finish.py).
 FINAL_COLUMNS = {
     "score": pa.float64(),
     "tier": pa.string(),
@@ -126,16 +126,14 @@ def _details_table(scored: pa.Table, resolved: ResolvedModel) -> pa.Table:
     return pa.table(details)
 
 
-def _scores_table(scored: pa.Table, frame: pd.DataFrame, resolved: ResolvedModel) -> pa.Table:
+def _scores_table(scored: pa.Table, final: pa.Table, resolved: ResolvedModel) -> pa.Table:
     """scores rows: the query's columns from ``scored`` as they are, the final ones from
-    ``frame`` (the same rows in the same order), each leaving the frame once converted."""
+    ``final`` (the same rows in the same order)."""
     scores = {column: scored.column(column).cast(type_) for column, type_ in SCORED_COLUMNS.items()}
-    scores |= {
-        column: pa.array(frame.pop(column), type_, from_pandas=True)
-        for column, type_ in FINAL_COLUMNS.items()
-    }
-    scores["model_version"] = pa.array([resolved.version] * len(frame), pa.string())
-    scores["computed_at"] = pa.array([dt.datetime.now()] * len(frame), pa.timestamp("us"))
+    scores |= {column: final.column(column).cast(type_) for column, type_ in FINAL_COLUMNS.items()}
+    n = scored.num_rows
+    scores["model_version"] = pa.repeat(pa.scalar(resolved.version, pa.string()), n)
+    scores["computed_at"] = pa.repeat(pa.scalar(dt.datetime.now(), pa.timestamp("us")), n)
     return pa.table(scores)
 
 
@@ -178,7 +176,7 @@ class HistoryWriter:
     def __init__(self, store: Engine, resolved: ResolvedModel) -> None:
         self.store, self.resolved = store, resolved
         self.rows = 0
-        self._pending: tuple[Future[int], Future[pd.DataFrame]] | None = None
+        self._pending: tuple[Future[int], Future[pa.Table]] | None = None
 
     def __enter__(self) -> HistoryWriter:
         self._writer = self.store.writer()
@@ -197,23 +195,23 @@ class HistoryWriter:
         """Start replacing the history of ``dates`` (consecutive days) with ``scored``, the
         batch's rows from the scoring query: its detail now, its scores at ``finish``."""
         self._settle()
-        scores: Future[pd.DataFrame] = Future()
+        scores: Future[pa.Table] = Future()
         details = _details_table(scored, self.resolved)
         scored = scored.select(list(SCORED_COLUMNS))
         done = self._pool.submit(self._write, details, scored, scores, list(dates))
         self._pending = (done, scores)
 
-    def finish(self, frame: pd.DataFrame) -> None:
-        """Hand over the batch's final scores (consumed as they are written); the batch
-        commits in the background."""
+    def finish(self, final: pa.Table) -> None:
+        """Hand over the batch's final columns (scoring/finish.py); the batch commits in the
+        background."""
         assert self._pending is not None, "finish() follows begin()"
-        self._pending[1].set_result(frame)
+        self._pending[1].set_result(final)
 
     def _write(
         self,
         details: pa.Table,
         scored: pa.Table,
-        scores: Future[pd.DataFrame],
+        scores: Future[pa.Table],
         dates: list[dt.date],
     ) -> int:
         engine, version, archive = self._writer, self.resolved.version, self._archive
@@ -244,16 +242,16 @@ class HistoryWriter:
         return details.num_rows
 
     def _score_files(
-        self, archive: HistoryArchive, scored: pa.Table, scores: Future[pd.DataFrame]
+        self, archive: HistoryArchive, scored: pa.Table, scores: Future[pa.Table]
     ) -> list[DayFile]:
         rows = self._final(scored, scores)
         return [] if rows is None else archive.write_scores(rows, self._schemas["scores_stored"])
 
-    def _final(self, scored: pa.Table, scores: Future[pd.DataFrame]) -> pa.Table | None:
+    def _final(self, scored: pa.Table, scores: Future[pa.Table]) -> pa.Table | None:
         """The batch's scores rows, once the caller has handed them over (None if the batch
         has none); raises the caller's failure, so the batch is not committed."""
-        frame = scores.result()
-        return None if frame.empty else _scores_table(scored, frame, self.resolved)
+        final = scores.result()
+        return None if final.num_rows == 0 else _scores_table(scored, final, self.resolved)
 
     def _settle(self) -> None:
         if self._pending is not None:

@@ -1,0 +1,209 @@
+"""The steps after scoring that need the whole book: parent rollups, the churn probability,
+the 4-tier trend split and the overrides in force.
+
+Each changes few rows (parents and their children, the middle tier, accounts with an
+override), so ``final_scores`` works on the scored Arrow rows as they are and passes only the
+rows a step can change through pandas, where the step is written: converting a whole batch to
+pandas and its results back cost more than all the steps together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from accounthealth.actions import overrides
+from accounthealth.config.model import TIER_TOLERANCE, HealthModel
+from accounthealth.metrics.definitions import ResolvedModel
+
+TierOf = t.Callable[[str, float], str]
+# Final columns that are not doubles (tier, computed_tier and override_id are strings).
+FINAL_TYPES = {"rollup_children": pa.int32()}
+
+
+def tier_lookup(resolved: ResolvedModel) -> TierOf:
+    """The tier a score reaches in a segment model's tiers (ordered best first)."""
+    tiers = {seg.segment: seg.tiers for seg in resolved.segments}
+
+    def tier_of(segment: str, value: float) -> str:
+        return next(t.name for t in tiers[segment] if value >= t.min - TIER_TOLERANCE)
+
+    return tier_of
+
+
+def final_scores(
+    scored: pa.Table,
+    resolved: ResolvedModel,
+    *,
+    earlier: pd.DataFrame | None = None,
+    in_force: pd.DataFrame | None = None,
+) -> pa.Table:
+    """The final columns of scored rows, in their order: score and rollup_children (parents
+    take their children's scores), tier, churn_probability; with ``earlier`` (stored scores of
+    the dates the trend compares with) the 4-tier trend split; with ``in_force`` (overrides)
+    computed_score, computed_tier and override_id."""
+    model = resolved.model
+    tier_of = tier_lookup(resolved)
+    n = scored.num_rows
+    accounts = scored.column("account_id")
+    score = pc.cast(scored.column("own_score"), pa.float64()).to_numpy(zero_copy_only=False)
+    score = np.array(score, dtype=np.float64)  # NULL is NaN, as in pandas; a copy to change
+    tier = scored.column("tier").to_numpy(zero_copy_only=False).astype(object)
+    children = np.zeros(n, np.int32)
+
+    def rows(at: np.ndarray, *columns: str) -> pd.DataFrame:
+        """Some rows as pandas: ``columns`` as scored, the score and tier as set so far."""
+        frame = scored.select(["account_id", "as_of", *columns]).take(pa.array(at)).to_pandas()
+        frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+        frame["score"], frame["tier"] = score[at], tier[at]
+        return frame
+
+    if model.rollup is not None and n:
+        parents = scored.column("parent_account_id")
+        has_parent = pc.is_valid(parents)
+        wanted = pc.unique(parents.filter(has_parent))
+        is_parent = pc.is_in(accounts, value_set=wanted)
+        at = np.flatnonzero(pc.or_(has_parent, is_parent).to_numpy(zero_copy_only=False))
+        if len(at):
+            frame = rollup(
+                rows(at, "parent_account_id", "own_score", "arr", "segment_model"), model, tier_of
+            )
+            score[at], tier[at] = frame["score"].to_numpy(), frame["tier"].to_numpy()
+            children[at] = frame["rollup_children"].to_numpy()
+    spec = model.trend_tiers
+    if spec is not None and earlier is not None:
+        middle = tier == spec.split
+        if middle.any():
+            # Every row of those accounts: the date compared with may be in this batch.
+            wanted = pc.unique(accounts.filter(pa.array(middle)))
+            at = np.flatnonzero(pc.is_in(accounts, value_set=wanted).to_numpy(zero_copy_only=False))
+            known = rows(at)
+            split = split_by_trend(known[middle[at]], pd.concat([earlier, known]), model)
+            tier[at[middle[at]]] = split["tier"].to_numpy()
+    final = {"score": score, "rollup_children": children, "tier": tier}
+    if in_force is not None:
+        final |= _with_overrides(scored, resolved, in_force, rows, final)
+    final["churn_probability"] = churn_probability(score, model)
+    strings = ("tier", "computed_tier", "override_id")
+    return pa.table(
+        {
+            column: pa.array(
+                values,
+                pa.string() if column in strings else FINAL_TYPES.get(column, pa.float64()),
+                from_pandas=True,
+            )
+            for column, values in final.items()
+        }
+    )
+
+
+def _with_overrides(
+    scored: pa.Table,
+    resolved: ResolvedModel,
+    in_force: pd.DataFrame,
+    rows: t.Callable[..., pd.DataFrame],
+    final: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Apply the overrides in force to the rows of their accounts: score and tier change in
+    ``final``; returns computed_score, computed_tier and override_id."""
+    n = scored.num_rows
+    out = {
+        "computed_score": np.full(n, np.nan),
+        "computed_tier": np.full(n, None, dtype=object),
+        "override_id": np.full(n, None, dtype=object),
+    }
+    if in_force.empty or not n:
+        return out
+    wanted = pa.array(in_force["account_id"].unique(), pa.string())
+    at = np.flatnonzero(
+        pc.is_in(scored.column("account_id"), value_set=wanted).to_numpy(zero_copy_only=False)
+    )
+    if len(at):
+        components = [c for c in scored.column_names if c.startswith("cs__")]
+        frame = rows(at, "segment_model", "base_score", "own_score", *components)
+        overrides.apply(frame, in_force, resolved, tier_lookup(resolved))
+        for column, values in (final | out).items():
+            if column in frame:
+                values[at] = frame[column].to_numpy()
+    return out
+
+
+def rollup(frame: pd.DataFrame, model: HealthModel, tiers_of: TierOf) -> pd.DataFrame:
+    """Parent accounts take the mean (or ARR-weighted mean) of their children's scores, with
+    their own score counted as one more child when ``include_parent`` is set."""
+    frame["score"] = frame["own_score"]
+    frame["rollup_children"] = 0
+    if model.rollup is None or frame.empty:
+        return frame
+    children = frame.loc[
+        frame["parent_account_id"].notna() & frame["own_score"].notna(),
+        ["account_id", "as_of", "parent_account_id", "own_score", "arr"],
+    ]
+    if children.empty:
+        return frame
+    rows = children.assign(_key=children["parent_account_id"])
+    if model.rollup.include_parent:
+        is_parent = frame["account_id"].isin(children["parent_account_id"])
+        parents = frame.loc[is_parent & frame["own_score"].notna(), list(children.columns)]
+        rows = pd.concat([rows, parents.assign(_key=parents["account_id"])])
+    if model.rollup.method == "arr_weighted":
+        weight = rows["arr"].fillna(0).clip(lower=0)
+        # An account without ARR still counts, a little: otherwise all-zero ARR divides by zero.
+        rows = rows.assign(_w=np.where(weight > 0, weight, 1e-9))
+    else:
+        rows = rows.assign(_w=1.0)
+    rows = rows.assign(_ws=rows["own_score"] * rows["_w"])
+    agg = rows.groupby(["_key", "as_of"]).agg(_ws=("_ws", "sum"), _w=("_w", "sum"))
+    n_children = children.groupby(["parent_account_id", "as_of"]).size()
+    # Only parents' rows are looked up: an index over the whole batch cost more than the rest.
+    at = np.flatnonzero(frame["account_id"].isin(children["parent_account_id"]).to_numpy())
+    keys = pd.MultiIndex.from_arrays(
+        [frame["account_id"].to_numpy()[at], frame["as_of"].to_numpy()[at]]
+    )
+    rolled = (agg["_ws"] / agg["_w"]).reindex(keys).to_numpy()
+    count = n_children.rename_axis(["_key", "as_of"]).reindex(keys).fillna(0).to_numpy()
+    # A parent rolls up only on dates when at least one of its children is scored.
+    found = ~np.isnan(rolled) & (count > 0)
+    has = np.zeros(len(frame), dtype=bool)
+    has[at[found]] = True
+    frame.loc[has, "score"] = rolled[found]
+    frame.loc[has, "rollup_children"] = count[found].astype(int)
+    frame.loc[has, "tier"] = [
+        tiers_of(s, v)
+        for s, v in zip(frame.loc[has, "segment_model"], frame.loc[has, "score"], strict=True)
+    ]
+    return frame
+
+
+def split_by_trend(frame: pd.DataFrame, history: pd.DataFrame, model: HealthModel) -> pd.DataFrame:
+    """The 4-tier model: the middle tier becomes Declining when the score fell by ``drop``
+    points or more over ``days``, Stable otherwise (also when there is no earlier score)."""
+    spec = model.trend_tiers
+    if spec is None or frame.empty:
+        return frame
+    known = pd.concat(
+        [history[["account_id", "as_of", "score"]], frame[["account_id", "as_of", "score"]]]
+    )
+    known = known.drop_duplicates(["account_id", "as_of"], keep="last")
+    earlier = known.assign(as_of=known["as_of"] + dt.timedelta(days=spec.days)).rename(
+        columns={"score": "_then"}
+    )
+    merged = frame.merge(earlier, on=["account_id", "as_of"], how="left")
+    middle = merged["tier"] == spec.split
+    declining = middle & ((merged["score"] - merged["_then"]) <= -spec.drop)
+    merged.loc[middle, "tier"] = spec.stable
+    merged.loc[declining, "tier"] = spec.declining
+    return merged.drop(columns=["_then"])
+
+
+def churn_probability(score: np.ndarray, model: HealthModel) -> np.ndarray:
+    """P(churn within the model's horizon) from each final score, when the model has one."""
+    spec = model.churn_probability
+    if spec is None:
+        return np.full(len(score), np.nan)
+    return 1 / (1 + np.exp(-(spec.intercept + spec.slope * score)))
