@@ -82,6 +82,31 @@ def test_each_day_is_a_scores_file_and_a_detail_file_of_its_version_and_date(
     assert scores[("B", DAYS[0])][0] > scores[("B", DAYS[2])][0]
 
 
+def test_a_large_days_detail_is_two_files_that_read_as_one(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = trajectory_project(tmp_path / "whole", {"A": [3, 4, 5, 6], "B": [8, 7, 6, 5]})
+    with ah.open(whole) as p:
+        p.ingest()
+        p.score(start=DAYS[0], end=DAYS[2])
+        expected = metric_rows(p)
+    # Every day "large": its two accounts' detail goes to two files, one row each.
+    monkeypatch.setattr(archive_module, "SPLIT_ROWS", 1)
+    with ah.open(folder) as p:
+        p.score(start=DAYS[0], end=DAYS[2])
+        assert metric_rows(p) == expected
+        files = listed(p)
+        p.score(DAYS[1])  # rescoring a day replaces both halves
+        assert metric_rows(p) == expected
+        again = listed(p)
+    detail = sorted(f for f in files if not f.startswith("scores/"))
+    assert len(detail) == 6
+    assert [pq.read_metadata(folder / ARCHIVE / f).num_rows for f in detail] == [1] * 6
+    replaced = files - again
+    assert len(replaced) == 3  # the day's scores file and its two detail files
+    assert len(again) == len(files)
+
+
 def test_a_day_that_fails_to_write_keeps_its_old_scores_and_detail(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

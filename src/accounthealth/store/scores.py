@@ -187,8 +187,10 @@ class HistoryWriter:
                 for table in ("scores_stored", "score_details_stored")
             }
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-history")
-        # A store with an archive writes a batch's scores file here, beside its detail file.
+        # A store with an archive writes a batch's scores file here, beside its detail file,
+        # and half of a large day's detail in the other.
         self._files = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-scores")
+        self._half = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-detail")
         return self
 
     def begin(self, scored: pa.Table, dates: t.Sequence[dt.date]) -> None:
@@ -222,7 +224,7 @@ class HistoryWriter:
             # The scores file is written as soon as the scores are final, while the detail
             # file may still be being written: a single pass waits for both.
             score_files = self._files.submit(self._score_files, archive, scored, scores)
-            files = archive.write_detail(details, self._schemas["score_details_stored"])
+            files = archive.write_detail(details, self._schemas["score_details_stored"], self._half)
             files += score_files.result()
         with engine.transaction():
             for name in SCORE_TABLES:
@@ -272,6 +274,7 @@ class HistoryWriter:
         finally:
             self._pool.shutdown()
             self._files.shutdown()
+            self._half.shutdown()
             self._writer.close()
 
 
