@@ -22,8 +22,16 @@ from accounthealth.config.model import TIER_TOLERANCE, HealthModel
 from accounthealth.metrics.definitions import ResolvedModel
 
 TierOf = t.Callable[[str, float], str]
-# Final columns that are not doubles (tier, computed_tier and override_id are strings).
-FINAL_TYPES = {"rollup_children": pa.int32()}
+# The columns these steps set, with their types (a backtest's lack the override ones).
+FINAL_COLUMNS = {
+    "score": pa.float64(),
+    "tier": pa.string(),
+    "rollup_children": pa.int32(),
+    "churn_probability": pa.float64(),
+    "computed_score": pa.float64(),
+    "computed_tier": pa.string(),
+    "override_id": pa.string(),
+}
 
 
 def tier_lookup(resolved: ResolvedModel) -> TierOf:
@@ -87,16 +95,11 @@ def final_scores(
             tier[at[middle[at]]] = split["tier"].to_numpy()
     final = {"score": score, "rollup_children": children, "tier": tier}
     if in_force is not None:
-        final |= _with_overrides(scored, resolved, in_force, rows, final)
+        final |= _with_overrides(scored, resolved, in_force, tier_of, rows, final)
     final["churn_probability"] = churn_probability(score, model)
-    strings = ("tier", "computed_tier", "override_id")
     return pa.table(
         {
-            column: pa.array(
-                values,
-                pa.string() if column in strings else FINAL_TYPES.get(column, pa.float64()),
-                from_pandas=True,
-            )
+            column: pa.array(values, FINAL_COLUMNS[column], from_pandas=True)
             for column, values in final.items()
         }
     )
@@ -106,6 +109,7 @@ def _with_overrides(
     scored: pa.Table,
     resolved: ResolvedModel,
     in_force: pd.DataFrame,
+    tier_of: TierOf,
     rows: t.Callable[..., pd.DataFrame],
     final: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
@@ -126,7 +130,7 @@ def _with_overrides(
     if len(at):
         components = [c for c in scored.column_names if c.startswith("cs__")]
         frame = rows(at, "segment_model", "base_score", "own_score", *components)
-        overrides.apply(frame, in_force, resolved, tier_lookup(resolved))
+        overrides.apply(frame, in_force, resolved, tier_of)
         for column, values in (final | out).items():
             if column in frame:
                 values[at] = frame[column].to_numpy()

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
+from accounthealth.scoring.finish import FINAL_COLUMNS
 from accounthealth.store.archive import DayFile, HistoryArchive, archive_of
 from accounthealth.store.schema import stored_schema, widen_details
 
@@ -49,16 +50,6 @@ SCORED_COLUMNS = {
     "owner": pa.string(),
     "manager": pa.string(),
     "parent_account_id": pa.string(),
-}
-# Columns set after the query by rollups, trend tiers and overrides (scoring/finish.py).
-FINAL_COLUMNS = {
-    "score": pa.float64(),
-    "tier": pa.string(),
-    "rollup_children": pa.int32(),
-    "churn_probability": pa.float64(),
-    "computed_score": pa.float64(),
-    "computed_tier": pa.string(),
-    "override_id": pa.string(),
 }
 
 
@@ -130,7 +121,7 @@ def _scores_table(scored: pa.Table, final: pa.Table, resolved: ResolvedModel) ->
     """scores rows: the query's columns from ``scored`` as they are, the final ones from
     ``final`` (the same rows in the same order)."""
     scores = {column: scored.column(column).cast(type_) for column, type_ in SCORED_COLUMNS.items()}
-    scores |= {column: final.column(column).cast(type_) for column, type_ in FINAL_COLUMNS.items()}
+    scores |= {column: final.column(column) for column in FINAL_COLUMNS}
     n = scored.num_rows
     scores["model_version"] = pa.repeat(pa.scalar(resolved.version, pa.string()), n)
     scores["computed_at"] = pa.repeat(pa.scalar(dt.datetime.now(), pa.timestamp("us")), n)
@@ -187,10 +178,9 @@ class HistoryWriter:
                 for table in ("scores_stored", "score_details_stored")
             }
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-history")
-        # A store with an archive writes a batch's scores file here, beside its detail file,
-        # and half of a large day's detail in the other.
-        self._files = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-scores")
-        self._half = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-detail")
+        # A store with an archive writes a batch's scores file in one of these, beside its
+        # detail file, and half of a large day's detail in the other.
+        self._files = ThreadPoolExecutor(2, thread_name_prefix="accounthealth-files")
         return self
 
     def begin(self, scored: pa.Table, dates: t.Sequence[dt.date]) -> None:
@@ -224,7 +214,8 @@ class HistoryWriter:
             # The scores file is written as soon as the scores are final, while the detail
             # file may still be being written: a single pass waits for both.
             score_files = self._files.submit(self._score_files, archive, scored, scores)
-            files = archive.write_detail(details, self._schemas["score_details_stored"], self._half)
+            schema = self._schemas["score_details_stored"]
+            files = archive.write_detail(details, schema, self._files)
             files += score_files.result()
         with engine.transaction():
             for name in SCORE_TABLES:
@@ -274,7 +265,6 @@ class HistoryWriter:
         finally:
             self._pool.shutdown()
             self._files.shutdown()
-            self._half.shutdown()
             self._writer.close()
 
 
