@@ -46,8 +46,9 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
     started = time.perf_counter()
     rows = 0
     # Scoring (the metric query and the scores from it), and history's writes in the history
-    # writer's two threads: one inserts into the store and writes the detail files, the other
-    # writes the score files, at the same time.
+    # writer's two threads: one inserts into the store and writes the detail files (timed
+    # until a large day's second half, written by a helper, is done too), the other writes
+    # the score files, at the same time.
     scoring = _Clock(project_module, "score_table")
     writing = [
         (_Clock(DuckDBEngine, "write_arrow"), _Clock(HistoryArchive, "write_detail")),
