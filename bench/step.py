@@ -13,6 +13,7 @@ from pathlib import Path
 import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.engine.duckdb import DuckDBEngine
+from accounthealth.memory import use_lasting_arrow_pool
 from accounthealth.store.archive import HistoryArchive
 
 
@@ -43,6 +44,9 @@ class _Clock:
 
 
 def run(step: str, project: Path, dates: list[dt.date]) -> dict:
+    # Every step with the Arrow memory pool a project uses (accounthealth.memory), the
+    # reference's too.
+    use_lasting_arrow_pool()
     started = time.perf_counter()
     rows = 0
     # Scoring (the metric query and the scores from it), and history's writes in the history

@@ -30,7 +30,11 @@ from accounthealth.errors import (
     did_you_mean,
 )
 from accounthealth.explain import Explanation, explain
-from accounthealth.memory import older_objects_left_alone, return_freed_memory
+from accounthealth.memory import (
+    older_objects_left_alone,
+    return_freed_memory,
+    use_lasting_arrow_pool,
+)
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
@@ -91,6 +95,7 @@ class Project(ActingOnHealth):
     """An accounthealth project folder: its config, health model and embedded store."""
 
     def __init__(self, folder: Path | str, progress: Progress = SILENT) -> None:
+        use_lasting_arrow_pool()  # a fourth of a pass's time otherwise (memory.py)
         self.folder = Path(folder).resolve()
         self.progress = progress
         self.loaded: LoadedProject = load_project(self.folder)

@@ -1,13 +1,19 @@
-"""A scoring run gives the large buffers it frees back to the system (accounthealth.memory):
-without it, glibc keeps them in the process from one day of a backfill to the next."""
+"""How a scoring run treats memory (accounthealth.memory): it gives the large buffers it frees
+back to the system between days (without it, glibc keeps them from one day of a backfill to
+the next), while Arrow allocates from a pool that keeps freed memory for reuse."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from accounthealth.memory import ARROW_POOL_VARIABLE
+
+from builders import CHURN_MODEL, account, make_project
 
 # Frees one 8 MB block (glibc then raises its mmap threshold to 8 MB), allocates 200 MB in
 # 4 MB blocks, each followed by a small one that stays (so that the blocks come from the heap
@@ -52,3 +58,36 @@ def test_freed_blocks_go_back_to_the_system() -> None:
     for seed in (0, 1, 2):
         assert held_after_free("kept", seed) > 150
         assert held_after_free("returned", seed) < 20
+
+
+# Opens the project given, then prints the name of Arrow's memory pool.
+POOL_SCRIPT = """
+import sys
+import pyarrow as pa
+import accounthealth as ah
+
+with ah.open(sys.argv[1]):
+    print(pa.default_memory_pool().backend_name)
+"""
+
+
+def arrow_pool_after_open(project: Path, chosen: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != ARROW_POOL_VARIABLE}
+    if chosen:
+        env[ARROW_POOL_VARIABLE] = chosen
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_SCRIPT, str(project)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return out.stdout.strip()
+
+
+def test_a_project_allocates_arrow_memory_from_a_pool_that_keeps_it(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", CHURN_MODEL, {"accounts": [account("A1")]})
+    # pyarrow's own default, mimalloc, gives freed memory back at once (accounthealth.memory).
+    assert arrow_pool_after_open(project, None) in ("jemalloc", "system")
+    # A pool the user chose is left alone.
+    assert arrow_pool_after_open(project, "mimalloc") == "mimalloc"
