@@ -12,9 +12,15 @@ The Python API for notebooks::
     project.backtest(horizon=90).figures  # how well the score predicted churn
 """
 
-from accounthealth.errors import AccountHealthError, ConfigError, DataError, NotFoundError
-from accounthealth.project import Project, ScoreReport, open
-from accounthealth.validation.backtest import Backtest, BacktestOptions
+# First, before anything loads pyarrow: Arrow's C++ code reads its memory pool once, when it
+# loads (accounthealth/memory.py says why the pool matters).
+from accounthealth.memory import choose_arrow_pool_early
+
+choose_arrow_pool_early()
+
+from accounthealth.errors import AccountHealthError, ConfigError, DataError, NotFoundError  # noqa: E402
+from accounthealth.project import Project, ScoreReport, open  # noqa: E402
+from accounthealth.validation.backtest import Backtest, BacktestOptions  # noqa: E402
 
 __all__ = [
     "AccountHealthError",

@@ -9,8 +9,11 @@ a quarter of its CPU time went to zeroing pages (perf: clear_page_erms under mim
 page_free_list_extend). With jemalloc as Arrow's pool a pass took 3.3-3.5 s instead of
 4.8-6.1 s (system time 0.9 s instead of 2.5-3.5 s), and a 20-day backfill 24-25 s instead of
 29-32 s with a lower peak (1.18-1.20 GB instead of 1.25-1.27 GB); the C library's allocator
-did about as well as jemalloc. So a project makes jemalloc Arrow's pool (else the C
-library's), unless ARROW_DEFAULT_MEMORY_POOL chooses one.
+did about as well as jemalloc. So accounthealth makes jemalloc Arrow's pool, unless
+ARROW_DEFAULT_MEMORY_POOL chooses one: on Linux by setting that variable when it is imported,
+which Arrow's C++ code reads once when pyarrow loads (its Parquet writer allocates from the
+pool chosen then), and where pyarrow loaded first or has no jemalloc, by making jemalloc, else
+the C library's allocator, pyarrow's own default when a project opens.
 
 A scoring run allocates and frees large buffers every day it scores (Arrow results, NumPy
 arrays, the day's detail). glibc raises its mmap threshold to the size of each large block
@@ -36,17 +39,26 @@ import sys
 import typing as t
 from contextlib import contextmanager
 
-import pyarrow as pa
-
 # The environment variable with which a user picks Arrow's pool themselves.
 ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+# Whether they did, before accounthealth was imported (this module is its first).
+_POOL_CHOSEN = ARROW_POOL_VARIABLE in os.environ
+
+
+def choose_arrow_pool_early() -> None:
+    """Unless the user chose Arrow's pool, choose jemalloc for Arrow's C++ code, which reads
+    it once when pyarrow loads (on Linux, where pyarrow's wheels have jemalloc)."""
+    if not _POOL_CHOSEN and sys.platform.startswith("linux"):
+        os.environ[ARROW_POOL_VARIABLE] = "jemalloc"
 
 
 def use_lasting_arrow_pool() -> str:
-    """Make Arrow allocate from a pool that keeps freed memory for reuse (jemalloc, else the C
-    library's allocator), unless ARROW_DEFAULT_MEMORY_POOL names one; returns the pool's
-    name."""
-    if not os.environ.get(ARROW_POOL_VARIABLE):
+    """Make pyarrow allocate from a pool that keeps freed memory for reuse (jemalloc, else the
+    C library's allocator) if it still has mimalloc and the user did not choose it; returns
+    the pool's name."""
+    import pyarrow as pa  # not at import: choose_arrow_pool_early runs before pyarrow loads
+
+    if not _POOL_CHOSEN and pa.default_memory_pool().backend_name == "mimalloc":
         backends = pa.supported_memory_backends()
         for name in ("jemalloc", "system"):
             if name in backends:
