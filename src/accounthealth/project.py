@@ -281,7 +281,6 @@ class Project(ActingOnHealth):
                     back = dt.timedelta(days=spec.days)
                     wanted = sorted({d - back for d in batch} - set(batch))
                     earlier = history_for(self.store, resolved.version, wanted)
-                    earlier["as_of"] = pd.to_datetime(earlier["as_of"]).dt.date
                 history.finish(final_scores(scored, resolved, earlier=earlier, in_force=in_force))
                 advance(len(batch))
         return ScoreReport(

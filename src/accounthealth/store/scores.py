@@ -282,9 +282,11 @@ def current(engine: Engine, version: str) -> ir.Table:
 
 
 def history_for(engine: Engine, version: str, dates: t.Sequence[dt.date]) -> pd.DataFrame:
-    """Stored scores on the given dates (for trend comparisons)."""
+    """Stored scores on the given dates (for trend comparisons), as_of as dates."""
     if not dates:
         return pd.DataFrame(columns=["account_id", "as_of", "score"])
     table = current(engine, version)
     table = table.filter(table.as_of.isin(list(dates))).select("account_id", "as_of", "score")
-    return engine.execute(table)
+    frame = engine.execute(table)
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    return frame
