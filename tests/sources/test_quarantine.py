@@ -159,3 +159,47 @@ def test_extra_account_columns_are_kept_as_attributes(tmp_path: Path) -> None:
         p.ingest()
         p.score()
         assert p.scores()["score"].tolist() == [100]
+
+
+def test_checks_across_files_keys_and_blanks(tmp_path: Path) -> None:
+    """Duplicates are found across files and on every column of a composite key, only
+    whitespace counts as blank, and loaded rows keep the files' order."""
+    folder = project(tmp_path, events=[])
+    data = folder / "data"
+    first = [
+        {"account_id": "A2", "metric": "nps", "date": "2026-01-02", "value": "7"},
+        {"account_id": "A1", "metric": "nps", "date": "2026-01-01", "value": "9"},
+        {"account_id": "A1", "metric": " \t", "date": "2026-01-01", "value": "1"},
+        {"account_id": "A1", "metric": " seats", "date": "2026-01-01", "value": "3"},
+    ]
+    second = [
+        {"account_id": "A1", "metric": "nps", "date": "2026-01-01", "value": "8"},
+        {"account_id": "A1", "metric": "nps", "date": "2026-01-03", "value": "6"},
+        {"account_id": "A1", "metric": "nps", "date": "2026-01-01 09:00", "value": "5"},
+    ]
+    write_csv(data / "metrics_1.csv", first)
+    write_csv(data / "metrics_2.csv", second)
+    (folder / "accounthealth.yaml").write_text(
+        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+        "  events: {file: data/events.csv}\n  metrics: {file: 'data/metrics_*.csv'}\n"
+    )
+    with ah.open(folder) as p:
+        p.ingest()
+        loaded = p.compute.execute(p.compute.table("metrics"))
+        rejects = p.rejects("metrics")
+    assert list(zip(loaded["metric"], loaded["value"], strict=True)) == [
+        ("nps", 7.0),
+        ("nps", 9.0),
+        (" seats", 3.0),  # text around a value is the value's own
+        ("nps", 6.0),
+    ]
+    got = {
+        (Path(r.source_file).name, r.row_number, r.column_name, r.reason)
+        for r in rejects.itertuples()
+    }
+    assert got == {
+        ("metrics_1.csv", 3, "metric", "required value is missing"),
+        # The same account, metric and day as the second row of the first file.
+        ("metrics_2.csv", 1, "account_id,metric,date", "duplicate key (an earlier row has it)"),
+        ("metrics_2.csv", 3, "account_id,metric,date", "duplicate key (an earlier row has it)"),
+    }

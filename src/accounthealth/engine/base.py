@@ -74,6 +74,10 @@ class Engine:
         """Replace the canonical table ``name`` with ``data`` (ingest of file sources)."""
         self.write_arrow(name, data, replace=True)
 
+    def replace_table_from(self, name: str, rows: ir.Table) -> None:
+        """Replace the canonical table ``name`` with ``rows``, a query of this engine."""
+        self.replace_table(name, self.to_arrow(rows))
+
     # -- queries ---------------------------------------------------------------------------
     def to_arrow(self, expr: ir.Expr) -> pa.Table:
         """Execute an expression and return an Arrow table."""
