@@ -203,3 +203,64 @@ def test_checks_across_files_keys_and_blanks(tmp_path: Path) -> None:
         ("metrics_2.csv", 1, "account_id,metric,date", "duplicate key (an earlier row has it)"),
         ("metrics_2.csv", 3, "account_id,metric,date", "duplicate key (an earlier row has it)"),
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("co", {}),
+        # A pattern's characters in the project folder's name; and a column named as DuckDB's
+        # row numbers, which makes the files be read into memory first.
+        ("co[2026]", {"file_row_number": [1, 2]}),
+    ],
+)
+def test_parquet_files_read_in_place(tmp_path: Path, name: str, extra: dict) -> None:
+    """Parquet files whose columns differ in width or presence load in file order, a bad row
+    is named by its file and row, and a file that is not Parquet is an error naming it."""
+    folder = project(tmp_path / name)
+    data = folder / "data"
+    pq.write_table(
+        pa.table(
+            {
+                "account_id": ["A1", "A2"],
+                "event_time": pa.array(
+                    [1_767_261_600_000_000, 1_767_348_000_000_000], pa.timestamp("us")
+                ),
+                "quantity": pa.array([1, 2], pa.int32()),
+                "browser": ["x", "y"],
+                **extra,
+            }
+        ),
+        data / "ev1.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "account_id": ["A2", "A7", "A1"],
+                "event_time": pa.array([1_767_434_400_000_000] * 3, pa.timestamp("us")),
+                "quantity": pa.array([2**40, 5, None], pa.int64()),
+            }
+        ),
+        data / "ev2.parquet",
+    )
+    (folder / "accounthealth.yaml").write_text(
+        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+        "  events: {file: 'data/ev*.parquet'}\n"
+    )
+    with ah.open(folder) as p:
+        report = p.ingest()
+        events = p.compute.execute(p.compute.table("events"))
+        rejects = p.rejects("events")
+    assert events["account_id"].tolist() == ["A1", "A2", "A2", "A1"]
+    assert events["quantity"].tolist()[:3] == [1.0, 2.0, 2.0**40]
+    assert pd.isna(events["quantity"].iloc[3])
+    assert [(Path(r.source_file).name, r.row_number, r.reason) for r in rejects.itertuples()] == [
+        ("ev2.parquet", 2, "unknown account_id (not in accounts)")
+    ]
+    events_report = next(r for r in report.tables if r.table == "events")
+    assert (events_report.rows_read, events_report.rows_loaded) == (5, 4)
+    (data / "ev3.parquet").write_text("account_id,event_time\nA1,2026-01-01\n")
+    with ah.open(folder) as p, pytest.raises(ah.DataError) as info:
+        p.ingest()
+    assert "cannot read parquet file" in info.value.message
+    assert "ev3.parquet" in info.value.message

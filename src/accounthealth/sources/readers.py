@@ -24,8 +24,8 @@ def resolve_files(source: Source, folder: Path, where: str) -> list[Path]:
     """Expand the source's paths and globs relative to the project folder."""
     files: list[Path] = []
     for pattern in source.files:
-        path = folder / pattern
-        matches = sorted(Path(p) for p in glob.glob(str(path)))
+        # The pattern alone, under the folder: the folder's own name may hold [ or *.
+        matches = sorted(folder / p for p in glob.glob(pattern, root_dir=folder))
         if not matches:
             raise DataError(
                 f"no file matches '{pattern}'",
@@ -85,6 +85,18 @@ def read_file(source: Source, file: Path, position: int) -> pa.Table:
         .append_column(LINE, pa.array(np.asarray(lines, np.int64)))
         .append_column(FILE, pa.array(np.full(n, position, np.int32)))
     )
+
+
+def parquet_schema(file: Path) -> pa.Schema:
+    """A Parquet file's columns, from its footer alone."""
+    try:
+        return pq.read_schema(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(
+            f"cannot read parquet file: {exc}",
+            where=str(file),
+            fix="check that the file is valid parquet",
+        ) from None
 
 
 def _read_csv(file: Path, delimiter: str) -> tuple[pa.Table, np.ndarray]:
