@@ -82,6 +82,8 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
                 rows = p.score(dates[0]).rows
             elif step == "backfill":
                 rows = p.score(start=dates[0], end=dates[1]).rows
+            elif step == "ingest":
+                rows = sum(table.rows_loaded for table in p.ingest().tables)
             else:
                 raise SystemExit(f"unknown step {step}")
     return {
