@@ -190,7 +190,7 @@ class Project(ActingOnHealth):
         return report
 
     def rejects(self, table: str | None = None) -> pd.DataFrame:
-        """Rows kept aside at the last ingest, with file, row, line, column and reason."""
+        """Rows of the ingested files kept aside, with file, row, line, column and reason."""
         rejected = self.store.table("rejected_rows")
         if table:
             rejected = rejected.filter(rejected.table_name == table)

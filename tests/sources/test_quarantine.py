@@ -22,6 +22,13 @@ def project(tmp_path: Path, **tables: list[dict]) -> Path:
     return make_project(tmp_path, MODEL, {"accounts": [account("A1"), account("A2")], **tables})
 
 
+def use_sources(folder: Path, sources: str) -> None:
+    """Point the project at data/accounts.csv and ``sources`` (YAML lines under sources:)."""
+    (folder / "accounthealth.yaml").write_text(
+        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n" + sources
+    )
+
+
 def test_bad_rows_are_kept_aside_with_where_and_why(tmp_path: Path) -> None:
     tickets = [
         {"ticket_id": "T1", "account_id": "A1", "opened_at": "2026-01-01 10:00", "csat": "4"},
@@ -114,10 +121,10 @@ def test_parquet_json_mapping_and_globs(tmp_path: Path) -> None:
         '{"contact_id": "P1", "account_id": "A1", "is_champion": true}\n\n'
         '{"contact_id": "P2", "account_id": "A2", "is_champion": "maybe"}\n'
     )
-    (folder / "accounthealth.yaml").write_text(
-        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+    use_sources(
+        folder,
         "  events: {file: 'data/ev*.parquet', columns: {account: company, time: ts}}\n"
-        "  surveys: {file: data/surveys.json}\n  contacts: {file: data/contacts.jsonl}\n"
+        "  surveys: {file: data/surveys.json}\n  contacts: {file: data/contacts.jsonl}\n",
     )
     with ah.open(folder) as p:
         p.ingest()
@@ -133,17 +140,17 @@ def test_parquet_json_mapping_and_globs(tmp_path: Path) -> None:
 def test_missing_and_misnamed_columns(tmp_path: Path) -> None:
     folder = project(tmp_path)
     write_csv(folder / "data" / "events.csv", [{"acount_id": "A1", "event_time": "2026-01-01"}])
-    (folder / "accounthealth.yaml").write_text(
-        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
-        "  events: {file: data/events.csv}\n"
+    use_sources(
+        folder,
+        "  events: {file: data/events.csv}\n",
     )
     with ah.open(folder) as p, pytest.raises(ah.DataError) as info:
         p.ingest()
     assert "required column 'account_id' is missing" in info.value.message
     assert "did you mean 'acount_id'?" in info.value.message
-    (folder / "accounthealth.yaml").write_text(
-        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
-        "  events: {file: data/nope.csv}\n"
+    use_sources(
+        folder,
+        "  events: {file: data/nope.csv}\n",
     )
     with ah.open(folder) as p, pytest.raises(ah.DataError, match="no file matches"):
         p.ingest()
@@ -179,9 +186,9 @@ def test_checks_across_files_keys_and_blanks(tmp_path: Path) -> None:
     ]
     write_csv(data / "metrics_1.csv", first)
     write_csv(data / "metrics_2.csv", second)
-    (folder / "accounthealth.yaml").write_text(
-        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
-        "  events: {file: data/events.csv}\n  metrics: {file: 'data/metrics_*.csv'}\n"
+    use_sources(
+        folder,
+        "  events: {file: data/events.csv}\n  metrics: {file: 'data/metrics_*.csv'}\n",
     )
     with ah.open(folder) as p:
         p.ingest()
@@ -209,15 +216,22 @@ def test_checks_across_files_keys_and_blanks(tmp_path: Path) -> None:
     ("name", "extra"),
     [
         ("co", {}),
-        # A pattern's characters in the project folder's name; and a column named as DuckDB's
-        # row numbers, which makes the files be read into memory first.
-        ("co[2026]", {"file_row_number": [1, 2]}),
+        # A pattern's characters in the project folder's name (a sibling folder "co2" matches
+        # the pattern): its files are read into memory first, as named.
+        ("co[2026]", {}),
+        # A column named as DuckDB's row numbers: read into memory first too.
+        ("co", {"file_row_number": [1, 2]}),
     ],
 )
 def test_parquet_files_read_in_place(tmp_path: Path, name: str, extra: dict) -> None:
     """Parquet files whose columns differ in width or presence load in file order, a bad row
     is named by its file and row, and a file that is not Parquet is an error naming it."""
     folder = project(tmp_path / name)
+    # What "co[2026]" matches as a pattern: other files of the same names.
+    decoys = project(tmp_path / "co2") / "data"
+    for other in ("ev1", "ev2"):
+        decoy = pa.table({"account_id": ["A9"], "event_time": ["2026-01-01"]})
+        pq.write_table(decoy, decoys / f"{other}.parquet")
     data = folder / "data"
     pq.write_table(
         pa.table(
@@ -243,9 +257,9 @@ def test_parquet_files_read_in_place(tmp_path: Path, name: str, extra: dict) -> 
         ),
         data / "ev2.parquet",
     )
-    (folder / "accounthealth.yaml").write_text(
-        "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
-        "  events: {file: 'data/ev*.parquet'}\n"
+    use_sources(
+        folder,
+        "  events: {file: 'data/ev*.parquet'}\n",
     )
     with ah.open(folder) as p:
         report = p.ingest()
@@ -264,3 +278,69 @@ def test_parquet_files_read_in_place(tmp_path: Path, name: str, extra: dict) -> 
         p.ingest()
     assert "cannot read parquet file" in info.value.message
     assert "ev3.parquet" in info.value.message
+
+
+def test_parquet_rows_keep_their_place_and_their_own_columns(tmp_path: Path) -> None:
+    """Several files load in their order with nothing rejected too; a folder named like a
+    partition (key=value) adds nothing to the rows; files listed one by one count in the order
+    they are listed."""
+    folder = project(tmp_path)
+    for n in range(5):
+        part = folder / "data" / "ev" / "account_id=A2" / f"day={n}"
+        part.mkdir(parents=True)
+        pq.write_table(
+            pa.table({"event_id": [f"e{n}"], "account_id": ["A1"], "event_time": ["2026-01-01"]}),
+            part / "part.parquet",
+        )
+    write_csv(
+        folder / "data" / "b.csv",
+        [{"ticket_id": "T1", "account_id": "A1", "opened_at": "2026-01-02"}],
+    )
+    write_csv(
+        folder / "data" / "a.csv",
+        [{"ticket_id": "T1", "account_id": "A2", "opened_at": "2026-01-01"}],
+    )
+    use_sources(
+        folder,
+        "  events: {file: 'data/ev/*/*/part.parquet'}\n"
+        "  tickets: {file: [data/b.csv, data/a.csv]}\n",
+    )
+    with ah.open(folder) as p:
+        p.ingest()
+        events = p.compute.execute(p.compute.table("events"))
+        tickets = p.compute.execute(p.compute.table("tickets"))
+        rejects = p.rejects("tickets")
+    assert events["event_id"].tolist() == [f"e{n}" for n in range(5)]
+    assert set(events["account_id"]) == {"A1"}
+    assert tickets["account_id"].tolist() == ["A1"]  # b.csv is listed first
+    assert [
+        (Path(f).name, r) for f, r in zip(rejects["source_file"], rejects["reason"], strict=True)
+    ] == [("a.csv", "duplicate key (an earlier row has it)")]
+
+
+def test_a_parquet_file_broken_after_its_footer_is_an_error(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    path = folder / "data" / "events.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "event_id": [f"event-{i}" for i in range(20_000)],
+                "account_id": ["A1"] * 20_000,
+                "event_time": ["2026-01-01"] * 20_000,
+            }
+        ),
+        path,
+    )
+    data = bytearray(path.read_bytes())
+    data[100:600] = b"\xab" * 500
+    path.write_bytes(bytes(data))
+    use_sources(
+        folder,
+        "  events: {file: data/events.parquet}\n",
+    )
+    with ah.open(folder) as p:
+        with pytest.raises(ah.DataError) as info:
+            p.ingest()
+        assert "cannot read the parquet files" in info.value.message
+        assert "events.parquet" in info.value.message
+        assert not p.compute.has_table("events")  # nothing half-written

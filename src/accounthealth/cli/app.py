@@ -71,10 +71,13 @@ def ingest(project: ProjectOpt = Path(".")) -> None:
     """Load the sources named in accounthealth.yaml into the store."""
     with open_project(project) as p:
         report = p.ingest()
-    out = table("Table", "Read", "Loaded", "Rejected", title="Ingested")
+    out = table("Table", "Read", "Loaded", "Rejected", "How", title="Ingested")
     for r in report.tables:
         rejected = f"[red]{r.rows_rejected:,}[/]" if r.rows_rejected else "0"
-        out.add_row(r.table, f"{r.rows_read:,}", f"{r.rows_loaded:,}", rejected)
+        how = r.how
+        if r.how == "appended":
+            how = f"appended ({r.files_read} new file{'s' if r.files_read > 1 else ''})"
+        out.add_row(r.table, f"{r.rows_read:,}", f"{r.rows_loaded:,}", rejected, how)
     console.print(out)
     for r in report.tables:
         for reason, count in r.reasons.items():
@@ -259,7 +262,7 @@ def rejects(
     source: str | None = typer.Option(None, "--table", help="Only this table."),
     limit: int = typer.Option(50, help="Rows to show."),
 ) -> None:
-    """Rows the last ingest kept aside, with file, line, column and reason."""
+    """Rows of the ingested files kept aside, with file, line, column and reason."""
     with open_project(project) as p:
         frame = p.rejects(source)
     out = table(

@@ -74,9 +74,14 @@ class Engine:
         """Replace the canonical table ``name`` with ``data`` (ingest of file sources)."""
         self.write_arrow(name, data, replace=True)
 
-    def replace_table_from(self, name: str, rows: ir.Table) -> None:
-        """Replace the canonical table ``name`` with ``rows``, a query of this engine."""
-        self.replace_table(name, self.to_arrow(rows))
+    def load_table_from(self, name: str, rows: ir.Table, *, append: bool = False) -> None:
+        """Replace the canonical table ``name`` with ``rows``, a query of this engine, or
+        append them to it."""
+        data = self.to_arrow(rows)
+        if append:
+            self.write_arrow(name, data)
+        else:
+            self.replace_table(name, data)
 
     # -- queries ---------------------------------------------------------------------------
     def to_arrow(self, expr: ir.Expr) -> pa.Table:

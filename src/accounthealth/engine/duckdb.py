@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +89,18 @@ class DuckDBEngine(Engine):
         finally:
             self.raw.unregister(name)
 
+    @contextmanager
+    def parquet_file(self, path: Path, name: str, **options: t.Any) -> t.Iterator[ir.Table]:
+        """One Parquet file as the table ``name`` while in use, read as it is named: a
+        folder called ``key=value`` on its path adds no column."""
+        table = self.ibis.read_parquet(path, table_name=name, hive_partitioning=False, **options)
+        try:
+            yield table
+        finally:
+            # After a failed statement the transaction drops the view with everything else.
+            with contextlib.suppress(duckdb.Error):
+                self.raw.execute(f"DROP VIEW IF EXISTS {ident(name)}")
+
     def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
         return self.raw.execute(query, list(params)).fetchall()
 
@@ -113,10 +126,15 @@ class DuckDBEngine(Engine):
         # its own transactions, and DuckDB runs them beside this connection's queries.
         return DuckDBEngine(self.path, connection=self.raw.cursor())
 
-    def replace_table_from(self, name: str, rows: ir.Table) -> None:
+    def load_table_from(self, name: str, rows: ir.Table, *, append: bool = False) -> None:
         # In the database: on 20 million events a trip through Arrow cost seconds and
         # gigabytes.
-        self.raw.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS {self.ibis.compile(rows)}")
+        verb = (
+            f"INSERT INTO {ident(name)} BY NAME"
+            if append
+            else f"CREATE OR REPLACE TABLE {ident(name)} AS"
+        )
+        self.raw.execute(f"{verb} {self.ibis.compile(rows)}")
 
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         view = f"_incoming_{name}"

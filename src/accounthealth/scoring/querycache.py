@@ -13,7 +13,6 @@ stale; an unreadable entry is compiled again.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from accounthealth.engine.base import Engine
 from accounthealth.engine.parameters import PreparedQuery
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.sources.schema import TABLES
+from accounthealth.versions import code_digest
 
 # Raised when the entries' layout changes, so older files are ignored.
 FORMAT = 3
@@ -36,23 +36,12 @@ FORMAT = 3
 KEEP = 16
 
 
-@functools.cache
-def _code_digest() -> str:
-    """A digest of accounthealth's own source: the code that builds the queries."""
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def fingerprint(engine: Engine, resolved: ResolvedModel) -> str:
     """A key for everything that shapes the metric query of ``resolved`` on ``engine``."""
     backend = engine.ibis
     parts = {
         "format": FORMAT,
-        "code": _code_digest(),
+        "code": code_digest(),
         "versions": [ibis.__version__, sqlglot.__version__, duckdb.__version__],
         "engine": [engine.kind, backend.current_catalog, backend.current_database],
         "model": [resolved.version, list(resolved.account_columns)],

@@ -8,16 +8,19 @@ nothing and re-ingesting the same files gives the same tables.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import operator
+import re
 import typing as t
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
@@ -29,6 +32,7 @@ from accounthealth.engine.base import Engine
 from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.errors import DataError
 from accounthealth.progress import SILENT, Progress
+from accounthealth.sources import incremental
 from accounthealth.sources.mapping import column_mapping
 from accounthealth.sources.readers import (
     FILE,
@@ -45,6 +49,9 @@ from accounthealth.sources.views import canonical_view, located, source_counts
 # The name a file source's rows have in the validating database while they are checked.
 _RAW = "_accounthealth_ingesting"
 _REJECTED = "_accounthealth_rejected"
+_EARLIER = "_accounthealth_ingested"
+# Characters DuckDB reads a path as a pattern by.
+_PATTERN = re.compile(r"[*?\[\]{}]")
 # Canonical tables in load order: accounts first, because the others are checked against it.
 ORDER = tuple(TABLES)
 
@@ -59,6 +66,10 @@ class TableReport:
     rows_loaded: int
     rows_rejected: int
     reasons: dict[str, int]
+    # "replaced" (every file read), "appended" (only files new since the last ingest) or
+    # "unchanged" (none); the counts are of the rows read this time.
+    how: str = "replaced"
+    files_read: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,10 +95,12 @@ def _validate(
     table: CanonicalTable,
     mapping: dict[str, str | None],
     accounts: ir.Table | None,
+    earlier: ir.Table | None = None,
 ) -> tuple[ir.Table, ir.Table]:
     """``raw`` with its canonical columns typed (``__t_<column>``), and the rows of it that
     fail a check, with the column, the value and the reason (the first check failed, in the
-    order of the table's columns, then unknown account, then duplicate key)."""
+    order of the table's columns, then unknown account, then duplicate key: of an earlier
+    row, or one of the typed keys ``earlier`` files of the source hold)."""
     typed, blanks = {}, {}
     for column in table.columns:
         source = mapping[column.name]
@@ -129,7 +142,7 @@ def _validate(
         columns.append("account_id")
         reasons.append("unknown account_id (not in accounts)")
         shown.append("__t_account_id")
-    repeated = _repeated_keys(typed_rows, [f"__t_{k}" for k in table.key])
+    repeated = _repeated_keys(typed_rows, [f"__t_{k}" for k in table.key], earlier)
     rows = rows.left_join(
         repeated, [rows[FILE] == repeated.__repeat_file, rows[ROW] == repeated.__repeat_row]
     )
@@ -157,33 +170,78 @@ def _whitespace(value: ir.StringValue) -> ir.BooleanValue:
     return ibis.ifelse(value.ascii_str() <= 32, value.strip() == "", False)
 
 
-def _repeated_keys(rows: ir.Table, key: list[str]) -> ir.Table:
-    """Where (``__repeat_file``, ``__repeat_row``) a key seen on an earlier row comes again.
-    Keys are counted first, and only the few that repeat are ordered: numbering every row
-    within its key carried whole rows through a sort, most of an ingest of 20 million
-    events."""
+def _repeated_keys(rows: ir.Table, key: list[str], earlier: ir.Table | None) -> ir.Table:
+    """Where (``__repeat_file``, ``__repeat_row``) a key seen on an earlier row, or held by
+    ``earlier`` (typed keys), comes again. Keys are counted first, and only the few
+    that repeat are ordered: numbering every row within its key carried whole rows through a
+    sort, most of an ingest of 20 million events."""
     counted = rows.filter(rows[key[0]].notnull()).group_by(key).aggregate(__n=ibis._.count())
     counted = counted.filter(counted.__n > 1)
     again = rows.semi_join(counted, key)
-    earlier = ibis.window(group_by=[again[k] for k in key], order_by=[again[FILE], again[ROW]])
-    again = again.mutate(__nth=ibis.row_number().over(earlier))
-    return again.filter(again.__nth > 0).select(__repeat_file=again[FILE], __repeat_row=again[ROW])
+    ordered = ibis.window(group_by=[again[k] for k in key], order_by=[again[FILE], again[ROW]])
+    again = again.mutate(__nth=ibis.row_number().over(ordered))
+    at = again.filter(again.__nth > 0).select(__repeat_file=again[FILE], __repeat_row=again[ROW])
+    if earlier is None:
+        return at
+    # The earlier keys the new rows have first (the new rows are the few: their keys make the
+    # join's table, and the earlier ones stream past it), then the rows that have them.
+    held = earlier.semi_join(rows.select(key), key)
+    seen = rows.semi_join(held, key)
+    seen = seen.select(__repeat_file=seen[FILE], __repeat_row=seen[ROW])
+    return at.union(seen, distinct=True)
+
+
+def _earlier_keys(
+    validator: DuckDBEngine,
+    table: CanonicalTable,
+    mapping: dict[str, str | None],
+    files: list[Path],
+    views: contextlib.ExitStack,
+) -> ir.Table:
+    """The typed keys of ``files`` (Parquet, already ingested), as DuckDB reads them where
+    they are (``views`` holds them open): only the key's columns."""
+    parts = []
+    for position, file in enumerate(files):
+        rows = views.enter_context(validator.parquet_file(file, f"{_EARLIER}_{position}"))
+        typed = {
+            f"__t_{k}": _typed(rows[t.cast(str, mapping[k])], table.column(k).type)
+            for k in table.key
+        }
+        parts.append(rows.select(**typed))
+    keys = ibis.union(*parts, distinct=False)
+    return keys.filter(keys[f"__t_{table.key[0]}"].notnull())
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A file source's files, and which of them an ingest reads: all, or from position
+    ``since`` on (then the good rows are appended). ``schemas``: the Parquet files' columns,
+    when DuckDB reads them in place."""
+
+    source: Source
+    files: list[Path]
+    schemas: list[pa.Schema] | None
+    since: int
 
 
 def _ingest_table(
-    validator: Engine,
+    validator: DuckDBEngine,
     compute: Engine,
     project: LoadedProject,
     name: str,
-    source: Source,
+    reading: _Reading,
     progress: Progress,
 ) -> tuple[pa.Table, TableReport]:
     """Read, check and load one file source into ``compute`` (in the caller's transaction);
     returns its rejected rows and what happened."""
     table = TABLES[name]
     where = project.document.where(("sources", name))
-    files = resolve_files(source, project.folder, where)
-    with _raw_rows(validator, name, source, files, progress) as (raw, present, rows_read):
+    source, files, since = reading.source, reading.files, reading.since
+    how = "appended" if since else "replaced"
+    with (
+        contextlib.ExitStack() as views,
+        _raw_rows(validator, name, reading, views, progress) as (raw, present, rows_read, ordered),
+    ):
         mapping = column_mapping(
             table,
             source,
@@ -195,7 +253,20 @@ def _ingest_table(
         if table.keeps_extra_columns:
             extras = [c for c in present if c not in used and not c.startswith("__")]
         accounts = validator.table("accounts") if name != "accounts" and table.per_account else None
-        bad = _load(validator, compute, name, raw, table, mapping, extras, accounts, progress)
+        earlier = _earlier_keys(validator, table, mapping, files[:since], views) if since else None
+        checks = _Checks(table, mapping, extras, accounts, earlier, ordered)
+        try:
+            bad = _load(validator, compute, name, raw, checks, progress)
+        except duckdb.Error as exc:
+            if reading.schemas is None:
+                raise
+            # Parquet read in place: only its footer was read before, the rest is read now.
+            raise DataError(
+                f"cannot read the parquet files: {str(exc).splitlines()[0]}",
+                where=where,
+                fix="check that every file is valid parquet (a file cut short or overwritten "
+                "breaks it): " + ", ".join(f.name for f in files[since:]),
+            ) from None
     paths = pa.array([str(f) for f in files])
     bad = bad.set_column(
         bad.schema.get_field_index("source_file"), "source_file", paths.take(bad["source_file"])
@@ -211,38 +282,57 @@ def _ingest_table(
         rows_read - bad.num_rows,
         bad.num_rows,
         reasons,
+        how,
+        len(files) - since,
     )
     return bad, report
 
 
+def _parquet_schemas(source: Source, files: list[Path]) -> list[pa.Schema] | None:
+    """The columns of each of ``files`` when DuckDB can read them in place: all Parquet, none
+    with a pattern's characters in its path, and none with a column named as the row numbers
+    DuckDB adds (it refuses those)."""
+    if not all(file_format(source, f) == "parquet" for f in files):
+        return None
+    if any(_PATTERN.search(str(f)) for f in files):
+        return None  # DuckDB would read such a name as a pattern, and maybe other files
+    schemas = [parquet_schema(f) for f in files]
+    if any("file_row_number" in schema.names for schema in schemas):
+        return None
+    return schemas
+
+
 @contextmanager
 def _raw_rows(
-    validator: Engine, name: str, source: Source, files: list[Path], progress: Progress
-) -> t.Iterator[tuple[ir.Table, list[str], int]]:
-    """The source's rows in the validating database while they are checked, with ``FILE``,
-    ``ROW`` and ``LINE``; the columns every file has; how many rows there are.
+    validator: DuckDBEngine,
+    name: str,
+    reading: _Reading,
+    views: contextlib.ExitStack,
+    progress: Progress,
+) -> t.Iterator[tuple[ir.Table, list[str], int, bool]]:
+    """The rows of the files ``reading`` reads, in the validating database while they are
+    checked (``views`` holds Parquet files open), with ``FILE``, ``ROW`` and ``LINE``; the
+    columns every file has; how many rows were read; whether they come in file order.
 
-    Parquet files are read by DuckDB where they are, as the checks and the load need them:
-    read into memory first, 20 million events took 2 GB and 4.5 s more. Other formats are
-    read here into one Arrow table."""
-    parquet = all(file_format(source, f) == "parquet" for f in files)
-    schemas = [parquet_schema(f) for f in files] if parquet else []
-    # DuckDB numbers a file's rows in a column of this name, and refuses a file that has one.
-    if parquet and not any("file_row_number" in schema.names for schema in schemas):
+    Parquet files (``schemas`` given) are read by DuckDB where they are, as the checks and the
+    load need them: read into memory first, 20 million events took 2 GB and 4.5 s more. Other
+    files are read here into one Arrow table (all of them: ``since`` is 0)."""
+    source, files, schemas, since = reading.source, reading.files, reading.schemas, reading.since
+    if schemas is not None:
         present = [c for c in schemas[0].names if all(c in s.names for s in schemas)]
         types = pa.unify_schemas(
             [pa.schema([s.field(c) for c in present]) for s in schemas],
             promote_options="permissive",
         )
         parts = []
-        for position, (file, schema) in enumerate(zip(files, schemas, strict=True)):
-            rows = validator.ibis.read_parquet(
-                file, table_name=f"{_RAW}_{position}", file_row_number=True
+        for position in range(since, len(files)):
+            rows = views.enter_context(
+                validator.parquet_file(files[position], f"{_RAW}_{position}", file_row_number=True)
             )
             row = rows.file_row_number + 1
             columns = {
                 c: rows[c]
-                if schema.field(c).type == types.field(c).type
+                if schemas[position].field(c).type == types.field(c).type
                 else rows[c].cast(ibis.dtype(types.field(c).type))
                 for c in present
             }
@@ -251,9 +341,11 @@ def _raw_rows(
                     **columns, **{ROW: row, LINE: row, FILE: ibis.literal(position, "int32")}
                 )
             )
-        rows_read = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        yield ibis.union(*parts, distinct=False), present, rows_read
+        rows_read = sum(pq.ParquetFile(f).metadata.num_rows for f in files[since:])
+        # One file's scan keeps its order; a union of several, as Ibis nests it, need not.
+        yield ibis.union(*parts, distinct=False), present, rows_read, len(parts) == 1
         return
+    assert since == 0, "only Parquet files are read from a position on"
     parts = []
     with progress.task(f"reading {name}", total=len(files)) as advance:
         for position, file in enumerate(files):
@@ -263,26 +355,39 @@ def _raw_rows(
     present = [c for c in parts[0].column_names if all(c in s for s in columns_sets)]
     raw = pa.concat_tables([p.select(present) for p in parts], promote_options="permissive")
     with validator.attached(_RAW, raw):
-        yield validator.table(_RAW), present, raw.num_rows
+        yield validator.table(_RAW), present, raw.num_rows, True
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """What a file source's rows are checked and loaded with: its canonical table, which
+    column maps to each canonical one, the extra columns kept, the accounts they must name,
+    the keys earlier files hold (appending), and whether the rows come in file order."""
+
+    table: CanonicalTable
+    mapping: dict[str, str | None]
+    extras: list[str]
+    accounts: ir.Table | None
+    earlier: ir.Table | None
+    ordered: bool
 
 
 def _load(
-    validator: Engine,
+    validator: DuckDBEngine,
     compute: Engine,
     name: str,
     raw: ir.Table,
-    table: CanonicalTable,
-    mapping: dict[str, str | None],
-    extras: list[str],
-    accounts: ir.Table | None,
+    checks: _Checks,
     progress: Progress,
 ) -> pa.Table:
-    """Check ``raw`` and load its good rows into ``compute``'s table ``name``; returns the
-    rejected rows (``source_file`` the file's position)."""
+    """Check ``raw`` and load its good rows into ``compute``'s table ``name`` (appended to it
+    when ``checks`` has the keys of the files already loaded); returns the rejected rows
+    (``source_file`` the file's position)."""
+    table, extras = checks.table, checks.extras
     # The rows are in the validating database under names of their own, not an Ibis memtable:
     # the good rows can then go into a DuckDB compute engine's table without coming back to
     # Python.
-    typed, rejected = _validate(raw, table, mapping, accounts)
+    typed, rejected = _validate(raw, table, checks.mapping, checks.accounts, checks.earlier)
     bad = validator.to_arrow(
         rejected.select(
             table_name=ibis.literal(name),
@@ -303,18 +408,20 @@ def _load(
     ):
         good = typed
         if at is not None:
-            # A join may reorder rows (scans, and their union, keep them): in file order again.
             rejected_at = validator.table(_REJECTED)
             good = good.anti_join(
                 rejected_at,
                 [good[FILE] == rejected_at.source_file, good[ROW] == rejected_at.row_number],
-            ).order_by([FILE, ROW])
+            )
+        if at is not None or not checks.ordered:
+            # A join may reorder rows (one table's scan keeps them): in file order again.
+            good = good.order_by([FILE, ROW])
         good = good.select(
             *[good[f"__t_{c}"].name(c) for c in table.column_names],
             *[good[e] for e in extras],
         )
         if validator is compute:
-            compute.replace_table_from(name, good)
+            compute.load_table_from(name, good, append=checks.earlier is not None)
         else:
             good_rows = validator.to_arrow(good)
             compute.replace_table(name, good_rows)
@@ -359,26 +466,44 @@ def ingest(
     run_id = uuid.uuid4().hex[:12]
     now = dt.datetime.now()
     reports = []
+    ids = None  # the accounts' ids, once loaded (incremental.account_ids)
     with store.transaction(), compute.transaction():
         for name in ORDER:
             if name not in sources:
                 continue
             source = sources[name]
             where = project.document.where(("sources", name))
-            bad = None
+            bad, since = None, 0
             if source.in_engine:
                 source = located(source, project.folder)
                 compute.register_view(name, canonical_view(compute, name, source, where))
                 rows, skipped = source_counts(compute, name, source, where)
                 reasons = {"required value is missing": skipped} if skipped else {}
                 report = TableReport(name, (), rows, rows - skipped, skipped, reasons)
+                fingerprint = None
                 if name == "accounts" and validator is not compute:
                     # The other tables are checked against these ids.
-                    ids = compute.to_arrow(compute.table("accounts").select("account_id"))
-                    validator.replace_table("accounts", ids)
+                    known = compute.to_arrow(compute.table("accounts").select("account_id"))
+                    validator.replace_table("accounts", known)
             else:
-                bad, report = _ingest_table(validator, compute, project, name, source, progress)
-            store.sql("DELETE FROM rejected_rows WHERE table_name = ?", [name])
+                files = resolve_files(source, project.folder, where)
+                schemas = _parquet_schemas(source, files)
+                fingerprint = incremental.fingerprint(name, source, files, project.folder, ids)
+                since, kept = incremental.new_files_from(
+                    store, compute, name, fingerprint, schemas is not None
+                )
+                if since == len(files):
+                    report = TableReport(name, tuple(map(str, files)), 0, 0, 0, {}, "unchanged")
+                else:
+                    reading = _Reading(source, files, schemas, since)
+                    bad, report = _ingest_table(
+                        validator, compute, project, name, reading, progress
+                    )
+                fingerprint = replace(fingerprint, rows=kept + report.rows_loaded)
+            if name == "accounts":
+                ids = incremental.account_ids(compute)
+            if not since:
+                store.sql("DELETE FROM rejected_rows WHERE table_name = ?", [name])
             if bad is not None and bad.num_rows:
                 store.write_arrow("rejected_rows", bad)
             store.sql(
@@ -390,7 +515,7 @@ def ingest(
                     report.rows_read,
                     report.rows_loaded,
                     report.rows_rejected,
-                    None,
+                    fingerprint.to_json() if fingerprint else None,
                     now,
                 ],
             )

@@ -1,0 +1,113 @@
+"""Which files of a source an ingest still has to read.
+
+A daily export often only adds files (``events/2026-07-01.parquet``, one a day). When a
+source's earlier files are exactly the ones the last ingest read, unchanged, an ingest that
+read them all again would load the same rows and reject the same ones: only the new files are
+read, checked (a key is a duplicate if any earlier file has it) and appended. Each ingest
+records what it read as the table's fingerprint in ``ingest_runs``; anything else changing
+(the source's settings, accounthealth's code, the set of account ids the rows are checked
+against, the table's row count, a file's size or modification time, a file's place in the
+list) makes the ingest read every file again, as it always did.
+
+Only Parquet sources loaded into a DuckDB compute engine are appended to; accounts (small,
+and what every other table is checked against) are always read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+from accounthealth.config.project import Source
+from accounthealth.engine.base import Engine
+from accounthealth.engine.duckdb import DuckDBEngine
+from accounthealth.versions import code_digest
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What an ingest of one table read: its settings, the account ids it checked against,
+    each file (name, size, modification time) in order, and the rows the table then held."""
+
+    settings: str
+    accounts: str | None
+    files: tuple[tuple[str, int, int], ...]
+    rows: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "settings": self.settings,
+                "accounts": self.accounts,
+                "files": self.files,
+                "rows": self.rows,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Fingerprint:
+        data = json.loads(text)
+        files = tuple((str(name), int(size), int(mtime)) for name, size, mtime in data["files"])
+        return cls(data["settings"], data["accounts"], files, int(data["rows"]))
+
+
+def fingerprint(
+    name: str, source: Source, files: list[Path], folder: Path, accounts: str | None
+) -> Fingerprint:
+    """The fingerprint of ingesting ``files`` for table ``name`` now (rows still unknown)."""
+    settings = json.dumps(
+        {"table": name, "source": source.model_dump(mode="json"), "code": code_digest()},
+        sort_keys=True,
+    )
+    listed = []
+    for file in files:
+        stat = file.stat()
+        shown = file.relative_to(folder) if file.is_relative_to(folder) else file
+        listed.append((str(shown), stat.st_size, stat.st_mtime_ns))
+    return Fingerprint(hashlib.sha256(settings.encode()).hexdigest(), accounts, tuple(listed))
+
+
+def account_ids(compute: Engine) -> str | None:
+    """A digest of the set of account ids in ``compute``'s accounts table (None where the
+    engine is not DuckDB: its tables are always read whole)."""
+    if not isinstance(compute, DuckDBEngine):
+        return None
+    accounts = compute.table("accounts")
+    ids = accounts.account_id
+    found = compute.execute(accounts.aggregate(n=ids.count(), h=ids.hash().sum()))
+    return f"{int(found['n'].iloc[0])}:{found['h'].iloc[0]}"
+
+
+def new_files_from(
+    store: Engine, compute: Engine, name: str, now: Fingerprint, parquet: bool
+) -> tuple[int, int]:
+    """The position of the first file an ingest of ``name`` has to read, and how many rows of
+    the table it keeps: (0, 0), every file read again, unless the last ingest's fingerprint
+    says the earlier files are read already."""
+    if name == "accounts" or not parquet or not isinstance(compute, DuckDBEngine):
+        return 0, 0
+    rows = store.sql(
+        "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "
+        "ORDER BY ingested_at DESC LIMIT 1",
+        [name],
+    )
+    if not rows or rows[0][0] is None:  # never ingested, or last from the engine itself
+        return 0, 0
+    before = Fingerprint.from_json(rows[0][0])
+    read = len(before.files)
+    if (
+        (before.settings, before.accounts) != (now.settings, now.accounts)
+        or now.accounts is None
+        or now.files[:read] != before.files
+        or not compute.has_table(name)
+        or _count(compute, name) != before.rows
+    ):
+        return 0, 0
+    return read, before.rows
+
+
+def _count(compute: Engine, name: str) -> int:
+    return int(t.cast(t.Any, compute.execute(compute.table(name).count())))
