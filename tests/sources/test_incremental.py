@@ -4,6 +4,8 @@ and rejected rows an ingest of every file would give."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -93,3 +95,15 @@ def test_a_changed_file_or_new_account_reads_every_file_again(tmp_path: Path) ->
     # A file touched but not changed counts as changed: its time is all there is to go by.
     os.utime(folder / "data" / "events" / "day4.parquet")
     assert ingested(folder)[0]["events"] == "replaced"
+
+
+def test_the_command_says_how_each_table_was_ingested(tmp_path: Path) -> None:
+    folder = book(tmp_path / "co", DAY_1)
+    ingested(folder)
+    add_day(folder, 2, DAY_2)
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    command = [sys.executable, "-c", "from accounthealth.cli.app import main; main()", "ingest"]
+    out = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env, check=True)
+    lines = {line.split()[1]: line for line in out.stdout.splitlines() if line.startswith("│")}
+    assert "appended (1 new file)" in lines["events"]
+    assert "replaced" in lines["accounts"]

@@ -74,9 +74,17 @@ def _run_once(
         console.print(f"[bold red]Run for {day} failed:[/] {message}")
         return
     rules = report.rules
-    loaded = sum(r.rows_loaded for r in report.ingest.tables)
+    tables = report.ingest.tables
+    loaded = sum(r.rows_loaded for r in tables)
+    unchanged = [r.table for r in tables if r.how == "unchanged"]
+    appended = [r.table for r in tables if r.how == "appended"]
+    ingested = f"{loaded:,} rows loaded in {len(tables) - len(unchanged)} tables"
+    if appended:
+        ingested += f" (new files only: {', '.join(appended)})"
+    if unchanged:
+        ingested += f"; no new file: {', '.join(unchanged)}"
     console.print(f"[bold]Daily run for {report.day}[/] ({report.seconds:.1f}s)")
-    console.print(f"  ingest: {loaded:,} rows in {len(report.ingest.tables)} tables")
+    console.print(f"  ingest: {ingested}")
     scored = f"{len(report.scored)} day(s)" if report.scored else "nothing new (already scored)"
     console.print(f"  score: {scored}")
     if rules.already:
