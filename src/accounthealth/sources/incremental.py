@@ -100,7 +100,6 @@ def new_files_from(
     read = len(before.files)
     if (
         (before.settings, before.accounts) != (now.settings, now.accounts)
-        or now.accounts is None
         or now.files[:read] != before.files
         or not compute.has_table(name)
         or _count(compute, name) != before.rows

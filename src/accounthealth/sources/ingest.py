@@ -39,7 +39,7 @@ from accounthealth.sources.readers import (
     LINE,
     ROW,
     file_format,
-    parquet_schema,
+    parquet_footer,
     read_file,
     resolve_files,
 )
@@ -215,12 +215,12 @@ def _earlier_keys(
 @dataclass(frozen=True)
 class _Reading:
     """A file source's files, and which of them an ingest reads: all, or from position
-    ``since`` on (then the good rows are appended). ``schemas``: the Parquet files' columns,
+    ``since`` on (then the good rows are appended). ``footers``: the Parquet files' footers,
     when DuckDB reads them in place."""
 
     source: Source
     files: list[Path]
-    schemas: list[pa.Schema] | None
+    footers: list[pq.FileMetaData] | None
     since: int
 
 
@@ -258,7 +258,7 @@ def _ingest_table(
         try:
             bad = _load(validator, compute, name, raw, checks, progress)
         except duckdb.Error as exc:
-            if reading.schemas is None:
+            if reading.footers is None:
                 raise
             # Parquet read in place: only its footer was read before, the rest is read now.
             raise DataError(
@@ -288,18 +288,18 @@ def _ingest_table(
     return bad, report
 
 
-def _parquet_schemas(source: Source, files: list[Path]) -> list[pa.Schema] | None:
-    """The columns of each of ``files`` when DuckDB can read them in place: all Parquet, none
+def _parquet_footers(source: Source, files: list[Path]) -> list[pq.FileMetaData] | None:
+    """The footer of each of ``files`` when DuckDB can read them in place: all Parquet, none
     with a pattern's characters in its path, and none with a column named as the row numbers
     DuckDB adds (it refuses those)."""
     if not all(file_format(source, f) == "parquet" for f in files):
         return None
     if any(_PATTERN.search(str(f)) for f in files):
         return None  # DuckDB would read such a name as a pattern, and maybe other files
-    schemas = [parquet_schema(f) for f in files]
-    if any("file_row_number" in schema.names for schema in schemas):
+    footers = [parquet_footer(f) for f in files]
+    if any("file_row_number" in footer.schema.names for footer in footers):
         return None
-    return schemas
+    return footers
 
 
 @contextmanager
@@ -314,11 +314,12 @@ def _raw_rows(
     checked (``views`` holds Parquet files open), with ``FILE``, ``ROW`` and ``LINE``; the
     columns every file has; how many rows were read; whether they come in file order.
 
-    Parquet files (``schemas`` given) are read by DuckDB where they are, as the checks and the
+    Parquet files (``footers`` given) are read by DuckDB where they are, as the checks and the
     load need them: read into memory first, 20 million events took 2 GB and 4.5 s more. Other
     files are read here into one Arrow table (all of them: ``since`` is 0)."""
-    source, files, schemas, since = reading.source, reading.files, reading.schemas, reading.since
-    if schemas is not None:
+    source, files, footers, since = reading.source, reading.files, reading.footers, reading.since
+    if footers is not None:
+        schemas = [footer.schema.to_arrow_schema() for footer in footers]
         present = [c for c in schemas[0].names if all(c in s.names for s in schemas)]
         types = pa.unify_schemas(
             [pa.schema([s.field(c) for c in present]) for s in schemas],
@@ -341,7 +342,7 @@ def _raw_rows(
                     **columns, **{ROW: row, LINE: row, FILE: ibis.literal(position, "int32")}
                 )
             )
-        rows_read = sum(pq.ParquetFile(f).metadata.num_rows for f in files[since:])
+        rows_read = sum(footer.num_rows for footer in footers[since:])
         # One file's scan keeps its order; a union of several, as Ibis nests it, need not.
         yield ibis.union(*parts, distinct=False), present, rows_read, len(parts) == 1
         return
@@ -487,15 +488,15 @@ def ingest(
                     validator.replace_table("accounts", known)
             else:
                 files = resolve_files(source, project.folder, where)
-                schemas = _parquet_schemas(source, files)
+                footers = _parquet_footers(source, files)
                 fingerprint = incremental.fingerprint(name, source, files, project.folder, ids)
                 since, kept = incremental.new_files_from(
-                    store, compute, name, fingerprint, schemas is not None
+                    store, compute, name, fingerprint, footers is not None
                 )
                 if since == len(files):
                     report = TableReport(name, tuple(map(str, files)), 0, 0, 0, {}, "unchanged")
                 else:
-                    reading = _Reading(source, files, schemas, since)
+                    reading = _Reading(source, files, footers, since)
                     bad, report = _ingest_table(
                         validator, compute, project, name, reading, progress
                     )

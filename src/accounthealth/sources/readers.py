@@ -73,12 +73,8 @@ def read_file(source: Source, file: Path, position: int) -> pa.Table:
         else:
             table, lines = _read_json(file)
     except (OSError, pa.ArrowException, json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"cannot read {fmt} file: {exc}",
-            where=str(file),
-            fix=f"check that the file is valid {fmt}"
-            + (f" with delimiter {source.delimiter!r}" if fmt == "csv" else ""),
-        ) from None
+        delimiter = f" with delimiter {source.delimiter!r}" if fmt == "csv" else ""
+        raise _unreadable(fmt, file, exc, delimiter) from None
     n = table.num_rows
     return (
         table.append_column(ROW, pa.array(np.arange(1, n + 1)))
@@ -87,16 +83,20 @@ def read_file(source: Source, file: Path, position: int) -> pa.Table:
     )
 
 
-def parquet_schema(file: Path) -> pa.Schema:
-    """A Parquet file's columns, from its footer alone."""
+def parquet_footer(file: Path) -> pq.FileMetaData:
+    """A Parquet file's footer: its columns and how many rows it has, without its rows."""
     try:
-        return pq.read_schema(file)
+        return pq.read_metadata(file)
     except (OSError, pa.ArrowException) as exc:
-        raise DataError(
-            f"cannot read parquet file: {exc}",
-            where=str(file),
-            fix="check that the file is valid parquet",
-        ) from None
+        raise _unreadable("parquet", file, exc) from None
+
+
+def _unreadable(fmt: str, file: Path, exc: Exception, condition: str = "") -> DataError:
+    return DataError(
+        f"cannot read {fmt} file: {exc}",
+        where=str(file),
+        fix=f"check that the file is valid {fmt}{condition}",
+    )
 
 
 def _read_csv(file: Path, delimiter: str) -> tuple[pa.Table, np.ndarray]:
