@@ -1,8 +1,10 @@
-"""Ingest reads only the Parquet files added since the last ingest, and ends with the tables
-and rejected rows an ingest of every file would give."""
+"""Ingest reads only the files added since the last ingest (Parquet, CSV or JSON lines), and
+ends with the tables and rejected rows an ingest of every file would give."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import accounthealth as ah
 
@@ -22,23 +25,37 @@ DAY_1 = [("e1", "A1"), ("e2", "A9"), ("e3", "A2")]
 DAY_2 = [("e4", "A1"), ("e1", "A2"), ("e2", "A1"), ("e5", "A2"), ("e5", "A1"), ("e6", "A7")]
 
 
-def book(folder: Path, *days: list[tuple[str, str]]) -> Path:
+FORMATS = ("parquet", "csv", "jsonl")
+
+
+def book(folder: Path, *days: list[tuple[str, str]], fmt: str = "parquet") -> Path:
     make_project(folder, MODEL, {"accounts": [account("A1"), account("A2")]})
     (folder / "data" / "events").mkdir()
     for n, rows in enumerate(days, start=1):
-        add_day(folder, n, rows)
+        add_day(folder, n, rows, fmt)
     (folder / "accounthealth.yaml").write_text(
         "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
-        "  events: {file: 'data/events/*.parquet'}\n"
+        f"  events: {{file: 'data/events/*.{fmt}'}}\n"
     )
     return folder
 
 
-def add_day(folder: Path, n: int, rows: list[tuple[str, str]]) -> None:
+def add_day(
+    folder: Path, n: int, rows: list[tuple[str, str]], fmt: str = "parquet", **extra: str
+) -> None:
+    """Day ``n``'s events (event id, account id) as one file, with ``extra`` columns."""
     ids, accounts = zip(*rows, strict=True)
     times = pa.array([1_767_261_600_000_000 + n * 86_400_000_000] * len(rows), pa.timestamp("us"))
     data = pa.table({"event_id": ids, "account_id": accounts, "event_time": times})
-    pq.write_table(data, folder / "data" / "events" / f"day{n}.parquet")
+    for name, value in extra.items():
+        data = data.append_column(name, pa.array([value] * len(rows)))
+    path = folder / "data" / "events" / f"day{n}.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(data, path)
+    elif fmt == "csv":
+        write_csv(path, data.to_pylist())
+    else:
+        path.write_text("".join(json.dumps(r, default=str) + "\n" for r in data.to_pylist()))
 
 
 def ingested(folder: Path) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
@@ -49,12 +66,13 @@ def ingested(folder: Path) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     return {r.table: r.how for r in report.tables}, events, rejects
 
 
-def test_new_files_are_appended_as_a_whole_ingest_would_load_them(tmp_path: Path) -> None:
-    daily = book(tmp_path / "daily", DAY_1)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_new_files_are_appended_as_a_whole_ingest_would_load_them(tmp_path: Path, fmt: str) -> None:
+    daily = book(tmp_path / "daily", DAY_1, fmt=fmt)
     assert ingested(daily)[0]["events"] == "replaced"
-    add_day(daily, 2, DAY_2)
+    add_day(daily, 2, DAY_2, fmt)
     how, events, rejects = ingested(daily)
-    _, all_events, all_rejects = ingested(book(tmp_path / "whole", DAY_1, DAY_2))
+    _, all_events, all_rejects = ingested(book(tmp_path / "whole", DAY_1, DAY_2, fmt=fmt))
     assert how == {"accounts": "replaced", "events": "appended"}
     pd.testing.assert_frame_equal(events, all_events)
     pd.testing.assert_frame_equal(rejects, all_rejects)
@@ -95,6 +113,74 @@ def test_a_changed_file_or_new_account_reads_every_file_again(tmp_path: Path) ->
     # A file touched but not changed counts as changed: its time is all there is to go by.
     os.utime(folder / "data" / "events" / "day4.parquet")
     assert ingested(folder)[0]["events"] == "replaced"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_new_file_without_a_column_the_others_have_reads_every_file_again(
+    tmp_path: Path, fmt: str
+) -> None:
+    folder = book(tmp_path / "co", fmt=fmt)
+    add_day(folder, 1, DAY_1[:1], fmt, event="login", user_id="u1")
+    ingested(folder)
+    # A whole ingest reads only the columns every file has: no file has user_id now.
+    add_day(folder, 2, DAY_2[:1], fmt, event="export")
+    how, events, _ = ingested(folder)
+    assert how["events"] == "replaced"
+    assert events["user_id"].isna().all()
+    assert events["event"].tolist() == ["login", "export"]
+    # The next file has the columns the last ingest read (and one more): appended.
+    add_day(folder, 3, [("e7", "A2")], fmt, event="login", user_id="u2")
+    how, events, _ = ingested(folder)
+    assert how["events"] == "appended"
+    assert events["user_id"].isna().all()
+    assert events["event"].tolist() == ["login", "export", "login"]
+
+
+@pytest.mark.parametrize("day_type", [pa.date32(), pa.timestamp("us")])
+def test_a_typed_key_of_an_earlier_rejected_row_is_a_duplicate_as_in_a_whole_ingest(
+    tmp_path: Path, day_type: pa.DataType
+) -> None:
+    """A Parquet file's rejected row keeps its key as a typed value in its record: it still
+    makes the same key in a later file a duplicate."""
+    day = dt.date(2026, 1, 5)
+    days = [
+        [("A1", "seats", "5"), ("A2", "seats", "five")],  # A2's value is not a number
+        [("A2", "seats", "6"), ("A1", "seats", "7"), ("A1", "logins", "9")],
+    ]
+
+    def project(folder: Path, n: int) -> Path:
+        make_project(folder, MODEL, {"accounts": [account("A1"), account("A2")]})
+        (folder / "data" / "metrics").mkdir(exist_ok=True)
+        for i, rows in enumerate(days[:n], start=1):
+            path = folder / "data" / "metrics" / f"day{i}.parquet"
+            if path.exists():
+                continue  # as it was: only the new day is a new file
+            ids, names, values = zip(*rows, strict=True)
+            dates = pa.array([day] * len(rows), pa.date32()).cast(day_type)
+            data = pa.table({"account_id": ids, "metric": names, "date": dates, "value": values})
+            pq.write_table(data, path)
+        (folder / "accounthealth.yaml").write_text(
+            "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+            "  metrics: {file: 'data/metrics/*.parquet'}\n"
+        )
+        return folder
+
+    def ingested(folder: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+        with ah.open(folder) as p:
+            how = {r.table: r.how for r in p.ingest().tables}["metrics"]
+            rows = p.compute.execute(p.compute.table("metrics"))
+            rejects = p.rejects("metrics").drop(columns=["source_file"])
+        return how, rows, rejects
+
+    daily = project(tmp_path / "daily", 1)
+    ingested(daily)
+    how, rows, rejects = ingested(project(daily, 2))
+    _, all_rows, all_rejects = ingested(project(tmp_path / "whole", 2))
+    assert how == "appended"
+    pd.testing.assert_frame_equal(rows, all_rows)
+    pd.testing.assert_frame_equal(rejects, all_rejects)
+    assert rows["value"].tolist() == [5.0, 9.0]
+    assert "duplicate key (an earlier row has it)" in rejects["reason"].tolist()
 
 
 def test_the_command_says_how_each_table_was_ingested(tmp_path: Path) -> None:

@@ -1,16 +1,17 @@
 """Which files of a source an ingest still has to read.
 
-A daily export often only adds files (``events/2026-07-01.parquet``, one a day). When a
-source's earlier files are exactly the ones the last ingest read, unchanged, an ingest that
-read them all again would load the same rows and reject the same ones: only the new files are
-read, checked (a key is a duplicate if any earlier file has it) and appended. Each ingest
+A daily export often only adds files (``events/2026-07-01.parquet`` or ``.csv``, one a day).
+When a source's earlier files are exactly the ones the last ingest read, unchanged, an ingest
+that read them all again would load the same rows and reject the same ones: only the new files
+are read, checked (a key is a duplicate if any earlier file has it) and appended. Each ingest
 records what it read as the table's fingerprint in ``ingest_runs``; anything else changing
 (the source's settings, accounthealth's code, the set of account ids the rows are checked
 against, the table's row count, a file's size or modification time, a file's place in the
-list) makes the ingest read every file again, as it always did.
+list, the columns all the files have) makes the ingest read every file again, as it always
+did.
 
-Only Parquet sources loaded into a DuckDB compute engine are appended to; accounts (small,
-and what every other table is checked against) are always read whole.
+Only tables loaded into a DuckDB compute engine are appended to; accounts (small, and what
+every other table is checked against) are always read whole.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from accounthealth.versions import code_digest
 @dataclass(frozen=True)
 class Fingerprint:
     """What an ingest of one table read: its settings, the account ids it checked against,
-    each file (name, size, modification time) in order, and the rows the table then held."""
+    each file (name, size, modification time) in order, the rows the table then held, and the
+    columns (name, type) every file had, which the rows were read with."""
 
     settings: str
     accounts: str | None
     files: tuple[tuple[str, int, int], ...]
     rows: int = 0
+    columns: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -44,6 +47,7 @@ class Fingerprint:
                 "accounts": self.accounts,
                 "files": self.files,
                 "rows": self.rows,
+                "columns": self.columns,
             }
         )
 
@@ -51,7 +55,8 @@ class Fingerprint:
     def from_json(cls, text: str) -> Fingerprint:
         data = json.loads(text)
         files = tuple((str(name), int(size), int(mtime)) for name, size, mtime in data["files"])
-        return cls(data["settings"], data["accounts"], files, int(data["rows"]))
+        columns = tuple((str(name), str(type_)) for name, type_ in data.get("columns", ()))
+        return cls(data["settings"], data["accounts"], files, int(data["rows"]), columns)
 
 
 def fingerprint(
@@ -81,31 +86,29 @@ def account_ids(compute: Engine) -> str | None:
     return f"{int(found['n'].iloc[0])}:{found['h'].iloc[0]}"
 
 
-def new_files_from(
-    store: Engine, compute: Engine, name: str, now: Fingerprint, parquet: bool
-) -> tuple[int, int]:
-    """The position of the first file an ingest of ``name`` has to read, and how many rows of
-    the table it keeps: (0, 0), every file read again, unless the last ingest's fingerprint
-    says the earlier files are read already."""
-    if name == "accounts" or not parquet or not isinstance(compute, DuckDBEngine):
-        return 0, 0
+def appendable(store: Engine, compute: Engine, name: str, now: Fingerprint) -> Fingerprint | None:
+    """The last ingest's fingerprint of ``name`` when the files it read are the first of the
+    ones there ``now``, as they were, and the table holds what it left: only the files after
+    them are new. None: every file is to be read. (Whether the new files have the columns the
+    earlier ones had is known only from them: the caller compares.)"""
+    if name == "accounts" or not isinstance(compute, DuckDBEngine):
+        return None
     rows = store.sql(
         "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "
         "ORDER BY ingested_at DESC LIMIT 1",
         [name],
     )
     if not rows or rows[0][0] is None:  # never ingested, or last from the engine itself
-        return 0, 0
+        return None
     before = Fingerprint.from_json(rows[0][0])
-    read = len(before.files)
     if (
         (before.settings, before.accounts) != (now.settings, now.accounts)
-        or now.files[:read] != before.files
+        or now.files[: len(before.files)] != before.files
         or not compute.has_table(name)
         or _count(compute, name) != before.rows
     ):
-        return 0, 0
-    return read, before.rows
+        return None
+    return before
 
 
 def _count(compute: Engine, name: str) -> int:

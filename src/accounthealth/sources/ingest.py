@@ -2,8 +2,10 @@
 
 Every row is cast to the canonical types; a row that cannot be (bad value, missing required
 value, unknown account, duplicate key) is kept aside in `rejected_rows` with file, row, line,
-column and reason. Each table is replaced whole in one transaction, so a failed ingest changes
-nothing and re-ingesting the same files gives the same tables.
+column and reason. All tables are loaded in one transaction, so a failed ingest changes
+nothing and re-ingesting the same files gives the same tables. Each table is replaced whole, or,
+when its source only gained files since the last ingest, given their rows
+(sources/incremental.py).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from accounthealth.sources.readers import (
     FILE,
     LINE,
     ROW,
+    as_text,
     file_format,
     parquet_footer,
     read_file,
@@ -50,6 +53,8 @@ from accounthealth.sources.views import canonical_view, located, source_counts
 _RAW = "_accounthealth_ingesting"
 _REJECTED = "_accounthealth_rejected"
 _EARLIER = "_accounthealth_ingested"
+# The columns a file's rows are read with that say where each is.
+_PLACE = (ROW, LINE, FILE)
 # Characters DuckDB reads a path as a pattern by.
 _PATTERN = re.compile(r"[*?\[\]{}]")
 # Canonical tables in load order: accounts first, because the others are checked against it.
@@ -191,23 +196,49 @@ def _repeated_keys(rows: ir.Table, key: list[str], earlier: ir.Table | None) -> 
     return at.union(seen, distinct=True)
 
 
-def _earlier_keys(
+def _held_keys(
     validator: DuckDBEngine,
+    store: Engine,
+    name: str,
     table: CanonicalTable,
     mapping: dict[str, str | None],
-    files: list[Path],
     views: contextlib.ExitStack,
-) -> ir.Table:
-    """The typed keys of ``files`` (Parquet, already ingested), as DuckDB reads them where
-    they are (``views`` holds them open): only the key's columns."""
-    parts = []
-    for position, file in enumerate(files):
-        rows = views.enter_context(validator.parquet_file(file, f"{_EARLIER}_{position}"))
-        typed = {
-            f"__t_{k}": _typed(rows[t.cast(str, mapping[k])], table.column(k).type)
-            for k in table.key
-        }
-        parts.append(rows.select(**typed))
+) -> ir.Table | None:
+    """The typed keys of the rows the files already ingested gave: those of the table's rows,
+    and those of its rejected rows (a rejected row's key makes a later one a duplicate too),
+    typed from the source values each one's record keeps. ``views`` holds the latter open.
+    None where the source maps no key (no row can then be a duplicate)."""
+    if any(mapping[k] is None for k in table.key):
+        return None
+    loaded = validator.table(name)
+    parts = [loaded.select(**{f"__t_{k}": loaded[k] for k in table.key})]
+    records = [
+        json.loads(record)
+        for (record,) in store.sql(
+            "SELECT record FROM rejected_rows WHERE table_name = ? AND record IS NOT NULL", [name]
+        )
+    ]
+    if records:
+        sources = [t.cast(str, mapping[k]) for k in table.key]
+        raw = pa.table(
+            {
+                source: pa.array(
+                    [None if r.get(source) is None else as_text(r[source]) for r in records],
+                    pa.string(),
+                )
+                for source in dict.fromkeys(sources)
+            }
+        )
+        views.enter_context(validator.attached(_EARLIER, raw))
+        rejected = validator.table(_EARLIER)
+        parts.append(
+            rejected.select(
+                **{
+                    f"__t_{k}": _typed(rejected[source], table.column(k).type)
+                    for k, source in zip(table.key, sources, strict=True)
+                }
+            )
+        )
     keys = ibis.union(*parts, distinct=False)
     return keys.filter(keys[f"__t_{table.key[0]}"].notnull())
 
@@ -215,18 +246,76 @@ def _earlier_keys(
 @dataclass(frozen=True)
 class _Reading:
     """A file source's files, and which of them an ingest reads: all, or from position
-    ``since`` on (then the good rows are appended). ``footers``: the Parquet files' footers,
-    when DuckDB reads them in place."""
+    ``since`` on (then the good rows are appended); the columns every file has, with their
+    types; and either the Parquet files' footers, when DuckDB reads them in place, or the rows
+    of the files read (other formats, read here into memory)."""
 
     source: Source
     files: list[Path]
-    footers: list[pq.FileMetaData] | None
     since: int
+    types: pa.Schema
+    footers: list[pq.FileMetaData] | None
+    parts: list[pa.Table]
+
+
+def _reading(
+    name: str,
+    source: Source,
+    files: list[Path],
+    before: incremental.Fingerprint | None,
+    progress: Progress,
+) -> _Reading:
+    """What an ingest of ``files`` reads: only the files after those ``before`` read (some
+    are), when every file has the columns they had (a whole ingest would otherwise read fewer),
+    else all. Files other than Parquet are read here."""
+    since = len(before.files) if before is not None else 0
+    footers = _parquet_footers(source, files)
+    if footers is not None:
+        parts: list[pa.Table] = []
+        types = _common_columns([footer.schema.to_arrow_schema() for footer in footers])
+    else:
+        parts = _read_files(name, source, files[since:], since, progress)
+        first = [column for column, _ in before.columns] if before is not None else None
+        types = _common_columns([part.schema for part in parts], first)
+    if before is None or before.columns == _described(types):
+        return _Reading(source, files, since, types, footers, parts)
+    if footers is None:
+        parts = _read_files(name, source, files[:since], 0, progress) + parts
+        types = _common_columns([part.schema for part in parts])
+    return _Reading(source, files, 0, types, footers, parts)
+
+
+def _described(types: pa.Schema) -> tuple[tuple[str, str], ...]:
+    """Columns and their types as a fingerprint records them."""
+    return tuple((field.name, str(field.type)) for field in types)
+
+
+def _common_columns(schemas: list[pa.Schema], first: list[str] | None = None) -> pa.Schema:
+    """The columns every schema has, in the order of the first's (or ``first``), each with
+    the type that holds all of its files' values; not the row's place in its file."""
+    names = first if first is not None else schemas[0].names
+    present = [c for c in names if c not in _PLACE and all(c in s.names for s in schemas)]
+    return pa.unify_schemas(
+        [pa.schema([s.field(c) for c in present]) for s in schemas], promote_options="permissive"
+    )
+
+
+def _read_files(
+    name: str, source: Source, files: list[Path], first: int, progress: Progress
+) -> list[pa.Table]:
+    """Read ``files`` into memory, the first being the ``first``-th of the source's."""
+    parts = []
+    with progress.task(f"reading {name}", total=len(files)) as advance:
+        for position, file in enumerate(files, start=first):
+            parts.append(read_file(source, file, position))
+            advance(1)
+    return parts
 
 
 def _ingest_table(
     validator: DuckDBEngine,
     compute: Engine,
+    store: Engine,
     project: LoadedProject,
     name: str,
     reading: _Reading,
@@ -238,9 +327,10 @@ def _ingest_table(
     where = project.document.where(("sources", name))
     source, files, since = reading.source, reading.files, reading.since
     how = "appended" if since else "replaced"
+    present = reading.types.names
     with (
         contextlib.ExitStack() as views,
-        _raw_rows(validator, name, reading, views, progress) as (raw, present, rows_read, ordered),
+        _raw_rows(validator, reading, views) as (raw, rows_read, ordered),
     ):
         mapping = column_mapping(
             table,
@@ -253,7 +343,7 @@ def _ingest_table(
         if table.keeps_extra_columns:
             extras = [c for c in present if c not in used and not c.startswith("__")]
         accounts = validator.table("accounts") if name != "accounts" and table.per_account else None
-        earlier = _earlier_keys(validator, table, mapping, files[:since], views) if since else None
+        earlier = _held_keys(validator, store, name, table, mapping, views) if since else None
         checks = _Checks(table, mapping, extras, accounts, earlier, ordered)
         try:
             bad = _load(validator, compute, name, raw, checks, progress)
@@ -304,38 +394,29 @@ def _parquet_footers(source: Source, files: list[Path]) -> list[pq.FileMetaData]
 
 @contextmanager
 def _raw_rows(
-    validator: DuckDBEngine,
-    name: str,
-    reading: _Reading,
-    views: contextlib.ExitStack,
-    progress: Progress,
-) -> t.Iterator[tuple[ir.Table, list[str], int, bool]]:
+    validator: DuckDBEngine, reading: _Reading, views: contextlib.ExitStack
+) -> t.Iterator[tuple[ir.Table, int, bool]]:
     """The rows of the files ``reading`` reads, in the validating database while they are
-    checked (``views`` holds Parquet files open), with ``FILE``, ``ROW`` and ``LINE``; the
+    checked (``views`` holds Parquet files open), with ``FILE``, ``ROW`` and ``LINE`` and the
     columns every file has; how many rows were read; whether they come in file order.
 
     Parquet files (``footers`` given) are read by DuckDB where they are, as the checks and the
     load need them: read into memory first, 20 million events took 2 GB and 4.5 s more. Other
-    files are read here into one Arrow table (all of them: ``since`` is 0)."""
-    source, files, footers, since = reading.source, reading.files, reading.footers, reading.since
+    files were read into memory (``parts``) and become one Arrow table."""
+    files, footers, since, types = reading.files, reading.footers, reading.since, reading.types
     if footers is not None:
-        schemas = [footer.schema.to_arrow_schema() for footer in footers]
-        present = [c for c in schemas[0].names if all(c in s.names for s in schemas)]
-        types = pa.unify_schemas(
-            [pa.schema([s.field(c) for c in present]) for s in schemas],
-            promote_options="permissive",
-        )
         parts = []
         for position in range(since, len(files)):
+            schema = footers[position].schema.to_arrow_schema()
             rows = views.enter_context(
                 validator.parquet_file(files[position], f"{_RAW}_{position}", file_row_number=True)
             )
             row = rows.file_row_number + 1
             columns = {
-                c: rows[c]
-                if schemas[position].field(c).type == types.field(c).type
-                else rows[c].cast(ibis.dtype(types.field(c).type))
-                for c in present
+                field.name: rows[field.name]
+                if schema.field(field.name).type == field.type
+                else rows[field.name].cast(ibis.dtype(field.type))
+                for field in types
             }
             parts.append(
                 rows.select(
@@ -344,19 +425,12 @@ def _raw_rows(
             )
         rows_read = sum(footer.num_rows for footer in footers[since:])
         # One file's scan keeps its order; a union of several, as Ibis nests it, need not.
-        yield ibis.union(*parts, distinct=False), present, rows_read, len(parts) == 1
+        yield ibis.union(*parts, distinct=False), rows_read, len(parts) == 1
         return
-    assert since == 0, "only Parquet files are read from a position on"
-    parts = []
-    with progress.task(f"reading {name}", total=len(files)) as advance:
-        for position, file in enumerate(files):
-            parts.append(read_file(source, file, position))
-            advance(1)
-    columns_sets = [set(p.column_names) for p in parts]
-    present = [c for c in parts[0].column_names if all(c in s for s in columns_sets)]
-    raw = pa.concat_tables([p.select(present) for p in parts], promote_options="permissive")
+    kept = [*types.names, *_PLACE]
+    raw = pa.concat_tables([p.select(kept) for p in reading.parts], promote_options="permissive")
     with validator.attached(_RAW, raw):
-        yield validator.table(_RAW), present, raw.num_rows, True
+        yield validator.table(_RAW), raw.num_rows, True
 
 
 @dataclass(frozen=True)
@@ -488,19 +562,19 @@ def ingest(
                     validator.replace_table("accounts", known)
             else:
                 files = resolve_files(source, project.folder, where)
-                footers = _parquet_footers(source, files)
                 fingerprint = incremental.fingerprint(name, source, files, project.folder, ids)
-                since, kept = incremental.new_files_from(
-                    store, compute, name, fingerprint, footers is not None
-                )
-                if since == len(files):
+                before = incremental.appendable(store, compute, name, fingerprint)
+                if before is not None and len(before.files) == len(files):
+                    since, kept, columns = len(files), before.rows, before.columns
                     report = TableReport(name, tuple(map(str, files)), 0, 0, 0, {}, "unchanged")
                 else:
-                    reading = _Reading(source, files, footers, since)
+                    reading = _reading(name, source, files, before, progress)
+                    since, columns = reading.since, _described(reading.types)
+                    kept = before.rows if since and before is not None else 0
                     bad, report = _ingest_table(
-                        validator, compute, project, name, reading, progress
+                        validator, compute, store, project, name, reading, progress
                     )
-                fingerprint = replace(fingerprint, rows=kept + report.rows_loaded)
+                fingerprint = replace(fingerprint, rows=kept + report.rows_loaded, columns=columns)
             if name == "accounts":
                 ids = incremental.account_ids(compute)
             if not since:

@@ -138,14 +138,15 @@ def _read_json(file: Path) -> tuple[pa.Table, list[int]]:
     names = list(dict.fromkeys(k for r in records for k in r))
     columns = {
         name: pa.array(
-            [None if r.get(name) is None else _text(r.get(name)) for r in records], pa.string()
+            [None if r.get(name) is None else as_text(r.get(name)) for r in records], pa.string()
         )
         for name in names
     }
     return pa.table(columns), lines
 
 
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
+    """A JSON value as the text a CSV file would hold."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
