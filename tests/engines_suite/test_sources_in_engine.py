@@ -1,12 +1,13 @@
 """Sources already in the compute engine are read where they are: a PostgreSQL table or
-query, a Parquet path on DuckDB or Spark. Scores equal those of the same rows ingested from
-files, and a PostgreSQL-held store works end to end."""
+query, a Parquet path on DuckDB or Spark, a Delta table on DuckDB. Scores equal those of the
+same rows ingested from files, and a PostgreSQL-held store works end to end."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
+import deltalake
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -57,24 +58,25 @@ def from_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
     return scores(make_project(folder, MODEL, {"accounts": ACCOUNTS, "events": EVENTS}))
 
 
-def parquet_events(folder: Path) -> Path:
+def exported_events(events: list[dict] = EVENTS) -> pa.Table:
     """The events under the names a product-analytics export would use."""
+    return pa.table(
+        {
+            "id": [e["event_id"] for e in events],
+            "company": [e["account_id"] for e in events],
+            "user": [e["user_id"] for e in events],
+            "ts": pa.array(
+                [dt.datetime.fromisoformat(e["event_time"]) for e in events], pa.timestamp("us")
+            ),
+            "name": [e["event"] for e in events],
+        }
+    )
+
+
+def parquet_events(folder: Path) -> Path:
     path = folder / "lake" / "events.parquet"
     path.parent.mkdir(parents=True)
-    pq.write_table(
-        pa.table(
-            {
-                "id": [e["event_id"] for e in EVENTS],
-                "company": [e["account_id"] for e in EVENTS],
-                "user": [e["user_id"] for e in EVENTS],
-                "ts": pa.array(
-                    [dt.datetime.fromisoformat(e["event_time"]) for e in EVENTS], pa.timestamp("us")
-                ),
-                "name": [e["event"] for e in EVENTS],
-            }
-        ),
-        path,
-    )
+    pq.write_table(exported_events(), path)
     return path
 
 
@@ -97,6 +99,41 @@ def test_a_parquet_path_is_read_in_place(
     assert scores(folder) == pytest.approx(from_files)
     # Nothing was copied: the project folder holds no events table of its own.
     assert not (folder / "spark-tables" / "events").exists()
+
+
+def test_a_delta_table_is_read_at_its_latest_version_on_duckdb(
+    from_files: dict[str, float], tmp_path: Path
+) -> None:
+    """Only the files of the table's latest version count: its folder also holds the files an
+    overwrite replaced, which a read of every Parquet file there would count too."""
+    table = tmp_path / "p" / "lake" / "events"
+    table.mkdir(parents=True)
+    junk = [{**e, "event": "login", "event_id": f"old{i}"} for i, e in enumerate(EVENTS)]
+    options = {"partition_by": ["name"]}
+    deltalake.write_deltalake(table, exported_events(junk), **options)
+    deltalake.write_deltalake(table, exported_events(EVENTS[:12]), mode="overwrite", **options)
+    deltalake.write_deltalake(table, exported_events(EVENTS[12:]), mode="append", **options)
+    assert len(list(table.rglob("*.parquet"))) > 2 * len({e["event"] for e in EVENTS})
+    source = {"path": "lake/events", "format": "delta", "columns": {**MAPPING, "time": "ts"}}
+    folder = make_project(tmp_path / "p", MODEL, {"accounts": ACCOUNTS}, {"events": source})
+    assert scores(folder) == pytest.approx(from_files)
+    with ah.open(folder) as p:
+        assert p.compute.execute(p.compute.table("events").count()) == len(EVENTS)
+
+
+def test_a_folder_that_is_no_delta_table_says_where(tmp_path: Path) -> None:
+    parquet_events(tmp_path)
+    source = {"path": "lake", "format": "delta", "columns": {**MAPPING, "time": "ts"}}
+    folder = make_project(tmp_path, MODEL, {"accounts": ACCOUNTS}, {"events": source})
+    with pytest.raises(AccountHealthError) as err, ah.open(folder) as p:
+        p.ingest()
+    assert "sources.events" in err.value.where and "cannot read this source" in str(err.value)
+    # An engine with no Delta reader refuses the source when the project opens.
+    compute = {"engine": "ibis", "url": f"duckdb://{tmp_path / 'other.duckdb'}"}
+    folder = make_project(tmp_path, MODEL, {"accounts": ACCOUNTS}, {"events": source}, compute)
+    with pytest.raises(ConfigError) as refused:
+        ah.open(folder)
+    assert "Delta tables are read by the duckdb and spark engines" in str(refused.value)
 
 
 def test_postgres_table_and_query_sources(

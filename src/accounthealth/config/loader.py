@@ -106,11 +106,11 @@ def _check_engine_supports(source: Source, engine: str, where: str) -> None:
             where=where,
             fix="load the files with file:, or point table:/query: at data in the server",
         )
-    if source.format == "delta" and engine != "spark":
+    if source.format == "delta" and engine not in ("duckdb", "spark"):
         raise ConfigError(
-            f"Delta tables are read by the spark engine, not {engine}",
+            f"Delta tables are read by the duckdb and spark engines, not {engine}",
             where=where,
-            fix="set compute: {engine: spark}, or export the table to Parquet",
+            fix="set compute: {engine: duckdb} or {engine: spark}, or export the table to Parquet",
         )
 
 

@@ -21,9 +21,7 @@ class Source(BaseModel):
     )
     table: str | None = Field(default=None, description="a table in the compute engine")
     query: str | None = Field(default=None, description="a SELECT run by the compute engine")
-    path: str | None = Field(
-        default=None, description="a Parquet (or, on Spark, Delta) location read in place"
-    )
+    path: str | None = Field(default=None, description="a Parquet or Delta location read in place")
     format: t.Literal["csv", "parquet", "json", "delta"] | None = None
     columns: dict[str, str] = Field(
         default_factory=dict, description="canonical column name: the source's column name"
@@ -39,7 +37,7 @@ class Source(BaseModel):
                 f"(got {', '.join(given) or 'none'})"
             )
         if self.format == "delta" and self.path is None:
-            raise ValueError("format: delta applies to a path: source on Spark")
+            raise ValueError("format: delta applies to a path: source")
         return self
 
     @property

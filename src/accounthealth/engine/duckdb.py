@@ -15,6 +15,7 @@ from ibis.backends.duckdb.converter import DuckDBPyArrowData
 
 from accounthealth.config.project import Source
 from accounthealth.engine.base import Engine, ident
+from accounthealth.engine.delta import dataset_name, delta_dataset
 from accounthealth.engine.parameters import (
     VARIABLE_PREFIX,
     ParameterCompiler,
@@ -60,7 +61,12 @@ class DuckDBEngine(Engine):
         self._depth = 0
 
     def _read_path(self, source: Source, where: str) -> ir.Table:
-        return self.ibis.read_parquet(source.path)
+        path = t.cast(str, source.path)
+        if source.format == "delta":
+            name = dataset_name(path)
+            self.raw.register(name, delta_dataset(path, where))
+            return self.ibis.table(name)
+        return self.ibis.read_parquet(path)
 
     prepares = True
     in_process = True
