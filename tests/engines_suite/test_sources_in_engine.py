@@ -5,6 +5,7 @@ same rows ingested from files, and a PostgreSQL-held store works end to end."""
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 from pathlib import Path
 
 import deltalake
@@ -184,6 +185,47 @@ def test_postgres_table_and_query_sources(
         assert (events.rows_read, events.rows_loaded, events.rows_rejected) == (31, 30, 1)
         assert "extra_flag" in p.compute.table("accounts").columns
     assert scores(folder) == pytest.approx(from_files)
+
+
+def test_spark_table_and_query_sources(
+    from_files: dict[str, float], tmp_path: Path, spark: t.Any
+) -> None:
+    """Tables in the Spark session's catalog: accounts a managed table in a database of its
+    own, events an external table over Parquet files, read through a query."""
+    companies = pa.table(
+        {
+            "id": [a["account_id"] for a in ACCOUNTS],
+            "name": [a["name"] for a in ACCOUNTS],
+            "segment": [a["segment"] for a in ACCOUNTS],
+            "seats": [a["licensed_seats"] for a in ACCOUNTS],
+            "created": [dt.date.fromisoformat(a["created_at"]) for a in ACCOUNTS],
+        }
+    )
+    spark.sql("CREATE DATABASE IF NOT EXISTS crm")
+    spark.createDataFrame(companies.to_pandas()).write.mode("overwrite").saveAsTable(
+        "crm.companies"
+    )
+    lake = parquet_events(tmp_path / "lake")
+    spark.sql("DROP TABLE IF EXISTS product_events")
+    spark.sql(f"CREATE TABLE product_events USING parquet LOCATION '{lake.parent}'")
+    sources = {
+        "accounts": {
+            "table": "crm.companies",
+            "columns": {"account_id": "id", "licensed_seats": "seats", "created_at": "created"},
+        },
+        "events": {
+            "query": "SELECT id, company, user AS user_id, ts, name FROM product_events",
+            "columns": {"event_id": "id", "account_id": "company", "time": "ts", "event": "name"},
+        },
+    }
+    compute = {"engine": "spark", "master": "local[2]"}
+    folder = make_project(tmp_path / "p", MODEL, {}, sources, compute=compute)
+    with ah.open(folder) as p:
+        report = p.ingest()
+        assert {r.table: r.rows_loaded for r in report.tables} == {"accounts": 3, "events": 30}
+    assert scores(folder) == pytest.approx(from_files)
+    # Nothing was copied into the project's own Spark tables.
+    assert not (folder / "spark-tables").exists()
 
 
 def test_a_path_source_on_postgres_is_refused_with_the_place(tmp_path: Path) -> None:
