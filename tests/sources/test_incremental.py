@@ -115,6 +115,19 @@ def test_a_changed_file_or_new_account_reads_every_file_again(tmp_path: Path) ->
     assert ingested(folder)[0]["events"] == "replaced"
 
 
+def test_rows_of_a_source_without_keys_are_appended_to_the_earlier_ones(tmp_path: Path) -> None:
+    """Events need no event_id: with none, no row is a duplicate, and appending keeps every
+    earlier row."""
+    folder = book(tmp_path / "co", fmt="csv")
+    for n, rows in enumerate([DAY_1, DAY_2], start=1):
+        path = folder / "data" / "events" / f"day{n}.csv"
+        write_csv(path, [{"account_id": a, "event_time": f"2026-01-0{n} 10:00"} for _, a in rows])
+        how, events, rejects = ingested(folder)
+    assert how["events"] == "appended"
+    assert events["account_id"].tolist() == ["A1", "A2", "A1", "A2", "A1", "A2", "A1"]
+    assert rejects["reason"].tolist() == ["unknown account_id (not in accounts)"] * 2
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_new_file_without_a_column_the_others_have_reads_every_file_again(
     tmp_path: Path, fmt: str

@@ -344,7 +344,7 @@ def _ingest_table(
             extras = [c for c in present if c not in used and not c.startswith("__")]
         accounts = validator.table("accounts") if name != "accounts" and table.per_account else None
         earlier = _held_keys(validator, store, name, table, mapping, views) if since else None
-        checks = _Checks(table, mapping, extras, accounts, earlier, ordered)
+        checks = _Checks(table, mapping, extras, accounts, bool(since), earlier, ordered)
         try:
             bad = _load(validator, compute, name, raw, checks, progress)
         except duckdb.Error as exc:
@@ -437,12 +437,14 @@ def _raw_rows(
 class _Checks:
     """What a file source's rows are checked and loaded with: its canonical table, which
     column maps to each canonical one, the extra columns kept, the accounts they must name,
-    the keys earlier files hold (appending), and whether the rows come in file order."""
+    whether the good rows are appended, the keys earlier files hold (None where the source
+    maps no key), and whether the rows come in file order."""
 
     table: CanonicalTable
     mapping: dict[str, str | None]
     extras: list[str]
     accounts: ir.Table | None
+    append: bool
     earlier: ir.Table | None
     ordered: bool
 
@@ -496,7 +498,7 @@ def _load(
             *[good[e] for e in extras],
         )
         if validator is compute:
-            compute.load_table_from(name, good, append=checks.earlier is not None)
+            compute.load_table_from(name, good, append=checks.append)
         else:
             good_rows = validator.to_arrow(good)
             compute.replace_table(name, good_rows)
