@@ -28,7 +28,11 @@ DAY_2 = [("e4", "A1"), ("e1", "A2"), ("e2", "A1"), ("e5", "A2"), ("e5", "A1"), (
 FORMATS = ("parquet", "csv", "jsonl")
 
 
-def book(folder: Path, *days: list[tuple[str, str]], fmt: str = "parquet") -> Path:
+def book(
+    folder: Path, *days: list[tuple[str, str]], fmt: str = "parquet", compute: str = ""
+) -> Path:
+    """A project whose events are one file a day; ``compute``: a PostgreSQL URL to compute
+    on, else the embedded DuckDB."""
     make_project(folder, MODEL, {"accounts": [account("A1"), account("A2")]})
     (folder / "data" / "events").mkdir()
     for n, rows in enumerate(days, start=1):
@@ -36,6 +40,7 @@ def book(folder: Path, *days: list[tuple[str, str]], fmt: str = "parquet") -> Pa
     (folder / "accounthealth.yaml").write_text(
         "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
         f"  events: {{file: 'data/events/*.{fmt}'}}\n"
+        + (f"compute: {{engine: postgres, url: '{compute}'}}\n" if compute else "")
     )
     return folder
 
@@ -66,13 +71,24 @@ def ingested(folder: Path) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     return {r.table: r.how for r in report.tables}, events, rejects
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_new_files_are_appended_as_a_whole_ingest_would_load_them(tmp_path: Path, fmt: str) -> None:
-    daily = book(tmp_path / "daily", DAY_1, fmt=fmt)
+@pytest.mark.parametrize(
+    ("fmt", "engine"),
+    [*((fmt, "duckdb") for fmt in FORMATS), ("csv", "postgres"), ("parquet", "postgres")],
+)
+def test_new_files_are_appended_as_a_whole_ingest_would_load_them(
+    tmp_path: Path, fmt: str, engine: str, request: pytest.FixtureRequest
+) -> None:
+    def url() -> str:
+        if engine == "duckdb":
+            return ""
+        return request.getfixturevalue("postgres_server").new_database()
+
+    daily = book(tmp_path / "daily", DAY_1, fmt=fmt, compute=url())
     assert ingested(daily)[0]["events"] == "replaced"
     add_day(daily, 2, DAY_2, fmt)
     how, events, rejects = ingested(daily)
-    _, all_events, all_rejects = ingested(book(tmp_path / "whole", DAY_1, DAY_2, fmt=fmt))
+    whole = book(tmp_path / "whole", DAY_1, DAY_2, fmt=fmt, compute=url())
+    _, all_events, all_rejects = ingested(whole)
     assert how == {"accounts": "replaced", "events": "appended"}
     pd.testing.assert_frame_equal(events, all_events)
     pd.testing.assert_frame_equal(rejects, all_rejects)

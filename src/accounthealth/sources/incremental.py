@@ -10,8 +10,9 @@ against, the table's row count, a file's size or modification time, a file's pla
 list, the columns all the files have) makes the ingest read every file again, as it always
 did.
 
-Only tables loaded into a DuckDB compute engine are appended to; accounts (small, and what
-every other table is checked against) are always read whole.
+Tables loaded into a DuckDB or PostgreSQL compute engine are appended to (a Spark engine's
+are rewritten whole); accounts (small, and what every other table is checked against) are
+always read whole.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 
 from accounthealth.config.project import Source
 from accounthealth.engine.base import Engine
-from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.versions import code_digest
 
 
@@ -75,10 +75,14 @@ def fingerprint(
     return Fingerprint(hashlib.sha256(settings.encode()).hexdigest(), accounts, tuple(listed))
 
 
+# The compute engines whose tables an ingest appends to.
+APPENDS_TO = ("duckdb", "postgres")
+
+
 def account_ids(compute: Engine) -> str | None:
     """A digest of the set of account ids in ``compute``'s accounts table (None where the
-    engine is not DuckDB: its tables are always read whole)."""
-    if not isinstance(compute, DuckDBEngine):
+    engine's tables are always read whole)."""
+    if compute.kind not in APPENDS_TO:
         return None
     accounts = compute.table("accounts")
     ids = accounts.account_id
@@ -91,7 +95,7 @@ def appendable(store: Engine, compute: Engine, name: str, now: Fingerprint) -> F
     ones there ``now``, as they were, and the table holds what it left: only the files after
     them are new. None: every file is to be read. (Whether the new files have the columns the
     earlier ones had is known only from them: the caller compares.)"""
-    if name == "accounts" or not isinstance(compute, DuckDBEngine):
+    if name == "accounts" or compute.kind not in APPENDS_TO:
         return None
     rows = store.sql(
         "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "

@@ -53,6 +53,7 @@ from accounthealth.sources.views import canonical_view, located, source_counts
 _RAW = "_accounthealth_ingesting"
 _REJECTED = "_accounthealth_rejected"
 _EARLIER = "_accounthealth_ingested"
+_HELD = "_accounthealth_held"
 # The columns a file's rows are read with that say where each is.
 _PLACE = (ROW, LINE, FILE)
 # Characters DuckDB reads a path as a pattern by.
@@ -198,20 +199,37 @@ def _repeated_keys(rows: ir.Table, key: list[str], earlier: ir.Table | None) -> 
 
 def _held_keys(
     validator: DuckDBEngine,
+    compute: Engine,
     store: Engine,
     name: str,
     table: CanonicalTable,
     mapping: dict[str, str | None],
+    raw: ir.Table,
     views: contextlib.ExitStack,
 ) -> ir.Table | None:
-    """The typed keys of the rows the files already ingested gave: those of the table's rows,
-    and those of its rejected rows (a rejected row's key makes a later one a duplicate too),
-    typed from the source values each one's record keeps. ``views`` holds the latter open.
-    None where the source maps no key (no row can then be a duplicate)."""
+    """The typed keys of the rows the files already ingested gave, in the validating
+    database: those of the table's rows (on another compute engine, only the ones the new
+    ``raw`` rows have, rather than the whole table's), and those of its rejected rows (a
+    rejected row's key makes a later one a duplicate too), typed from the source values each
+    one's record keeps. ``views`` holds them open. None where the source maps no key (no row
+    can then be a duplicate)."""
     if any(mapping[k] is None for k in table.key):
         return None
-    loaded = validator.table(name)
-    parts = [loaded.select(**{f"__t_{k}": loaded[k] for k in table.key})]
+    key = [f"__t_{k}" for k in table.key]
+    loaded = compute.table(name)
+    loaded = loaded.select(**{f"__t_{k}": loaded[k] for k in table.key})
+    if validator is not compute:
+        new = raw.select(
+            **{
+                f"__t_{k}": _typed(raw[t.cast(str, mapping[k])], table.column(k).type)
+                for k in table.key
+            }
+        )
+        new = new.filter(new[key[0]].notnull()).distinct()
+        held = compute.to_arrow(loaded.semi_join(ibis.memtable(validator.to_arrow(new)), key))
+        views.enter_context(validator.attached(_HELD, held))
+        loaded = validator.table(_HELD)
+    parts = [loaded]
     records = [
         json.loads(record)
         for (record,) in store.sql(
@@ -220,7 +238,7 @@ def _held_keys(
     ]
     if records:
         sources = [t.cast(str, mapping[k]) for k in table.key]
-        raw = pa.table(
+        raw_keys = pa.table(
             {
                 source: pa.array(
                     [None if r.get(source) is None else as_text(r[source]) for r in records],
@@ -229,7 +247,7 @@ def _held_keys(
                 for source in dict.fromkeys(sources)
             }
         )
-        views.enter_context(validator.attached(_EARLIER, raw))
+        views.enter_context(validator.attached(_EARLIER, raw_keys))
         rejected = validator.table(_EARLIER)
         parts.append(
             rejected.select(
@@ -240,7 +258,7 @@ def _held_keys(
             )
         )
     keys = ibis.union(*parts, distinct=False)
-    return keys.filter(keys[f"__t_{table.key[0]}"].notnull())
+    return keys.filter(keys[key[0]].notnull())
 
 
 @dataclass(frozen=True)
@@ -343,7 +361,9 @@ def _ingest_table(
         if table.keeps_extra_columns:
             extras = [c for c in present if c not in used and not c.startswith("__")]
         accounts = validator.table("accounts") if name != "accounts" and table.per_account else None
-        earlier = _held_keys(validator, store, name, table, mapping, views) if since else None
+        earlier = None
+        if since:
+            earlier = _held_keys(validator, compute, store, name, table, mapping, raw, views)
         checks = _Checks(table, mapping, extras, accounts, bool(since), earlier, ordered)
         try:
             bad = _load(validator, compute, name, raw, checks, progress)
@@ -501,7 +521,10 @@ def _load(
             compute.load_table_from(name, good, append=checks.append)
         else:
             good_rows = validator.to_arrow(good)
-            compute.replace_table(name, good_rows)
+            if checks.append:
+                compute.write_arrow(name, good_rows)
+            else:
+                compute.replace_table(name, good_rows)
             if name == "accounts":
                 validator.replace_table("accounts", good_rows)  # the others' check
         advance(1)
