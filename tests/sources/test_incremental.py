@@ -212,6 +212,40 @@ def test_a_typed_key_of_an_earlier_rejected_row_is_a_duplicate_as_in_a_whole_ing
     assert "duplicate key (an earlier row has it)" in rejects["reason"].tolist()
 
 
+@pytest.mark.parametrize(
+    "ids",
+    [pa.array([b"e1", b"e2", b"e3"], pa.binary()), pa.array([0.1, 0.2, 0.3], pa.float32())],
+    ids=["binary", "float32"],
+)
+def test_a_key_of_any_parquet_type_rejected_earlier_is_a_duplicate_later(
+    tmp_path: Path, ids: pa.Array
+) -> None:
+    """The key of an earlier rejected row is typed again from the text its record keeps:
+    DuckDB's text of the value (Python's of bytes or of a float32 is another)."""
+    days = [(ids.take([0, 1]), ["A1", "A9"]), (ids.take([1, 2]), ["A1", "A2"])]
+
+    def project(folder: Path, n: int) -> Path:
+        if not folder.exists():
+            book(folder)
+        for i, (day_ids, accounts) in enumerate(days[:n], start=1):
+            path = folder / "data" / "events" / f"day{i}.parquet"
+            if path.exists():
+                continue  # as it was: only the new day is a new file
+            times = pa.array([dt.datetime(2026, 1, i)] * 2, pa.timestamp("us"))
+            data = {"event_id": day_ids, "account_id": accounts, "event_time": times}
+            pq.write_table(pa.table(data), path)
+        return folder
+
+    daily = project(tmp_path / "daily", 1)
+    ingested(daily)
+    how, events, rejects = ingested(project(daily, 2))
+    _, all_events, all_rejects = ingested(project(tmp_path / "whole", 2))
+    assert how["events"] == "appended"
+    pd.testing.assert_frame_equal(events, all_events)
+    pd.testing.assert_frame_equal(rejects, all_rejects)
+    assert rejects["reason"].tolist()[-1] == "duplicate key (an earlier row has it)"
+
+
 def test_the_command_says_how_each_table_was_ingested(tmp_path: Path) -> None:
     folder = book(tmp_path / "co", DAY_1)
     ingested(folder)

@@ -212,6 +212,27 @@ def test_checks_across_files_keys_and_blanks(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_empty_value_is_missing_in_csv_and_json_alike(tmp_path: Path, fmt: str) -> None:
+    """Two events without an id (an empty one): no key, so neither is a duplicate."""
+    folder = project(tmp_path, events=[])
+    rows = [
+        {"event_id": "", "account_id": "A1", "event_time": "2026-01-02", "event": ""},
+        {"event_id": "", "account_id": "A2", "event_time": "2026-01-03", "event": "login"},
+    ]
+    path = folder / "data" / f"events.{fmt}"
+    if fmt == "csv":
+        write_csv(path, rows)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    use_sources(folder, f"  events: {{file: data/events.{fmt}}}\n")
+    with ah.open(folder) as p:
+        p.ingest()
+        loaded = p.compute.execute(p.compute.table("events"))
+        assert p.rejects("events").empty
+    assert loaded["event_id"].isna().all() and loaded["event"].isna().tolist() == [True, False]
+
+
 @pytest.mark.parametrize(
     ("name", "extra"),
     [
@@ -278,6 +299,15 @@ def test_parquet_files_read_in_place(tmp_path: Path, name: str, extra: dict) -> 
         p.ingest()
     assert "cannot read parquet file" in info.value.message
     assert "ev3.parquet" in info.value.message
+    # Times as text in one file: no one type holds the column (DataError, not Arrow's).
+    when = pa.array(["2026-01-03"], pa.string())
+    pq.write_table(pa.table({"account_id": ["A1"], "event_time": when}), data / "ev3.parquet")
+    with ah.open(folder) as p, pytest.raises(ah.DataError) as info:
+        p.ingest()
+    assert "column 'event_time' is timestamp[us] in ev1.parquet but string in ev3.parquet" in (
+        info.value.message
+    )
+    assert "sources.events" in info.value.where
 
 
 def test_parquet_rows_keep_their_place_and_their_own_columns(tmp_path: Path) -> None:

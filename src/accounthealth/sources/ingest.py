@@ -40,7 +40,6 @@ from accounthealth.sources.readers import (
     FILE,
     LINE,
     ROW,
-    as_text,
     file_format,
     parquet_footer,
     read_file,
@@ -230,30 +229,20 @@ def _held_keys(
         views.enter_context(validator.attached(_HELD, held))
         loaded = validator.table(_HELD)
     parts = [loaded]
-    records = [
-        json.loads(record)
-        for (record,) in store.sql(
-            "SELECT record FROM rejected_rows WHERE table_name = ? AND record IS NOT NULL", [name]
-        )
-    ]
-    if records:
-        sources = [t.cast(str, mapping[k]) for k in table.key]
-        raw_keys = pa.table(
-            {
-                source: pa.array(
-                    [None if r.get(source) is None else as_text(r[source]) for r in records],
-                    pa.string(),
-                )
-                for source in dict.fromkeys(sources)
-            }
-        )
-        views.enter_context(validator.attached(_EARLIER, raw_keys))
-        rejected = validator.table(_EARLIER)
+    rejected_rows = store.table("rejected_rows")
+    records = store.to_arrow(
+        rejected_rows.filter(
+            rejected_rows.table_name == name, rejected_rows.record.notnull()
+        ).select("record")
+    )
+    if records.num_rows:
+        views.enter_context(validator.attached(_EARLIER, records))
+        record = validator.table(_EARLIER).record.cast("json")
         parts.append(
-            rejected.select(
+            validator.table(_EARLIER).select(
                 **{
-                    f"__t_{k}": _typed(rejected[source], table.column(k).type)
-                    for k, source in zip(table.key, sources, strict=True)
+                    f"__t_{k}": _typed(record[t.cast(str, mapping[k])].str, table.column(k).type)
+                    for k in table.key
                 }
             )
         )
@@ -281,6 +270,7 @@ def _reading(
     source: Source,
     files: list[Path],
     before: incremental.Fingerprint | None,
+    where: str,
     progress: Progress,
 ) -> _Reading:
     """What an ingest of ``files`` reads: only the files after those ``before`` read (some
@@ -290,16 +280,17 @@ def _reading(
     footers = _parquet_footers(source, files)
     if footers is not None:
         parts: list[pa.Table] = []
-        types = _common_columns([footer.schema.to_arrow_schema() for footer in footers])
+        schemas = [footer.schema.to_arrow_schema() for footer in footers]
+        types = _common_columns(schemas, files, where)
     else:
         parts = _read_files(name, source, files[since:], since, progress)
         first = [column for column, _ in before.columns] if before is not None else None
-        types = _common_columns([part.schema for part in parts], first)
+        types = _common_columns([part.schema for part in parts], files[since:], where, first)
     if before is None or before.columns == _described(types):
         return _Reading(source, files, since, types, footers, parts)
     if footers is None:
         parts = _read_files(name, source, files[:since], 0, progress) + parts
-        types = _common_columns([part.schema for part in parts])
+        types = _common_columns([part.schema for part in parts], files, where)
     return _Reading(source, files, 0, types, footers, parts)
 
 
@@ -308,14 +299,33 @@ def _described(types: pa.Schema) -> tuple[tuple[str, str], ...]:
     return tuple((field.name, str(field.type)) for field in types)
 
 
-def _common_columns(schemas: list[pa.Schema], first: list[str] | None = None) -> pa.Schema:
-    """The columns every schema has, in the order of the first's (or ``first``), each with
-    the type that holds all of its files' values; not the row's place in its file."""
+def _common_columns(
+    schemas: list[pa.Schema], files: list[Path], where: str, first: list[str] | None = None
+) -> pa.Schema:
+    """The columns every schema (of ``files``) has, in the order of the first's (or
+    ``first``), each with the type that holds all of its files' values; not the row's place in
+    its file. A column no one type holds is a DataError naming two files that disagree."""
     names = first if first is not None else schemas[0].names
     present = [c for c in names if c not in _PLACE and all(c in s.names for s in schemas)]
-    return pa.unify_schemas(
-        [pa.schema([s.field(c) for c in present]) for s in schemas], promote_options="permissive"
-    )
+    unified = []
+    for column in present:
+        fields = [schema.field(column) for schema in schemas]
+        try:
+            merged = pa.unify_schemas(
+                [pa.schema([f]) for f in fields], promote_options="permissive"
+            )
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            other = next(i for i, f in enumerate(fields) if f.type != fields[0].type)
+            raise DataError(
+                f"column {column!r} is {fields[0].type} in {files[0].name} but "
+                f"{fields[other].type} in {files[other].name}: no one type holds its values",
+                where=where,
+                fix="give the column one type in every file of the source (CSV and JSON files "
+                "hold text, so a Parquet file beside them needs text too), or make them "
+                "separate sources",
+            ) from None
+        unified.append(merged.field(0))
+    return pa.schema(unified)
 
 
 def _read_files(
@@ -494,7 +504,13 @@ def _load(
             column_name=rejected["__column"],
             value=rejected["__value"],
             reason=rejected["__reason"],
-            **{f"__raw_{c}": rejected[c] for c in raw.columns if not c.startswith("__")},
+            # As text, as DuckDB writes each value: an earlier rejected row's key is typed
+            # again from it when files are appended (_held_keys).
+            **{
+                f"__raw_{c}": rejected[c].cast("string")
+                for c in raw.columns
+                if not c.startswith("__")
+            },
         )
     )
     # The checks ran once, above; the good rows are the others.
@@ -593,7 +609,7 @@ def ingest(
                     since, kept, columns = len(files), before.rows, before.columns
                     report = TableReport(name, tuple(map(str, files)), 0, 0, 0, {}, "unchanged")
                 else:
-                    reading = _reading(name, source, files, before, progress)
+                    reading = _reading(name, source, files, before, where, progress)
                     since, columns = reading.since, _described(reading.types)
                     kept = before.rows if since and before is not None else 0
                     bad, report = _ingest_table(

@@ -134,19 +134,20 @@ def _read_json(file: Path) -> tuple[pa.Table, list[int]]:
             where=str(file),
             fix="write one object per line (JSON lines) or an array of objects",
         )
-    # Every value as text, like CSV: types are checked and cast in one place.
+    # Every value as text, like CSV: types are checked and cast in one place. An empty string
+    # is missing, as an empty CSV field is (a key "" would otherwise be one).
     names = list(dict.fromkeys(k for r in records for k in r))
     columns = {
         name: pa.array(
-            [None if r.get(name) is None else as_text(r.get(name)) for r in records], pa.string()
+            [None if r.get(name) in (None, "") else _text(r.get(name)) for r in records],
+            pa.string(),
         )
         for name in names
     }
     return pa.table(columns), lines
 
 
-def as_text(value: object) -> str:
-    """A JSON value as the text a CSV file would hold."""
+def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
