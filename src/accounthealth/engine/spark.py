@@ -108,9 +108,10 @@ class SparkEngine(Engine):
             return self.ibis.read_delta(source.path)
         return self.ibis.read_parquet(source.path)
 
-    def replace_table(self, name: str, data: pa.Table) -> None:
+    def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
+        # An ingested table is a folder of Parquet files: appending adds files to it.
         frame = self.session.createDataFrame(data.to_pandas(), schema=_spark_schema(data.schema))
-        frame.write.mode("overwrite").parquet(self._location(name))
+        frame.write.mode("overwrite" if replace else "append").parquet(self._location(name))
         self._ingested.pop(name, None)
 
     def close(self) -> None:

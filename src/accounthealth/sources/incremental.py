@@ -10,9 +10,7 @@ against, the table's row count, a file's size or modification time, a file's pla
 list, the columns all the files have) makes the ingest read every file again, as it always
 did.
 
-Tables loaded into a DuckDB or PostgreSQL compute engine are appended to (a Spark engine's
-are rewritten whole); accounts (small, and what every other table is checked against) are
-always read whole.
+Accounts (small, and what every other table is checked against) are always read whole.
 """
 
 from __future__ import annotations
@@ -75,15 +73,8 @@ def fingerprint(
     return Fingerprint(hashlib.sha256(settings.encode()).hexdigest(), accounts, tuple(listed))
 
 
-# The compute engines whose tables an ingest appends to.
-APPENDS_TO = ("duckdb", "postgres")
-
-
-def account_ids(compute: Engine) -> str | None:
-    """A digest of the set of account ids in ``compute``'s accounts table (None where the
-    engine's tables are always read whole)."""
-    if compute.kind not in APPENDS_TO:
-        return None
+def account_ids(compute: Engine) -> str:
+    """A digest of the set of account ids in ``compute``'s accounts table."""
     accounts = compute.table("accounts")
     ids = accounts.account_id
     found = compute.execute(accounts.aggregate(n=ids.count(), h=ids.hash().sum()))
@@ -95,7 +86,7 @@ def appendable(store: Engine, compute: Engine, name: str, now: Fingerprint) -> F
     ones there ``now``, as they were, and the table holds what it left: only the files after
     them are new. None: every file is to be read. (Whether the new files have the columns the
     earlier ones had is known only from them: the caller compares.)"""
-    if name == "accounts" or compute.kind not in APPENDS_TO:
+    if name == "accounts":
         return None
     rows = store.sql(
         "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "
