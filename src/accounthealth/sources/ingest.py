@@ -51,7 +51,7 @@ from accounthealth.sources.views import canonical_view, located, source_counts
 # The name a file source's rows have in the validating database while they are checked.
 _RAW = "_accounthealth_ingesting"
 _REJECTED = "_accounthealth_rejected"
-_EARLIER = "_accounthealth_ingested"
+_RECORDS = "_accounthealth_rejected_records"
 _HELD = "_accounthealth_held"
 # The columns a file's rows are read with that say where each is.
 _PLACE = (ROW, LINE, FILE)
@@ -236,10 +236,11 @@ def _held_keys(
         ).select("record")
     )
     if records.num_rows:
-        views.enter_context(validator.attached(_EARLIER, records))
-        record = validator.table(_EARLIER).record.cast("json")
+        views.enter_context(validator.attached(_RECORDS, records))
+        rejected = validator.table(_RECORDS)
+        record = rejected.record.cast("json")
         parts.append(
-            validator.table(_EARLIER).select(
+            rejected.select(
                 **{
                     f"__t_{k}": _typed(record[t.cast(str, mapping[k])].str, table.column(k).type)
                     for k in table.key
