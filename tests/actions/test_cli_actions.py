@@ -23,7 +23,11 @@ def test_a_csm_day_from_the_command_line(book: Path) -> None:
     out = cli("run", "--date", str(LAST), "--from", str(day(0)), cwd=book)
     assert "rules: 15 day(s), 5 firings, 2 tasks, 7 notifications queued (2 for tasks" in out
     assert "7 held" in out
-    assert "already ran" in cli("run", "--date", str(LAST), cwd=book)
+    assert "ingest: 51 rows loaded in 3 tables\n" in out
+    again = cli("run", "--date", str(LAST), cwd=book)
+    assert "already ran" in again
+    # Only accounts are read again: the other sources have no new file.
+    assert "ingest: 3 rows loaded in 1 table; no new file: contracts, events" in again
     assert "3 playbook rule(s)" in cli("check", cwd=book)
     rules = cli("rules", "list", cwd=book)
     assert "escalate to vp after 3d via hook" in rules

@@ -78,7 +78,8 @@ def _run_once(
     loaded = sum(r.rows_loaded for r in tables)
     unchanged = [r.table for r in tables if r.how == "unchanged"]
     appended = [r.table for r in tables if r.how == "appended"]
-    ingested = f"{loaded:,} rows loaded in {len(tables) - len(unchanged)} tables"
+    read = len(tables) - len(unchanged)
+    ingested = f"{loaded:,} rows loaded in {read} table{'' if read == 1 else 's'}"
     if appended:
         ingested += f" (new files only: {', '.join(appended)})"
     if unchanged:
