@@ -253,6 +253,38 @@ def test_a_key_of_any_parquet_type_rejected_earlier_is_a_duplicate_later(
     assert rejects["reason"].tolist()[-1] == "duplicate key (an earlier row has it)"
 
 
+@pytest.mark.parametrize("column", ["event.id", "$id", 'ev"id', "it's", "a/b~c", "*"])
+def test_an_earlier_rejected_key_counts_whatever_its_column_is_named(
+    tmp_path: Path, column: str
+) -> None:
+    """The key is read back from the rejected row's record by its source column's name, which
+    may hold what a JSON path reads as syntax."""
+    days = [("e1", "not a time"), ("e1", "2026-01-02 10:00")]
+
+    def project(folder: Path, n: int) -> Path:
+        if not folder.exists():
+            book(folder, fmt="csv")
+            (folder / "accounthealth.yaml").write_text(
+                "model: model.yaml\nsources:\n  accounts: {file: data/accounts.csv}\n"
+                "  events: {file: 'data/events/*.csv', columns: {event_id: "
+                f"{json.dumps(column)}}}}}\n"
+            )
+        for i, (key, when) in enumerate(days[:n], start=1):
+            path = folder / "data" / "events" / f"day{i}.csv"
+            if not path.exists():
+                row = {column: key, "id": "other", "account_id": "A1", "event_time": when}
+                write_csv(path, [row])
+        return folder
+
+    ingested(project(tmp_path / "daily", 1))
+    how, events, rejects = ingested(project(tmp_path / "daily", 2))
+    _, all_events, all_rejects = ingested(project(tmp_path / "whole", 2))
+    assert how["events"] == "appended"
+    pd.testing.assert_frame_equal(events, all_events)
+    pd.testing.assert_frame_equal(rejects, all_rejects)
+    assert rejects["reason"].tolist()[-1] == "duplicate key (an earlier row has it)"
+
+
 def test_the_command_says_how_each_table_was_ingested(tmp_path: Path) -> None:
     folder = book(tmp_path / "co", DAY_1)
     ingested(folder)

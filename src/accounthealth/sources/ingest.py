@@ -238,17 +238,31 @@ def _held_keys(
     if records.num_rows:
         views.enter_context(validator.attached(_RECORDS, records))
         rejected = validator.table(_RECORDS)
-        record = rejected.record.cast("json")
         parts.append(
             rejected.select(
                 **{
-                    f"__t_{k}": _typed(record[t.cast(str, mapping[k])].str, table.column(k).type)
+                    f"__t_{k}": _typed(
+                        _json_text(rejected.record, _pointer(t.cast(str, mapping[k]))),
+                        table.column(k).type,
+                    )
                     for k in table.key
                 }
             )
         )
     keys = ibis.union(*parts, distinct=False)
     return keys.filter(keys[key[0]].notnull())
+
+
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _json_text(json: str, path: str) -> str:
+    """DuckDB's json_extract_string: the text at ``path`` in a JSON document."""
+
+
+def _pointer(key: str) -> str:
+    """A JSON pointer to a top-level ``key``. Not a JSON path ('$.key', as Ibis writes one):
+    a path reads '.', '$', '*' or a quote in a key as syntax, and a source's column may be
+    named with any of them."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
 @dataclass(frozen=True)
