@@ -134,9 +134,13 @@ class Engine:
         """Run one of the store's own fixed statements (DuckDB dialect) with bound params."""
         raise NotImplementedError(f"{self.kind} does not hold accounthealth's store")
 
+    # Whether ``transaction`` rolls the engine's writes back. Where it does not (Spark), a
+    # failed ingest can leave tables the store's record of them does not describe.
+    transactional = False
+
     @contextmanager
     def transaction(self) -> t.Iterator[None]:
-        """All or nothing: a failure inside rolls every write back."""
+        """All or nothing: a failure inside rolls every write back (where ``transactional``)."""
         yield
 
     def writer(self) -> Engine:

@@ -69,6 +69,7 @@ class DuckDBEngine(Engine):
         return self.ibis.read_parquet(path)
 
     prepares = True
+    transactional = True
     in_process = True
 
     def prepare(self, expr: ir.Table) -> PreparedQuery:

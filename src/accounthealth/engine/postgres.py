@@ -187,6 +187,7 @@ class PostgresEngine(Engine):
 
     # The metric query is compiled once and kept (scoring/querycache.py).
     prepares = True
+    transactional = True
 
     def prepare(self, expr: ir.Table) -> PreparedQuery:
         return prepared(double_literals(_ParameterCompiler), expr)

@@ -10,6 +10,8 @@ against, the table's row count, a file's size or modification time, a file's pla
 list, the columns all the files have) makes the ingest read every file again, as it always
 did.
 
+Only a compute engine whose transactions roll back is appended to: on Spark a failed ingest
+can leave a table the store's record of it does not describe, so its tables are read whole.
 Accounts (small, and what every other table is checked against) are always read whole.
 """
 
@@ -73,8 +75,11 @@ def fingerprint(
     return Fingerprint(hashlib.sha256(settings.encode()).hexdigest(), accounts, tuple(listed))
 
 
-def account_ids(compute: Engine) -> str:
-    """A digest of the set of account ids in ``compute``'s accounts table."""
+def account_ids(compute: Engine) -> str | None:
+    """A digest of the set of account ids in ``compute``'s accounts table (None where its
+    tables are always read whole)."""
+    if not compute.transactional:
+        return None
     accounts = compute.table("accounts")
     ids = accounts.account_id
     found = compute.execute(accounts.aggregate(n=ids.count(), h=ids.hash().sum()))
@@ -86,7 +91,7 @@ def appendable(store: Engine, compute: Engine, name: str, now: Fingerprint) -> F
     ones there ``now``, as they were, and the table holds what it left: only the files after
     them are new. None: every file is to be read. (Whether the new files have the columns the
     earlier ones had is known only from them: the caller compares.)"""
-    if name == "accounts":
+    if name == "accounts" or not compute.transactional:
         return None
     rows = store.sql(
         "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "
