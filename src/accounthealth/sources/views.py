@@ -16,11 +16,11 @@ from accounthealth.sources.mapping import column_mapping
 from accounthealth.sources.schema import TABLES
 
 
-def canonical_view(engine: Engine, name: str, source: Source, where: str) -> ir.Table:
-    """The source as the canonical table ``name``: canonical column names and types, extra
-    account columns kept, and rows without a required value left out."""
+def canonical_view(raw: ir.Table, name: str, source: Source, where: str) -> ir.Table:
+    """The source (its ``raw`` relation in the engine) as the canonical table ``name``:
+    canonical column names and types, extra account columns kept, and rows without a required
+    value left out."""
     table = TABLES[name]
-    raw = engine.relation(source, where)
     mapping = column_mapping(table, source, list(raw.columns), where)
     columns: dict[str, ir.Value] = {}
     for column in table.columns:
@@ -38,10 +38,9 @@ def canonical_view(engine: Engine, name: str, source: Source, where: str) -> ir.
     return view.filter(*required) if required else view
 
 
-def source_counts(engine: Engine, name: str, source: Source, where: str) -> tuple[int, int]:
-    """Rows in an in-engine source, and how many the view leaves out for a missing value."""
-    raw = engine.relation(source, where)
-    view = canonical_view(engine, name, source, where)
+def source_counts(engine: Engine, raw: ir.Table, view: ir.Table) -> tuple[int, int]:
+    """Rows in an in-engine source (its ``raw`` relation), and how many its canonical
+    ``view`` leaves out for a missing value."""
     total = engine.execute(raw.count())
     kept = engine.execute(view.count())
     return int(total), int(total) - int(kept)
@@ -59,5 +58,6 @@ def register_views(engine: Engine, project: LoadedProject) -> None:
     for name, source in project.config.sources.items():
         if source.in_engine:
             where = project.document.where(("sources", name))
-            view = canonical_view(engine, name, located(source, project.folder), where)
+            source = located(source, project.folder)
+            view = canonical_view(engine.relation(source, where), name, source, where)
             engine.register_view(name, view)
