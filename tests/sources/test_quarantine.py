@@ -374,3 +374,24 @@ def test_a_parquet_file_broken_after_its_footer_is_an_error(tmp_path: Path) -> N
         assert "cannot read the parquet files" in info.value.message
         assert "events.parquet" in info.value.message
         assert not p.compute.has_table("events")  # nothing half-written
+
+
+def test_duckdb_out_of_memory_is_said_as_such(tmp_path: Path) -> None:
+    """Not as files that cannot be read: the fix is DuckDB's memory, not the files."""
+    folder = project(tmp_path, events=[])
+    (folder / "data" / "events").mkdir()
+    n = 300_000
+    for i in range(2):
+        rows = {
+            "event_id": [f"e{i}_{j}" for j in range(n)],
+            "account_id": ["A1"] * n,
+            "event_time": pa.array([1_767_261_600_000_000] * n, pa.timestamp("us")),
+        }
+        pq.write_table(pa.table(rows), folder / "data" / "events" / f"d{i}.parquet")
+    use_sources(
+        folder, "  events: {file: 'data/events/*.parquet'}\ncompute: {conf: {memory_limit: 8MB}}\n"
+    )
+    with ah.open(folder) as p, pytest.raises(ah.DataError) as info:
+        p.ingest()
+    assert "DuckDB ran out of memory loading events" in info.value.message
+    assert "memory_limit" in info.value.fix and "sources.events" in info.value.where

@@ -111,6 +111,13 @@ def _ingest_table(
         checks = _Checks(table, mapping, extras, accounts, bool(since), earlier, ordered, positions)
         try:
             bad = _load(validator, compute, name, raw, checks, progress)
+        except duckdb.OutOfMemoryException as exc:
+            raise DataError(
+                f"DuckDB ran out of memory loading {name}: {str(exc).splitlines()[0]}",
+                where=where,
+                fix="raise memory_limit under compute.conf in accounthealth.yaml, or give "
+                "DuckDB a temp_directory with room to spill to",
+            ) from None
         except duckdb.Error as exc:
             if reading.footers is None:
                 raise
