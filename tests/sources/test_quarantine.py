@@ -393,5 +393,6 @@ def test_duckdb_out_of_memory_is_said_as_such(tmp_path: Path) -> None:
     )
     with ah.open(folder) as p, pytest.raises(ah.DataError) as info:
         p.ingest()
-    assert "DuckDB ran out of memory loading events" in info.value.message
-    assert "memory_limit" in info.value.fix and "sources.events" in info.value.where
+    # Whichever table it happens on (accounts too, in a limit this small).
+    assert "DuckDB ran out of memory loading " in info.value.message
+    assert "memory_limit" in info.value.fix and "sources." in info.value.where
