@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import typing as t
 import uuid
 from dataclasses import dataclass, replace
 
@@ -70,7 +71,7 @@ class IngestReport:
 
     @property
     def rows_rejected(self) -> int:
-        return sum(t.rows_rejected for t in self.tables)
+        return sum(r.rows_rejected for r in self.tables)
 
 
 def _ingest_table(
@@ -111,15 +112,8 @@ def _ingest_table(
         checks = _Checks(table, mapping, extras, accounts, bool(since), earlier, ordered, positions)
         try:
             bad = _load(validator, compute, name, raw, checks, progress)
-        except duckdb.OutOfMemoryException as exc:
-            raise DataError(
-                f"DuckDB ran out of memory loading {name}: {str(exc).splitlines()[0]}",
-                where=where,
-                fix="raise memory_limit under compute.conf in accounthealth.yaml, or give "
-                "DuckDB a temp_directory with room to spill to",
-            ) from None
         except duckdb.Error as exc:
-            if reading.footers is None:
+            if reading.footers is None or isinstance(exc, duckdb.OutOfMemoryException):
                 raise
             # Parquet read in place: only its footer was read before, the rest is read now.
             raise DataError(
@@ -147,6 +141,21 @@ def _ingest_table(
         len(files) - since,
     )
     return bad, report
+
+
+@contextlib.contextmanager
+def _memory_said(name: str, where: str) -> t.Iterator[None]:
+    """DuckDB running out of its memory while ``name`` is ingested, said as such: not as a
+    file that cannot be read, since the fix is DuckDB's memory."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        raise DataError(
+            f"DuckDB ran out of memory loading {name}: {str(exc).splitlines()[0]}",
+            where=where,
+            fix="raise memory_limit under compute.conf in accounthealth.yaml, or give DuckDB "
+            "a temp_directory with room to spill to",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -280,55 +289,58 @@ def ingest(
                 continue
             source = sources[name]
             where = project.document.where(("sources", name))
-            bad, since = None, 0
-            if source.in_engine:
-                source = located(source, project.folder)
-                # The relation once: a Delta table's log, for one, is read each time.
-                raw = compute.relation(source, where)
-                view = canonical_view(raw, name, source, where)
-                compute.register_view(name, view)
-                rows, skipped = source_counts(compute, raw, view)
-                reasons = {"required value is missing": skipped} if skipped else {}
-                report = TableReport(name, (), rows, rows - skipped, skipped, reasons)
-                fingerprint = None
-                if name == "accounts" and validator is not compute:
-                    # The other tables are checked against these ids.
-                    known = compute.to_arrow(compute.table("accounts").select("account_id"))
-                    validator.replace_table("accounts", known)
-            else:
-                files = resolve_files(source, project.folder, where)
-                fingerprint = incremental.fingerprint(name, source, files, project.folder, ids)
-                before = incremental.appendable(store, compute, name, fingerprint)
-                if before is not None and len(before.files) == len(files):
-                    since, kept, columns = len(files), before.rows, before.columns
-                    report = TableReport(name, tuple(map(str, files)), 0, 0, 0, {}, "unchanged")
+            with _memory_said(name, where):
+                bad, since = None, 0
+                if source.in_engine:
+                    source = located(source, project.folder)
+                    # The relation once: a Delta table's log, for one, is read each time.
+                    raw = compute.relation(source, where)
+                    view = canonical_view(raw, name, source, where)
+                    compute.register_view(name, view)
+                    rows, skipped = source_counts(compute, raw, view)
+                    reasons = {"required value is missing": skipped} if skipped else {}
+                    report = TableReport(name, (), rows, rows - skipped, skipped, reasons)
+                    fingerprint = None
+                    if name == "accounts" and validator is not compute:
+                        # The other tables are checked against these ids.
+                        known = compute.to_arrow(compute.table("accounts").select("account_id"))
+                        validator.replace_table("accounts", known)
                 else:
-                    reading = plan_reading(name, source, files, before, where, progress)
-                    since, columns = reading.since, described(reading.types)
-                    kept = before.rows if since and before is not None else 0
-                    bad, report = _ingest_table(
-                        validator, compute, store, project, name, reading, progress
+                    files = resolve_files(source, project.folder, where)
+                    fingerprint = incremental.fingerprint(name, source, files, project.folder, ids)
+                    before = incremental.appendable(store, compute, name, fingerprint)
+                    if before is not None and len(before.files) == len(files):
+                        since, kept, columns = len(files), before.rows, before.columns
+                        report = TableReport(name, tuple(map(str, files)), 0, 0, 0, {}, "unchanged")
+                    else:
+                        reading = plan_reading(name, source, files, before, where, progress)
+                        since, columns = reading.since, described(reading.types)
+                        kept = before.rows if since and before is not None else 0
+                        bad, report = _ingest_table(
+                            validator, compute, store, project, name, reading, progress
+                        )
+                    fingerprint = replace(
+                        fingerprint, rows=kept + report.rows_loaded, columns=columns
                     )
-                fingerprint = replace(fingerprint, rows=kept + report.rows_loaded, columns=columns)
-            if name == "accounts":
-                ids = incremental.account_ids(compute)
-            if not since:
-                store.sql("DELETE FROM rejected_rows WHERE table_name = ?", [name])
-            if bad is not None and bad.num_rows:
-                store.write_arrow("rejected_rows", bad)
-            store.sql(
-                "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    run_id,
-                    name,
-                    json.dumps(report.files),
-                    report.rows_read,
-                    report.rows_loaded,
-                    report.rows_rejected,
-                    fingerprint.to_json() if fingerprint else None,
-                    now,
-                ],
-            )
+                if name == "accounts":
+                    ids = incremental.account_ids(compute)
+                if not since:
+                    store.sql("DELETE FROM rejected_rows WHERE table_name = ?", [name])
+                if bad is not None and bad.num_rows:
+                    store.write_arrow("rejected_rows", bad)
+                store.sql(
+                    "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        run_id,
+                        name,
+                        json.dumps(report.files),
+                        report.rows_read,
+                        report.rows_loaded,
+                        report.rows_rejected,
+                        fingerprint.to_json() if fingerprint else None,
+                        now,
+                    ],
+                )
             reports.append(report)
     if validator is not compute:
         validator.close()
