@@ -122,6 +122,11 @@ class RunningAggregates:
         ids = engine.to_arrow(engine.table("accounts").select("account_id").distinct())
         self.ids = ids.column("account_id").combine_chunks()
         n = len(self.ids)
+        # Each account's position, for the engine to join: a series then comes back as
+        # positions, not ids to look up (that look-up was a fifth of reading a 90-day run).
+        self._positions = ibis.memtable(
+            pa.table({"_account": self.ids, "_position": pa.array(np.arange(n, dtype=np.int32))})
+        )
         self._series: dict[tuple[t.Any, ...], _Series] = {}
         # Per group of aggregates over open rows: rows by the day they open, and they close.
         self._open: dict[tuple[t.Any, ...], tuple[_Series, _Series]] = {}
@@ -165,21 +170,22 @@ class RunningAggregates:
 
     def _fetch(self, grouped: ir.Table, day: str = "_d") -> _Series:
         """Run a query grouped by account and day; rows of unknown accounts are dropped."""
-        data = self.engine.to_arrow(grouped.order_by(day))
-        found = pc.index_in(data.column("account_id"), value_set=self.ids)
-        known = found.is_valid().to_numpy(zero_copy_only=False)
+        positions = self._positions
+        known = grouped.join(positions, grouped.account_id == positions._account)
+        known = known.drop("account_id", "_account").order_by(day)
+        data = self.engine.to_arrow(known)
         series = _Series(
-            accounts=found.fill_null(0).to_numpy(zero_copy_only=False)[known].astype(np.int32),
-            days=data.column(day).to_numpy(zero_copy_only=False)[known].astype(np.int32),
+            accounts=data.column("_position").to_numpy().astype(np.int32),
+            days=data.column(day).to_numpy().astype(np.int32),
         )
         for name in data.column_names:
-            if name not in ("account_id", day):
+            if name not in ("_position", day):
                 column = data.column(name)
                 if pa.types.is_timestamp(column.type):
                     # Microseconds since the epoch: exact in a float64 for the next two
                     # centuries, and ordered as the times are.
                     column = pc.cast(column, pa.int64())
-                values = column.to_numpy(zero_copy_only=False)[known]
+                values = column.to_numpy(zero_copy_only=False)
                 if name.startswith(ADDED_ONLY) and not values.any():
                     continue  # nothing to add (NaN and infinite values are rare)
                 series.columns[name] = _compact(values)
