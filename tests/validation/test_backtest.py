@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import accounthealth as ah
+import accounthealth.cli.console as cli_console
 from accounthealth.cli.app import app
 from accounthealth.errors import AccountHealthError
 from accounthealth.validation.backtest import BacktestOptions
@@ -182,6 +183,20 @@ def test_the_cli_prints_the_figures_and_writes_an_offline_report(
     assert "AUC alone" in signals.output and "Scores: mean" in signals.output
     bad = CliRunner().invoke(app, [*args[:3], "--horizon", "soon"])
     assert bad.exit_code != 0 and "--horizon" in str(bad.exception or bad.output)
+
+
+def test_the_figures_are_whole_on_an_80_column_terminal(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Figures with their intervals wrap onto more lines there rather than being cut short.
+    monkeypatch.setattr(cli_console.console, "width", 80)
+    args = ["backtest", "-p", str(project), "--from", "2026-01-05", "--to", "2026-03-30",
+            "--every", "1w", "--bootstrap", "20"]  # fmt: skip
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    figures = out.output[out.output.index("How well") : out.output.index("Average score")]
+    assert "…" not in figures and " to " in figures
+    assert max(len(line) for line in figures.splitlines()) <= 80
 
 
 def test_partial_churn_is_counted_apart_from_churn(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ only; a metric that only 'knows' churn after the fact gets no weight."""
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 import accounthealth as ah
+import accounthealth.cli.console as cli_console
 from accounthealth.cli.app import app
 from accounthealth.demo.project import create
 from accounthealth.metrics.definitions import ScoredComponent, ScoringModel
@@ -203,17 +205,35 @@ def test_a_metric_known_only_after_churn_gets_no_weight(calibrated: dict) -> Non
     assert all(weights["hindsight"] == 1 for weights in proposed)
 
 
-def test_the_cli_writes_the_comparison_and_refuses_without_a_date(book: Path) -> None:
-    out = CliRunner().invoke(
+def calibrate_from_the_cli(book: Path) -> t.Any:
+    """`accounthealth calibrate` on the book, trained until TRAIN_UNTIL."""
+    return CliRunner().invoke(
         app,
         ["calibrate", "-p", str(book), "--train-until", str(TRAIN_UNTIL), "--every", "30d",
          "--bootstrap", "10"],
     )  # fmt: skip
+
+
+def test_the_cli_writes_the_comparison_and_refuses_without_a_date(book: Path) -> None:
+    out = calibrate_from_the_cli(book)
     assert out.exit_code == 0, out.output
     assert "Held out" in out.output and "gradient boosting" in out.output
     assert (book / "reports" / f"calibration-{TRAIN_UNTIL}.json").exists()
     missing = CliRunner().invoke(app, ["calibrate", "-p", str(book)])
     assert missing.exit_code != 0
+
+
+def test_the_held_out_comparison_is_whole_on_an_80_column_terminal(
+    book: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its figures wrap onto more lines there: a figure or an interval cut short would be wrong.
+    monkeypatch.setattr(cli_console.console, "width", 80)
+    out = calibrate_from_the_cli(book)
+    assert out.exit_code == 0, out.output
+    held = out.output[out.output.index("Held out") : out.output.index("Churn probability")]
+    assert "…" not in held
+    assert max(len(line) for line in held.splitlines()) <= 80
+    assert "gradient" in held and "boosting" in held and " to " in held
 
 
 def test_brier_and_reliability_on_known_probabilities() -> None:

@@ -88,16 +88,18 @@ NUMERIC = {
 }
 
 
-def table(*columns: str, title: str | None = None) -> Table:
-    """A table whose cells do not wrap: long names are cut with an ellipsis instead."""
+def table(*columns: str, title: str | None = None, wrap: bool = False) -> Table:
+    """A table whose cells do not wrap: long names are cut with an ellipsis instead. With
+    ``wrap`` (figures with their intervals, which a cut would make wrong) cells wrap onto more
+    lines when the terminal is narrow."""
     out = Table(title=title, header_style="bold", title_justify="left")
     for column in columns:
         numeric = column.lower() in NUMERIC or column.startswith("Δ")
         out.add_column(
             column,
             justify="right" if numeric else "left",
-            no_wrap=True,
-            overflow="ellipsis",
+            no_wrap=not wrap,
+            overflow="fold" if wrap else "ellipsis",
             max_width={"Name": 28, "Reason": 40, "Component / metric": 46}.get(column),
             min_width=len(column) if numeric or column in ("Account", "Tier") else None,
         )

@@ -93,7 +93,7 @@ def backtest(
     segments = f["segments"]
     ranks = table(
         "Segment", "Accounts", "Churned", "AUC", "Top-decile lift", "C-index",
-        title=f"How well the score ranks churn within {f['horizon_days']} days",
+        title=f"How well the score ranks churn within {f['horizon_days']} days", wrap=True,
     )  # fmt: skip
     for name, g in segments.items():
         r = g["ranking"]
@@ -107,7 +107,7 @@ def backtest(
         )
     console.print(ranks)
     tiers = segments["all"]["tiers"]
-    by_tier = table("Segment", *tiers, title="Churn rate within the horizon, by tier")
+    by_tier = table("Segment", *tiers, title="Churn rate within the horizon, by tier", wrap=True)
     for name, g in segments.items():
         rates = {row["tier"]: row["churn_rate"] for row in g["by_tier"]}
         by_tier.add_row(name, *[_ci(rates.get(t, {}), percent=True) for t in tiers])
@@ -119,6 +119,7 @@ def backtest(
         f"{tiers[-1]} at churn",
         "Median lead",
         title=f"Churned accounts: in {tiers[0]} before churning, in {tiers[-1]} when they churned",
+        wrap=True,
     )
     scores = table(
         "Segment",
@@ -269,6 +270,7 @@ def calibrate(
     compare = table(
         "Model", "AUC", "Top-decile lift", "Churned in top tier 30d before", "Bottom tier churn",
         title=f"Held out: {held['first']} to {held['last']} ({held['churned_accounts']} churned)",
+        wrap=True,
     )  # fmt: skip
     for name, figures in result["compared"].items():
         compare.add_row(
