@@ -5,14 +5,13 @@ only; a metric that only 'knows' churn after the fact gets no weight."""
 from __future__ import annotations
 
 import datetime as dt
-import typing as t
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 import accounthealth as ah
 import accounthealth.cli.console as cli_console
@@ -205,7 +204,7 @@ def test_a_metric_known_only_after_churn_gets_no_weight(calibrated: dict) -> Non
     assert all(weights["hindsight"] == 1 for weights in proposed)
 
 
-def calibrate_from_the_cli(book: Path) -> t.Any:
+def calibrate_from_the_cli(book: Path) -> Result:
     """`accounthealth calibrate` on the book, trained until TRAIN_UNTIL."""
     return CliRunner().invoke(
         app,

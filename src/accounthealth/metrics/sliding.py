@@ -175,7 +175,7 @@ class RunningAggregates:
         known = known.drop("account_id", "_account").order_by(day)
         data = self.engine.to_arrow(known)
         series = _Series(
-            accounts=data.column("_position").to_numpy().astype(np.int32),
+            accounts=data.column("_position").to_numpy(),  # int32 as given
             days=data.column(day).to_numpy().astype(np.int32),
         )
         for name in data.column_names:
