@@ -49,6 +49,7 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
     use_lasting_arrow_pool()
     started = time.perf_counter()
     rows = 0
+    carried_from = None
     # Scoring (the metric query and the scores from it), and history's writes in the history
     # writer's two threads: one inserts into the store and writes the detail files (timed
     # until a large day's second half, written by a helper, is done too), the other writes
@@ -79,7 +80,8 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
             p.compute  # noqa: B018 - open engines and sessions before the clock starts
             started = time.perf_counter()
             if step == "score":
-                rows = p.score(dates[0]).rows
+                report = p.score(dates[0])
+                rows, carried_from = report.rows, report.carried_from
             elif step == "backfill":
                 rows = p.score(start=dates[0], end=dates[1]).rows
             elif step == "ingest":
@@ -90,6 +92,7 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
         "step": step,
         "seconds": round(time.perf_counter() - started, 3),
         "rows": rows,
+        "carried_from": carried_from and str(carried_from),
         "peak_mb": round(_peak_mb(), 1),
         "scoring_seconds": round(scoring.seconds, 3),
         # The busier writer thread's: the least time the writes need, whatever the queries do.

@@ -35,6 +35,7 @@ from accounthealth.memory import (
     return_freed_memory,
     use_lasting_arrow_pool,
 )
+from accounthealth.metrics.carryover import CarryOver
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
@@ -58,6 +59,8 @@ from accounthealth.validation.backtest import Backtest, BacktestOptions, backtes
 SORTS = ("score", "arr", "change", "renewal", "name")
 # Where compiled scoring queries are kept, inside the project folder.
 QUERY_CACHE = Path(".accounthealth-cache") / "queries"
+# Running values kept for the next day's run (metrics/carryover.py).
+CARRIED = Path(".accounthealth-cache") / "carried"
 # Rows of one scoring batch (accounts x days): bounds the memory of a backfill.
 ACCOUNT_DAYS_PER_BATCH = 1_000_000
 
@@ -70,6 +73,10 @@ class ScoreReport:
     dates: tuple[dt.date, ...]
     rows: int
     seconds: float
+    # The day whose running values the run carried on from (metrics/carryover.py), if any;
+    # else why the ones kept of the day before could not be.
+    carried_from: dt.date | None = None
+    not_carried: str | None = None
 
 
 def _dates(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -257,12 +264,18 @@ class Project(ActingOnHealth):
         started = time.perf_counter()
         record_model(self.store, resolved)
         running = None
-        if self.compute.in_process and consecutive(dates):
-            # A run of days: each aggregate is kept day by day instead of recomputed per day,
-            # and each day is then scored alone, by the compiled queries.
-            running = running_aggregates(self.compute, resolved, dates)
-            batch_days = batch_days or 1
         cache = self.query_cache
+        carry = resumed = None
+        if self.compute.in_process:
+            key = cache.key(self.compute, resolved)
+            carry = CarryOver(self.folder / CARRIED, key, self.store, self.compute)
+            resumed = carry.resume(dates[0])
+            if resumed.carried is not None or consecutive(dates) or carry.in_use(dates[0]):
+                # A run of days, or one that carries on from the day before or starts a state
+                # for the days after: each aggregate is kept day by day instead of recomputed
+                # per day, and each day is then scored alone, by the compiled queries.
+                running = running_aggregates(self.compute, resolved, dates, resumed.carried)
+                batch_days = batch_days or 1
         # Written history carries the overrides in force; read once, each row keeps those of
         # its own date.
         in_force = overrides.in_force(self.store, dates[0], dates[-1])
@@ -283,8 +296,16 @@ class Project(ActingOnHealth):
                     earlier = history_for(self.store, resolved.version, wanted)
                 history.finish(final_scores(scored, resolved, earlier=earlier, in_force=in_force))
                 advance(len(batch))
+        if carry is not None and running is not None:
+            carry.keep(running)
+        carried = resumed.carried if resumed is not None else None
         return ScoreReport(
-            resolved.version, tuple(dates), history.rows, time.perf_counter() - started
+            resolved.version,
+            tuple(dates),
+            history.rows,
+            time.perf_counter() - started,
+            carried_from=carried.day if carried is not None else None,
+            not_carried=resumed.why_not if resumed is not None else None,
         )
 
     def evaluate(

@@ -90,6 +90,10 @@ def test_score_backfill_accounts_explain_export(demo: Path) -> None:
     ]
     assert frame["score"].between(0, 100).all()
 
+    # The backfill kept its running values: the next day carries them on, and says so.
+    out = run("score", "--as-of", str(END + dt.timedelta(days=1)), cwd=demo).stdout
+    assert f"Carried on from the running values kept of {END}." in out
+
 
 def test_rerunning_ingest_and_score_changes_nothing(demo: Path) -> None:
     def snapshot() -> pd.DataFrame:

@@ -113,6 +113,13 @@ def score(
         f"Scored {report.rows:,} account-days for {span} with model {report.model_version} "
         f"in {report.seconds:.1f}s."
     )
+    if report.carried_from is not None:
+        console.print(f"Carried on from the running values kept of {report.carried_from}.")
+    if report.not_carried is not None:
+        console.print(
+            f"[yellow]Read all history again where the kept running values no longer held: "
+            f"{report.not_carried}.[/]"
+        )
 
 
 @app.command()

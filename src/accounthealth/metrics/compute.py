@@ -29,7 +29,7 @@ from accounthealth.metrics.definitions import (
     ResolvedModel,
     leaves,
 )
-from accounthealth.metrics.sliding import RunningAggregates, RunningValues
+from accounthealth.metrics.sliding import Carried, RunningAggregates, RunningValues
 
 
 def dates_table(dates: t.Sequence[dt.date]) -> ir.Table:
@@ -314,10 +314,14 @@ def aggregate_columns(resolved: ResolvedModel) -> dict[Aggregate, str]:
 
 
 def running_aggregates(
-    engine: Engine, resolved: ResolvedModel, dates: t.Sequence[dt.date]
+    engine: Engine,
+    resolved: ResolvedModel,
+    dates: t.Sequence[dt.date],
+    carried: Carried | None = None,
 ) -> RunningAggregates:
-    """The model's aggregates kept day by day over the consecutive ``dates``."""
-    return RunningAggregates(engine, aggregate_columns(resolved), dates, own_filter)
+    """The model's aggregates kept day by day over the consecutive ``dates`` (from where
+    ``carried`` ended, the day before, for what it carries)."""
+    return RunningAggregates(engine, aggregate_columns(resolved), dates, own_filter, carried)
 
 
 def value_column(metric: str) -> str:

@@ -19,10 +19,16 @@ array per running value, by the series rows whose day enters or leaves its windo
 Rows from before the first window are summed into one series row per account: the running
 values start from all history. Aggregates this does not cover (distinct, days_since or latest
 over open rows; latest of a non-numeric column) are left to pairing rows with dates.
+
+A run can also start where an earlier one ended (``Carried``, kept by metrics/carryover.py):
+its running values, the series rows still to enter or leave a window and, per distinct
+aggregate, the sightings still in (or yet to enter) their window, with their values. The run
+then reads only the rows of its own days.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import itertools
@@ -63,6 +69,13 @@ def covers(agg: Aggregate) -> bool:
     return not (agg.active and agg.kind in ("distinct", "days_since", "latest"))
 
 
+def carries(agg: Aggregate) -> bool:
+    """Whether a run can carry the aggregate's running values on to the next day's run: not a
+    distinct count of all history (every value ever seen would be kept), nor rows open on a
+    shifted date (the rows opened on the days between would be missing)."""
+    return not (agg.kind == "distinct" and agg.window is None) and not (agg.active and agg.offset)
+
+
 def consecutive(dates: t.Sequence[dt.date]) -> bool:
     """Two or more dates, one day apart, in order."""
     return len(dates) > 1 and all((b - a).days == 1 for a, b in itertools.pairwise(dates))
@@ -97,10 +110,43 @@ class _Series:
             return slice(0, 0)
         return slice(int(starts[i]), int(starts[i + 1]))
 
-    def between(self, after: int | None, upto: int) -> slice:
-        """The rows of the days in (after, upto] (after None: all earlier days too)."""
+    def between(self, after: int | None, upto: int | None) -> slice:
+        """The rows of the days in (after, upto] (None: all earlier, or later, days too)."""
         lo = 0 if after is None else int(np.searchsorted(self.days, after + 1))
-        return slice(lo, int(np.searchsorted(self.days, upto + 1)))
+        return slice(
+            lo, len(self.days) if upto is None else int(np.searchsorted(self.days, upto + 1))
+        )
+
+
+@dataclass
+class Sightings:
+    """Per distinct aggregate, the (account, value, day) sightings that still count or are yet
+    to: account positions, each value's code in ``values``, the day seen and the day it leaves
+    the window (days since the epoch), and whether it is its account and value's latest."""
+
+    accounts: np.ndarray
+    codes: np.ndarray
+    days: np.ndarray
+    leaves: np.ndarray
+    latest: np.ndarray
+    values: pa.Array
+
+
+@dataclass
+class Carried:
+    """Where a run of running values ended, for the next run to start from: its last day, its
+    accounts, the aggregate columns it carries, each of their running values (day marks as days
+    since the epoch), per series (named by its aggregates' columns) the rows a later day still
+    reads (days since the epoch), and per distinct aggregate its sightings."""
+
+    day: dt.date
+    ids: pa.Array
+    columns: tuple[str, ...]
+    running: dict[str, dict[str, np.ndarray]]
+    series: dict[str, _Series]
+    sightings: dict[str, Sightings]
+    # Tables known to hold no rows after ``day``: a run carrying on reads nothing of them.
+    quiet: frozenset[str] = frozenset()
 
 
 class RunningAggregates:
@@ -113,12 +159,24 @@ class RunningAggregates:
         aggregates: t.Mapping[Aggregate, str],
         dates: t.Sequence[dt.date],
         where_of: Filter,
+        carried: Carried | None = None,
     ) -> None:
         self.aggregates = {
             agg: col for agg, col in aggregates.items() if covers(agg) and _numeric(engine, agg)
         }
         self.first, self.last = dates[0], dates[-1]
         self.engine, self.where_of = engine, where_of
+        self._carried = carried
+        # The aggregates that carry on from ``carried`` (the day before's); the others start
+        # from all history.
+        self._resumes: set[str] = set()
+        if carried is not None:
+            assert (self.first - carried.day).days == 1, "a run carries on from the day before"
+            # What is never carried is left to the day's query, as a one-day pass computes it:
+            # kept running, it would read all history every day.
+            self.aggregates = {a: c for a, c in self.aggregates.items() if carries(a)}
+            self._resumes = set(carried.columns) & set(self.aggregates.values())
+        self._base = (self.first - EPOCH).days  # day indexes to days since the epoch
         ids = engine.to_arrow(engine.table("accounts").select("account_id").distinct())
         self.ids = ids.column("account_id").combine_chunks()
         n = len(self.ids)
@@ -127,26 +185,51 @@ class RunningAggregates:
         self._positions = ibis.memtable(
             pa.table({"_account": self.ids, "_position": pa.array(np.arange(n, dtype=np.int32))})
         )
+        # Each carried account's position now (-1: no longer an account).
+        self._now = (
+            pc.index_in(carried.ids, value_set=self.ids).fill_null(-1).to_numpy().astype(np.int32)
+            if carried is not None
+            else np.zeros(0, np.int32)
+        )
+        self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
         self._series: dict[tuple[t.Any, ...], _Series] = {}
         # Per group of aggregates over open rows: rows by the day they open, and they close.
         self._open: dict[tuple[t.Any, ...], tuple[_Series, _Series]] = {}
         self._running: dict[str, np.ndarray] = {}
         # Per distinct aggregate: (accounts, day) of values entering and of values leaving.
         self._distinct: dict[str, tuple[_Series, _Series]] = {}
+        # Per distinct aggregate of a carried run: its sightings, to carry on (see _chain).
+        self._seen: dict[str, Sightings] = {}
         for agg, col in self.aggregates.items():
             if agg.kind == "distinct":
-                self._distinct[col] = self._sightings(agg)
-            if agg.kind in ("days_since", "latest"):
-                self._running[col] = np.full(n, -np.inf)
-                if agg.kind == "latest":
-                    self._running[f"{col}_value"] = np.full(n, np.nan)
-                    self._running[f"{col}_day"] = np.full(n, -np.inf)
-            elif agg.kind in ("sum", "avg"):
-                self._running |= {f"{col}_{part}": np.zeros(n) for part in SUM_PARTS}
-            else:
-                self._running[col] = np.zeros(n)
+                self._distinct[col] = self._sightings(agg, col)
+            self._running |= _starting(agg, col, n)
+        if carried is not None:
+            self._restore(carried)
         self._build_series()
         self._next = 0  # the index of the next day to apply
+
+    def _restore(self, carried: Carried) -> None:
+        """Start the carried aggregates' running values where ``carried`` left them."""
+        moved, marks = self._now >= 0, self._day_marks()
+        same = len(self._now) == len(self.ids) and bool(
+            np.all(self._now == np.arange(len(self._now)))
+        )
+        for name, values in (
+            (n, v) for arrays in carried.running.values() for n, v in arrays.items()
+        ):
+            shift = self._base if name in marks else 0
+            if same:  # the same accounts in the same order (as a rule): no scatter
+                self._running[name] = np.asarray(values, np.float64) - shift
+            else:
+                self._running[name][self._now[moved]] = values[moved] - shift
+
+    def _day_marks(self) -> set[str]:
+        """The running values that are day indexes (carried as days since the epoch)."""
+        marks = {col for agg, col in self.aggregates.items() if agg.kind == "days_since"}
+        return marks | {
+            f"{col}_day" for agg, col in self.aggregates.items() if agg.kind == "latest"
+        }
 
     # -- what the engine computes, once ---------------------------------------------------------
     def _series_key(self, agg: Aggregate) -> tuple[t.Any, ...]:
@@ -163,17 +246,69 @@ class RunningAggregates:
                 groups.setdefault(self._series_key(agg), []).append(agg)
         for key, group in groups.items():
             rows = _rows(self.engine, group[0], self.where_of)
+            self._groups[key] = group
+            name, carried = self._name(group), self._carried
+            resumed = carried is not None and self.aggregates[group[0]] in self._resumes
+            # A quiet table has no rows after the carried day: nothing to read.
+            quiet = resumed and group[0].table in t.cast(Carried, carried).quiet
             if group[0].active:
-                self._open[key] = self._open_rows(group, rows)
+                opens, closes = (
+                    (_none(), _none()) if quiet else self._open_rows(group, rows, resumed)
+                )
+                if resumed:
+                    kept = t.cast(Carried, carried).series
+                    opens = self._after_carried(kept[f"{name}|opens"], opens)
+                    closes = self._after_carried(kept[f"{name}|closes"], closes)
+                self._open[key] = (opens, closes)
             else:
-                self._series[key] = self._day_rows(group, rows)
+                series = _none() if quiet else self._day_rows(group, rows, resumed)
+                if resumed:
+                    series = self._after_carried(t.cast(Carried, carried).series[name], series)
+                self._series[key] = series
 
-    def _fetch(self, grouped: ir.Table, day: str = "_d") -> _Series:
-        """Run a query grouped by account and day; rows of unknown accounts are dropped."""
+    def _name(self, group: list[Aggregate]) -> str:
+        """A series' name in a ``Carried``: its aggregates' columns."""
+        return ",".join(sorted(self.aggregates[agg] for agg in group))
+
+    def _after_carried(self, carried: _Series, new: _Series) -> _Series:
+        """The carried rows (of accounts that still are) and then this run's."""
+        at = self._now[carried.accounts]
+        keep = at >= 0
+        columns = {}
+        for name in dict.fromkeys([*carried.columns, *new.columns]):
+            parts = [
+                part.columns[name][rows] if name in part.columns else np.zeros(size)
+                for part, rows, size in (
+                    (carried, keep, int(keep.sum())),
+                    (new, slice(None), len(new.days)),
+                )
+            ]
+            columns[name] = np.concatenate(parts)
+        series = _Series(
+            accounts=np.concatenate([at[keep], new.accounts]).astype(np.int32),
+            days=np.concatenate([carried.days[keep] - self._base, new.days]).astype(np.int32),
+            columns=columns,
+        )
+        if np.any(np.diff(series.days) < 0):
+            # Closes carried for later days, and this run's closes, come in day order.
+            order = np.argsort(series.days, kind="stable")
+            series = _Series(
+                series.accounts[order],
+                series.days[order],
+                {name: values[order] for name, values in series.columns.items()},
+            )
+        return series
+
+    def _known(self, grouped: ir.Table, day: str = "_d") -> pa.Table:
+        """Run a query grouped by account and day, in day order, with each account's position
+        (``_position``) for its id; rows of unknown accounts are dropped."""
         positions = self._positions
         known = grouped.join(positions, grouped.account_id == positions._account)
-        known = known.drop("account_id", "_account").order_by(day)
-        data = self.engine.to_arrow(known)
+        return self.engine.to_arrow(known.drop("account_id", "_account").order_by(day))
+
+    def _fetch(self, grouped: ir.Table, day: str = "_d") -> _Series:
+        """``_known``'s rows as a series."""
+        data = self._known(grouped, day)
         series = _Series(
             accounts=data.column("_position").to_numpy(),  # int32 as given
             days=data.column(day).to_numpy().astype(np.int32),
@@ -195,16 +330,18 @@ class RunningAggregates:
         """The day as an index from the run's first day."""
         return day.delta(ibis.literal(self.first, "date"), unit="day")
 
-    def _day_rows(self, group: list[Aggregate], rows: ir.Table) -> _Series:
+    def _day_rows(self, group: list[Aggregate], rows: ir.Table, resumed: bool) -> _Series:
         """Per account and day: the row count, each summed column's count and sum, the last
         day and for latest the last time and its value. Days before any window of the group
-        begins are folded into one row per account, so all history counts once."""
+        begins are folded into one row per account, so all history counts once; ``resumed``:
+        only the run's own days are read, the rest being carried."""
         u = _day(rows[group[0].time])
         floor = min(-a.offset - (a.window or 0) for a in group)
         index = self._index(u)
-        rows = rows.filter(u <= ibis.literal(self.last, "date")).mutate(
-            _d=ibis.greatest(index, floor), _u=index
-        )
+        rows = rows.filter(u <= ibis.literal(self.last, "date"))
+        if resumed:
+            rows = rows.filter(_from(rows[group[0].time], self.first))
+        rows = rows.mutate(_d=ibis.greatest(index, floor), _u=index)
         measures: dict[str, ir.Value] = {"cnt": rows.count(), "last_u": rows._u.max()}
         for agg in group:
             if agg.kind in ("sum", "avg"):
@@ -218,9 +355,12 @@ class RunningAggregates:
                 )
         return self._fetch(rows.group_by(["account_id", "_d"]).aggregate(**measures))
 
-    def _open_rows(self, group: list[Aggregate], rows: ir.Table) -> tuple[_Series, _Series]:
+    def _open_rows(
+        self, group: list[Aggregate], rows: ir.Table, resumed: bool
+    ) -> tuple[_Series, _Series]:
         """Rows open on some day of the run, counted per account on the day they open (days
-        before the run folded into one) and on the day they close."""
+        before the run folded into one) and on the day they close; ``resumed``: only the rows
+        opened on the run's own days."""
         agg = group[0]
         o, last = agg.offset, ibis.literal(self.last, "date")
         u, end = _day(rows[agg.time]), _day(rows[agg.until])
@@ -230,6 +370,8 @@ class RunningAggregates:
         rows = rows.filter(
             u <= last - ibis.interval(days=o), end.isnull() | ((end > first_read) & (end > u))
         )
+        if resumed:
+            rows = rows.filter(_from(rows[agg.time], self.first))
         columns = {c for a in group if a.kind in ("sum", "avg") for c in [t.cast(str, a.column)]}
 
         def measures(table: ir.Table) -> dict[str, ir.Value]:
@@ -246,11 +388,13 @@ class RunningAggregates:
             self._fetch(closes.group_by(["account_id", "_d"]).aggregate(**measures(closes))),
         )
 
-    def _sightings(self, agg: Aggregate) -> tuple[_Series, _Series]:
+    def _sightings(self, agg: Aggregate, col: str) -> tuple[_Series, _Series]:
         """The days a distinct value enters and leaves the window of each account: it enters
         on day + offset (the first day for earlier ones) and leaves when the window has passed
         it or when it is seen next, whichever is first; over all history it enters when first
         seen and never leaves."""
+        if col in self._resumes:
+            return self._sightings_after(agg, col, t.cast(Carried, self._carried).sightings[col])
         column = t.cast(str, agg.column)
         rows = _rows(self.engine, agg, self.where_of)
         o, w = agg.offset, agg.window
@@ -280,6 +424,92 @@ class RunningAggregates:
         leaves = _Series(sightings.accounts[order], leave[order].astype(np.int32))
         return enters, leaves
 
+    def _sightings_after(
+        self, agg: Aggregate, col: str, carried: Sightings
+    ) -> tuple[_Series, _Series]:
+        """``_sightings`` of a run that carries on: the carried sightings, the latest of a
+        value seen again now leaving when that one enters, and this run's own. Those that
+        entered before the run are in the carried counts already."""
+        o, w = agg.offset, t.cast(int, agg.window)
+        if agg.table in t.cast(Carried, self._carried).quiet:
+            none = np.zeros(0, np.int32)
+            accounts, days, values = none, none, carried.values.slice(0, 0)
+        else:
+            accounts, days, values = self._seen_between(agg, -1, (self.last - self.first).days)
+        dictionary = carried.values
+        unknown = values.filter(pc.is_null(pc.index_in(values, value_set=dictionary)))
+        if len(unknown):
+            dictionary = pa.concat_arrays([dictionary, pc.unique(unknown)])
+        codes = pc.index_in(values, value_set=dictionary).to_numpy().astype(np.int32)
+        new = _chain(accounts, codes, days, o, w)
+        at = self._now[carried.accounts]
+        moved = at >= 0
+        old = Sightings(
+            at[moved],
+            carried.codes[moved],
+            carried.days[moved] - self._base,
+            carried.leaves[moved] - self._base,
+            carried.latest[moved].copy(),
+            dictionary,
+        )
+        # The first sighting now of each account and value (``new`` is in that order).
+        keys = _pair_keys(new.accounts, new.codes)
+        first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+        firsts, first_days = keys[first], new.days[first]
+        old_keys = _pair_keys(old.accounts, old.codes)
+        i = np.minimum(np.searchsorted(firsts, old_keys), max(len(firsts) - 1, 0))
+        again = (
+            old.latest & (firsts[i] == old_keys) if len(firsts) else np.zeros(len(old_keys), bool)
+        )
+        old.leaves[again] = np.minimum(old.leaves[again], first_days[i[again]] + o)
+        old.latest[again] = False
+        seen = Sightings(
+            *(
+                np.concatenate([a, b])
+                for a, b in zip(
+                    (old.accounts, old.codes, old.days, old.leaves, old.latest),
+                    (new.accounts, new.codes, new.days, new.leaves, new.latest),
+                    strict=True,
+                )
+            ),
+            dictionary,
+        )
+        self._seen[col] = seen
+        # Only what enters or leaves on the run's days: the rest is for later runs.
+        days_run = (self.last - self.first).days
+        enter = seen.days + o
+        entering = np.flatnonzero((enter >= 0) & (enter <= days_run))
+        entering = entering[np.argsort(enter[entering], kind="stable")]
+        leaving = np.flatnonzero(seen.leaves <= days_run)
+        leaving = leaving[np.argsort(seen.leaves[leaving], kind="stable")]
+        return (
+            _Series(seen.accounts[entering], enter[entering].astype(np.int32)),
+            _Series(seen.accounts[leaving], seen.leaves[leaving].astype(np.int32)),
+        )
+
+    def _seen_between(
+        self, agg: Aggregate, after: int, upto: int
+    ) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+        """A distinct aggregate's (account position, day index, value) sightings on the days
+        (after, upto]."""
+        column = t.cast(str, agg.column)
+        rows = _rows(self.engine, agg, self.where_of)
+        time = rows[agg.time]
+        rows = rows.filter(
+            rows[column].notnull(),
+            _from(time, self.first + dt.timedelta(days=after + 1)),
+            _day(time) <= ibis.literal(self.first + dt.timedelta(days=upto), "date"),
+        )
+        seen = rows.select(
+            account_id=rows.account_id, _v=rows[column], _d=self._index(_day(time))
+        ).distinct()
+        data = self._known(seen)
+        return (
+            data.column("_position").to_numpy(),
+            data.column("_d").to_numpy().astype(np.int32),
+            data.column("_v").combine_chunks(),
+        )
+
     # -- the running values, day by day ---------------------------------------------------------
     def _advance(self) -> None:
         """Apply the next day's entries and exits to every running value."""
@@ -292,13 +522,15 @@ class RunningAggregates:
                 continue
             key = self._series_key(agg)
             o, w = agg.offset, agg.window
+            # A fresh run's first day takes in all history at once; a carried one's has it.
+            fold = k == 0 and col not in self._resumes
             if agg.active:
                 opens, closes = self._open[key]
-                self._add(agg, col, opens, opens.between(None, -o) if k == 0 else opens.on(k - o))
+                self._add(agg, col, opens, opens.between(None, -o) if fold else opens.on(k - o))
                 self._add(agg, col, closes, closes.on(k - o), sign=-1.0)
                 continue
             series = self._series[key]
-            if k == 0:
+            if fold:
                 entering = series.between(None if w is None else -o - w, -o)
             else:
                 entering = series.on(k - o)
@@ -306,9 +538,75 @@ class RunningAggregates:
                 self._raise(agg, col, series, entering)
                 continue
             self._add(agg, col, series, entering)
-            if w is not None and k > 0:
+            if w is not None and not fold:
                 self._add(agg, col, series, series.on(k - o - w), sign=-1.0)
         self._next += 1
+
+    # -- what a later run carries on from -------------------------------------------------------
+    def carry(self, columns: t.Collection[str]) -> Carried:
+        """The state after the last day applied, of the aggregates in ``columns`` that can be
+        carried on (``carries``)."""
+        last = self._next - 1
+        kept = {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
+        marks = self._day_marks()
+        running = {
+            col: {
+                name: self._running[name] + (self._base if name in marks else 0)
+                for name in _starting(agg, col, 0)
+            }
+            for agg, col in kept.items()
+        }
+        series = {}
+        for key, group in self._groups.items():
+            if not all(agg in kept for agg in group):
+                continue
+            name = self._name(group)
+            if key in self._open:
+                # Offset 0: rows opened so far have entered; of their closes, the later ones.
+                opens, closes = self._open[key]
+                series[f"{name}|opens"] = self._absolute(opens, slice(0, 0))
+                series[f"{name}|closes"] = self._absolute(closes, closes.between(last, None))
+            else:
+                reach = max(agg.offset + (agg.window or 0) for agg in group)
+                part = self._series[key]
+                series[name] = self._absolute(part, part.between(last - reach, last))
+        sightings = {}
+        for agg, col in kept.items():
+            if agg.kind == "distinct":
+                seen = self._seen.get(col) or self._recent(agg, last)
+                still = seen.leaves > last
+                # The values still seen, renumbered in order (a count per code: no sort).
+                used = np.flatnonzero(np.bincount(seen.codes[still], minlength=len(seen.values)))
+                renumbered = np.zeros(len(seen.values), np.int32)
+                renumbered[used] = np.arange(len(used), dtype=np.int32)
+                sightings[col] = Sightings(
+                    seen.accounts[still],
+                    renumbered[seen.codes[still]],
+                    seen.days[still] + self._base,
+                    seen.leaves[still] + self._base,
+                    seen.latest[still],
+                    seen.values.take(pa.array(used)),
+                )
+        day = self.first + dt.timedelta(days=last)
+        return Carried(day, self.ids, tuple(kept.values()), running, series, sightings)
+
+    def _absolute(self, series: _Series, rows: slice) -> _Series:
+        """Some rows of a series, their days as days since the epoch."""
+        return _Series(
+            series.accounts[rows],
+            series.days[rows] + self._base,
+            {name: values[rows] for name, values in series.columns.items()},
+        )
+
+    def _recent(self, agg: Aggregate, last: int) -> Sightings:
+        """A fresh run's sightings that may still count after day ``last``: those of the
+        offset and window's days up to it (earlier ones have left)."""
+        o, w = agg.offset, t.cast(int, agg.window)
+        accounts, days, values = self._seen_between(agg, last - o - w, last)
+        encoded = pc.dictionary_encode(values)
+        codes = encoded.indices.to_numpy().astype(np.int32)
+        seen = _chain(accounts, codes, days, o, w)
+        return dataclasses.replace(seen, values=encoded.dictionary)
 
     def _add(
         self, agg: Aggregate, col: str, series: _Series, rows: slice, sign: float = 1.0
@@ -461,3 +759,47 @@ def _rows(engine: Engine, agg: Aggregate, where_of: Filter) -> ir.Table:
     if agg.where is not None:
         rows = rows.filter(where_of(agg, rows))
     return rows
+
+
+def _none() -> _Series:
+    """A series without rows."""
+    return _Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
+
+
+def _starting(agg: Aggregate, col: str, n: int) -> dict[str, np.ndarray]:
+    """An aggregate's running values before any row, by name, for ``n`` accounts."""
+    if agg.kind in ("days_since", "latest"):
+        marks = {col: np.full(n, -np.inf)}
+        if agg.kind == "latest":
+            marks |= {f"{col}_value": np.full(n, np.nan), f"{col}_day": np.full(n, -np.inf)}
+        return marks
+    if agg.kind in ("sum", "avg"):
+        return {f"{col}_{part}": np.zeros(n) for part in SUM_PARTS}
+    return {col: np.zeros(n)}
+
+
+def _from(column: ir.Value, day: dt.date) -> ir.BooleanValue:
+    """The column's day is ``day`` or later, against a literal bound (which an engine prunes
+    by): the day's midnight for a timestamp."""
+    if column.type().is_timestamp():
+        return column >= ibis.literal(dt.datetime.combine(day, dt.time()), "timestamp")
+    return column >= ibis.literal(day, "date")
+
+
+def _pair_keys(accounts: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """One int64 per (account position, value code)."""
+    return (accounts.astype(np.int64) << 32) | codes.astype(np.int64)
+
+
+def _chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: int) -> Sightings:
+    """Sightings in (account, value, day) order, each leaving when the window has passed it
+    or when its value is next seen (plus the offset), whichever is first; the last of each
+    account and value is its latest. Codes index no dictionary yet (``values`` empty)."""
+    keys = _pair_keys(accounts, codes)
+    order = np.lexsort((days, keys))
+    keys, days = keys[order], days[order].astype(np.int64)
+    again = np.r_[keys[1:] == keys[:-1], False] if len(keys) else np.zeros(0, bool)
+    passed = days + o + w
+    following = np.r_[days[1:], 0] + o if len(days) else days
+    leaves = np.where(again, np.minimum(passed, following), passed)
+    return Sightings(accounts[order], codes[order], days, leaves, ~again, pa.array([], pa.null()))

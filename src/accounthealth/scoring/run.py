@@ -78,7 +78,11 @@ def _prepared_grid(
     """The metric grid of ``day`` from the cached query (compiled and stored first when the
     cache has none for this model, data layout and code). With ``running``, the grid joins
     the day's running values, attached to the query as a table."""
-    key = cache.key(engine, resolved) + ("-running" if running is not None else "")
+    key = cache.key(engine, resolved)
+    if running is not None:
+        # The aggregates joined from running values are left out of the query: one query per
+        # set of them (a run carrying on keeps fewer than a fresh one).
+        key += "-running-" + "-".join(sorted(running.aggregates.values()))
     query = cache.get(key)
     values = running.values([day]) if running is not None else None
     with engine.attached(RUNNING_TABLE, values):

@@ -93,23 +93,32 @@ def appendable(store: Engine, compute: Engine, name: str, now: Fingerprint) -> F
     earlier ones had is known only from them: the caller compares.)"""
     if name == "accounts" or not compute.transactional:
         return None
-    rows = store.sql(
-        "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "
-        "ORDER BY ingested_at DESC LIMIT 1",
-        [name],
-    )
-    if not rows or rows[0][0] is None:  # never ingested, or last from the engine itself
+    before = last_fingerprint(store, name)
+    if before is None:
         return None
-    before = Fingerprint.from_json(rows[0][0])
     if (
         (before.settings, before.accounts) != (now.settings, now.accounts)
         or now.files[: len(before.files)] != before.files
         or not compute.has_table(name)
-        or _count(compute, name) != before.rows
+        or row_count(compute, name) != before.rows
     ):
         return None
     return before
 
 
-def _count(compute: Engine, name: str) -> int:
+def last_fingerprint(store: Engine, name: str) -> Fingerprint | None:
+    """What the last ingest of ``name`` read (None: never ingested, or last read from the
+    compute engine itself, as a table or query read in place)."""
+    rows = store.sql(
+        "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "
+        "ORDER BY ingested_at DESC LIMIT 1",
+        [name],
+    )
+    if not rows or rows[0][0] is None:
+        return None
+    return Fingerprint.from_json(rows[0][0])
+
+
+def row_count(compute: Engine, name: str) -> int:
+    """How many rows the compute engine's table ``name`` holds."""
     return int(t.cast(t.Any, compute.execute(compute.table(name).count())))

@@ -1,0 +1,229 @@
+"""Running values carried from one day's run to the next (metrics/carryover.py): each day's
+values must equal the day computed from all history, whatever arrives in between: a new day's
+file of events, a row for a day already counted, a file changed under the kept state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import accounthealth as ah
+from accounthealth.sources.schema import TABLES
+
+from builders import account, make_project, write_csv
+
+X = dt.date(2026, 3, 31)  # the backfill's last day; the daily runs follow
+DAILY = 4
+
+# Every kind the running values carry: windows, a previous window (offset), distinct values
+# in both, all history, days since and latest with windows, rows open on the date.
+MODEL = """
+signals:
+  users_28d: {distinct: events.user_id, window: 28d}
+components:
+  usage:
+    weight: 50
+    metrics:
+      events_28d: {count: events, window: 28d, score: {linear: {bad: 0, good: 10}}}
+      seats: {ratio: [users_28d, licensed_seats], score: {linear: {bad: 0, good: 1}}}
+      trend: {change: {count: events, window: 7d}, score: {bands: {-50%: 0, 0%: 70, 50%: 100}}}
+      users_trend: {change: {distinct: events.user_id, window: 5d},
+                    score: {bands: {-50%: 0, 0%: 70, 50%: 100}}}
+      all_users: {distinct: events.user_id, score: {linear: {bad: 0, good: 3}}}
+      volume: {sum: events.quantity, window: 10d, score: {percentile: {within: all}}}
+      last: {days_since: events, score: {linear: {bad: 30, good: 0}}, missing: {default: 0}}
+      last_7d: {days_since: events, window: 7d, score: {linear: {bad: 7, good: 0}},
+                missing: {default: 0}}
+      latest_qty: {latest: events.quantity, window: 6d, score: {linear: {bad: 0, good: 5}}}
+  support:
+    weight: 50
+    metrics:
+      open_p1: {count: tickets, where: "priority = 'P1'", active: true,
+                score: {bands: {0: 100, 1: 40, 2: 0}}}
+      csat: {avg: tickets.csat, window: 20d, score: {linear: {bad: 1, good: 5}}}
+"""
+EVENT_FIELDS = list(TABLES["events"].column_names)
+
+days = st.integers(min_value=-40, max_value=DAILY)  # from X; > 0 arrives with a daily file
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["A1", "A2", "A3"]),
+        days,
+        st.integers(0, 23),
+        st.sampled_from(["u1", "u2", "u3", "u4"]),
+        st.integers(1, 5),
+    ),
+    # Enough that values recur across the day carried on from, in and out of windows.
+    min_size=40,
+    max_size=80,
+)
+tickets = st.lists(
+    st.tuples(
+        st.sampled_from(["A1", "A2", "A3"]),
+        st.integers(-30, 0),
+        st.one_of(st.none(), st.integers(0, 10)),  # days open; may close after X
+        st.sampled_from(["P1", "P2"]),
+        st.one_of(st.none(), st.integers(1, 5)),
+    ),
+    max_size=10,
+)
+
+
+def _at(offset: int, hour: int = 9) -> str:
+    return (dt.datetime.combine(X, dt.time(hour)) + dt.timedelta(days=offset)).isoformat(sep=" ")
+
+
+def _event(i: int, a: str, d: int, h: int, u: str, q: int) -> dict:
+    return {
+        "event_id": f"e{i}",
+        "account_id": a,
+        "user_id": u,
+        "event_time": _at(d, h),
+        "event": "login",
+        "quantity": q,
+    }
+
+
+def _project(folder: Path, evs: list, tks: list) -> Path:
+    """Events as daily files (all up to X in the first); tickets as one file, unchanged."""
+    make_project(
+        folder,
+        MODEL,
+        {
+            "accounts": [account("A1"), account("A2"), account("A3")],
+            "tickets": [
+                {
+                    "ticket_id": f"t{i}",
+                    "account_id": a,
+                    "opened_at": _at(d),
+                    "closed_at": "" if c is None else _at(d + c, 15),
+                    "priority": p,
+                    "csat": "" if s is None else s,
+                }
+                for i, (a, d, c, p, s) in enumerate(tks)
+            ],
+        },
+        sources={"events": {"file": "data/events/*.csv"}},
+    )
+    _events_file(folder, "0000", [_event(i, *e) for i, e in enumerate(evs) if e[1] <= 0])
+    return folder
+
+
+def _events_file(folder: Path, name: str, rows: list[dict]) -> None:
+    write_csv(folder / "data" / "events" / f"{name}.csv", rows, EVENT_FIELDS)
+
+
+def _stored(p: ah.Project, day: dt.date) -> dict[tuple[str, str], float | None]:
+    table = p.store.table("metric_values")
+    frame = p.store.execute(table.filter(table.as_of == day))
+    return {(r.account_id, r.metric): _number(r.value) for r in frame.itertuples()}
+
+
+def _from_all_history(p: ah.Project, day: dt.date) -> dict[tuple[str, str], float | None]:
+    """The day's values computed by the metric query alone, from all history."""
+    frame = p.evaluate([day])
+    return {
+        (r["account_id"], name): _number(r[f"v__{name}"])
+        for r in frame.to_dict("records")
+        for name in p.model.metrics
+    }
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, 9)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(evs=events, tks=tickets)
+def test_each_day_carried_on_equals_the_day_from_all_history(evs: list, tks: list) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _project(Path(tmp) / "p", evs, tks)
+        with ah.open(folder) as p:
+            p.ingest()
+            p.score(start=X - dt.timedelta(days=6), end=X)
+            for k in range(1, DAILY + 1):
+                day = X + dt.timedelta(days=k)
+                _events_file(
+                    folder, f"{k:04d}", [_event(i, *e) for i, e in enumerate(evs) if e[1] == k]
+                )
+                p.ingest()
+                report = p.score(day)
+                assert report.carried_from == day - dt.timedelta(days=1), report.not_carried
+                assert report.not_carried is None
+                assert _stored(p, day) == _from_all_history(p, day), day
+
+
+@pytest.fixture
+def carried_on(tmp_path: Path) -> Path:
+    """A project backfilled to X, its events arriving as daily files."""
+    evs = [("A1", d, 10, "u1" if d % 2 else "u2", 2) for d in range(-40, 1, 3)]
+    evs += [("A2", d, 11, "u3", 1) for d in range(-30, 1, 4)]
+    tks = [("A1", -5, None, "P1", None), ("A2", -12, 15, "P1", 4), ("A3", -3, 1, "P2", 2)]
+    folder = _project(tmp_path / "p", evs, tks)
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score(start=X - dt.timedelta(days=3), end=X)
+    return folder
+
+
+def test_a_row_for_a_day_already_counted_reads_that_table_again(carried_on: Path) -> None:
+    day = X + dt.timedelta(days=1)
+    late = _event(900, "A3", -2, 8, "u9", 4)  # two days before X, in the new day's file
+    _events_file(carried_on, "0001", [_event(901, "A3", 1, 9, "u9", 1), late])
+    with ah.open(carried_on) as p:
+        p.ingest()
+        report = p.score(day)
+        # Tickets did not change: carried on; events read all history again.
+        assert report.carried_from == X
+        assert report.not_carried is not None
+        assert report.not_carried.startswith("events: it holds")
+        assert "rows came for days already counted" in report.not_carried
+        assert _stored(p, day) == _from_all_history(p, day)
+        assert _stored(p, day)[("A3", "events_28d")] == 2
+        # That run kept all it read: the next day carries all on again.
+        _events_file(carried_on, "0002", [_event(902, "A1", 2, 9, "u1", 3)])
+        p.ingest()
+        after = p.score(day + dt.timedelta(days=1))
+        assert (after.carried_from, after.not_carried) == (day, None)
+        assert _stored(p, after.dates[0]) == _from_all_history(p, after.dates[0])
+
+
+def test_a_file_changed_under_the_kept_state_is_read_again(carried_on: Path) -> None:
+    first = carried_on / "data" / "events" / "0000.csv"
+    first.write_text(first.read_text().replace(",2\n", ",5\n"))  # other quantities, same rows
+    _events_file(carried_on, "0001", [])
+    with ah.open(carried_on) as p:
+        p.ingest()
+        day = X + dt.timedelta(days=1)
+        report = p.score(day)
+        assert report.not_carried == "events: a file read before was changed, moved or removed"
+        assert _stored(p, day) == _from_all_history(p, day)
+        # The 10 days to X + 1 hold three of A1's events (X - 7, X - 4, X - 1), now of 5 each.
+        assert _stored(p, day)[("A1", "volume")] == 3 * 5
+
+
+def test_another_model_starts_its_own_running_values(carried_on: Path) -> None:
+    model = carried_on / "model.yaml"
+    model.write_text(model.read_text().replace("window: 28d", "window: 21d"))
+    with ah.open(carried_on) as p:
+        day = X + dt.timedelta(days=1)
+        report = p.score(day)
+        # Nothing was kept for this model; carrying on was in use, so this run starts it.
+        assert (report.carried_from, report.not_carried) == (None, None)
+        assert _stored(p, day) == _from_all_history(p, day)
+        following = p.score(day + dt.timedelta(days=1))
+        assert following.carried_from == day
+
+
+def test_a_day_not_following_a_kept_one_reads_all_history(carried_on: Path) -> None:
+    with ah.open(carried_on) as p:
+        day = X + dt.timedelta(days=5)
+        report = p.score(day)
+        assert report.carried_from is None
+        assert _stored(p, day) == _from_all_history(p, day)
