@@ -73,8 +73,8 @@ class ScoreReport:
     dates: tuple[dt.date, ...]
     rows: int
     seconds: float
-    # The day whose running values the run carried on from (metrics/carryover.py), if any;
-    # else why the ones kept of the day before could not be.
+    # The day whose running values the run carried on from (metrics/carryover.py), if any,
+    # and which tables' could not be carried on, and why (those were read from all history).
     carried_from: dt.date | None = None
     not_carried: str | None = None
 
@@ -297,7 +297,9 @@ class Project(ActingOnHealth):
                 history.finish(final_scores(scored, resolved, earlier=earlier, in_force=in_force))
                 advance(len(batch))
         if carry is not None and running is not None:
-            carry.keep(running)
+            unkept = carry.keep(running)
+            if unkept:
+                self.progress.note(unkept)
         carried = resumed.carried if resumed is not None else None
         return ScoreReport(
             resolved.version,

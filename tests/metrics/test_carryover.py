@@ -22,7 +22,7 @@ X = dt.date(2026, 3, 31)  # the backfill's last day; the daily runs follow
 DAILY = 4
 
 # Every kind the running values carry: windows, a previous window (offset), distinct values
-# in both, all history, days since and latest with windows, rows open on the date.
+# in both, all history, days since and latest with windows and offsets, rows open on the date.
 MODEL = """
 signals:
   users_28d: {distinct: events.user_id, window: 28d}
@@ -41,6 +41,10 @@ components:
       last_7d: {days_since: events, window: 7d, score: {linear: {bad: 7, good: 0}},
                 missing: {default: 0}}
       latest_qty: {latest: events.quantity, window: 6d, score: {linear: {bad: 0, good: 5}}}
+      gap_trend: {change: {days_since: events, window: 7d},
+                  score: {bands: {-50%: 0, 0%: 70, 50%: 100}}}
+      qty_trend: {change: {latest: events.quantity, window: 6d},
+                  score: {bands: {-50%: 0, 0%: 70, 50%: 100}}}
   support:
     weight: 50
     metrics:
@@ -147,16 +151,19 @@ def test_each_day_carried_on_equals_the_day_from_all_history(evs: list, tks: lis
         with ah.open(folder) as p:
             p.ingest()
             p.score(start=X - dt.timedelta(days=6), end=X)
-            for k in range(1, DAILY + 1):
-                day = X + dt.timedelta(days=k)
-                _events_file(
-                    folder, f"{k:04d}", [_event(i, *e) for i, e in enumerate(evs) if e[1] == k]
-                )
+            # Two days one at a time, as the daily job runs; then two days' files at once and
+            # one run of both days.
+            for run in ([1], [2], [3, 4]):
+                for k in run:
+                    rows = [_event(i, *e) for i, e in enumerate(evs) if e[1] == k]
+                    _events_file(folder, f"{k:04d}", rows)
                 p.ingest()
-                report = p.score(day)
-                assert report.carried_from == day - dt.timedelta(days=1), report.not_carried
+                first, last = (X + dt.timedelta(days=k) for k in (run[0], run[-1]))
+                report = p.score(start=first, end=last)
+                assert report.carried_from == first - dt.timedelta(days=1), report.not_carried
                 assert report.not_carried is None
-                assert _stored(p, day) == _from_all_history(p, day), day
+                for day in report.dates:
+                    assert _stored(p, day) == _from_all_history(p, day), day
 
 
 @pytest.fixture
@@ -164,6 +171,7 @@ def carried_on(tmp_path: Path) -> Path:
     """A project backfilled to X, its events arriving as daily files."""
     evs = [("A1", d, 10, "u1" if d % 2 else "u2", 2) for d in range(-40, 1, 3)]
     evs += [("A2", d, 11, "u3", 1) for d in range(-30, 1, 4)]
+    evs += [("A4", -3, 9, "u5", 1)]  # no account yet: ingest keeps it out
     tks = [("A1", -5, None, "P1", None), ("A2", -12, 15, "P1", 4), ("A3", -3, 1, "P2", 2)]
     folder = _project(tmp_path / "p", evs, tks)
     with ah.open(folder) as p:
@@ -206,6 +214,22 @@ def test_a_file_changed_under_the_kept_state_is_read_again(carried_on: Path) -> 
         assert _stored(p, day) == _from_all_history(p, day)
         # The 10 days to X + 1 hold three of A1's events (X - 7, X - 4, X - 1), now of 5 each.
         assert _stored(p, day)[("A1", "volume")] == 3 * 5
+
+
+def test_accounts_added_read_every_table_again(carried_on: Path) -> None:
+    # A4's events were kept out while it was no account; an ingest against the new accounts
+    # loads them, so what was counted no longer holds.
+    accounts = carried_on / "data" / "accounts.csv"
+    write_csv(accounts, [account(a) for a in ("A1", "A2", "A3", "A4")])
+    _events_file(carried_on, "0001", [])
+    with ah.open(carried_on) as p:
+        p.ingest()
+        day = X + dt.timedelta(days=1)
+        report = p.score(day)
+        assert report.not_carried is not None
+        assert "events: accounts were added or removed since" in report.not_carried
+        assert _stored(p, day) == _from_all_history(p, day)
+        assert _stored(p, day)[("A4", "events_28d")] == 1
 
 
 def test_another_model_starts_its_own_running_values(carried_on: Path) -> None:

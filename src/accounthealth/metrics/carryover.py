@@ -9,12 +9,14 @@ distinct values still counted. The next day's run starts from it and reads only 
 rows.
 
 It is kept only for what cannot have changed under it unseen: aggregates of tables that
-`accounthealth ingest` loads (a table read in place can be changed in ways no cheap check
-sees), and not of rows open on the date (a ticket closes by being changed). Before carrying on,
-a run checks each of those tables: its last ingest read the files the kept state saw, as they
-were, and perhaps more after them; and it holds as many rows up to the kept day as it did.
-Anything else (a file changed or replaced, a row arriving for a day already counted, another
-model or code) and the run reads all history again, as a first run does, and says why.
+`accounthealth ingest` loads. A table read in place can be changed in ways no cheap check
+sees; an ingested one changes only by an ingest, which records the files it read. Before
+carrying on, a run checks each of those tables: its last ingest read the files the kept state
+saw, as they were, and perhaps more after them (a ticket closed since comes in a changed or a
+new file, never by a row changing in place), against the same account ids; and it holds as
+many rows up to the kept day as it did. A table that fails (a file changed or replaced, a row
+arriving for a day already counted, accounts added or removed) is read from all history again
+within the run, and the run says why; another model or code starts afresh.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import ibis
 import numpy as np
 import pyarrow as pa
@@ -38,8 +41,6 @@ from accounthealth.engine.base import Engine
 from accounthealth.metrics.sliding import Carried, RunningAggregates, Sightings, _Series
 from accounthealth.sources.incremental import Fingerprint, last_fingerprint
 
-# Raised when the kept files' layout changes, so older ones are not read.
-FORMAT = 1
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
 KEEP = 3
 SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
@@ -47,8 +48,9 @@ SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
 
 @dataclass(frozen=True)
 class Resumed:
-    """What a run starts from: the carried state, or None and why not (None: no state of the
-    day before was kept, so there is nothing to say)."""
+    """What a run starts from: the state carried on, of the tables that still hold what it
+    counted (None: none do, or nothing was kept of the day before), and which tables do not,
+    and why (None: nothing to say)."""
 
     carried: Carried | None
     why_not: str | None = None
@@ -80,8 +82,6 @@ class CarryOver:
             meta = json.loads((folder / "state.json").read_text())
         except (OSError, ValueError):
             return Resumed(None)
-        if meta.get("format") != FORMAT:
-            return Resumed(None)
         good, quiet, why = set(), set(), []
         try:
             times = {table: list(mark["until"]) for table, mark in meta["tables"].items()}
@@ -95,15 +95,31 @@ class CarryOver:
                 if still:
                     quiet.add(table)
             carried = _read(folder, meta, day, good, frozenset(quiet)) if good else None
-        except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
+        except (
+            OSError,
+            AttributeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            pa.ArrowException,
+            duckdb.Error,
+        ) as exc:
             return Resumed(None, f"the running values kept of {day} could not be read ({exc!r})")
         # A quiet table's counts hold for any later day too.
         self._known = {table: meta["tables"][table] for table in quiet}
         return Resumed(carried, "; ".join(why) or None)
 
-    def keep(self, running: RunningAggregates) -> None:
-        """Keep the state ``running`` ended with, for the aggregates of ingested tables. A
-        folder that cannot be written only costs the next run a read of all history."""
+    def keep(self, running: RunningAggregates) -> str | None:
+        """Keep the state ``running`` ended with, for the aggregates of ingested tables; why
+        it could not, if so. The run's scores are written by then: this failing only costs
+        the next run a read of all history."""
+        try:
+            self._keep(running)
+        except (OSError, pa.ArrowException, duckdb.Error) as exc:
+            return f"the running values could not be kept for the next day ({exc!r})"
+        return None
+
+    def _keep(self, running: RunningAggregates) -> None:
         prints = {agg.table: last_fingerprint(self.store, agg.table) for agg in running.aggregates}
         columns = [col for agg, col in running.aggregates.items() if prints[agg.table] is not None]
         if not columns:
@@ -125,12 +141,12 @@ class CarryOver:
             fingerprint = t.cast(Fingerprint, prints[table])
             tables[table] = {
                 "settings": fingerprint.settings,
+                "accounts": fingerprint.accounts,
                 "columns": fingerprint.columns,
                 "files": fingerprint.files,
                 **counted,
             }
-        with contextlib.suppress(OSError):
-            self._write(carried, tables_of, tables)
+        self._write(carried, tables_of, tables)
 
     def _changed(
         self, table: str, mark: dict[str, t.Any], counted: dict[str, t.Any] | None
@@ -144,6 +160,9 @@ class CarryOver:
         files = [tuple(f) for f in mark["files"]]
         if now.settings != mark["settings"] or [list(c) for c in now.columns] != mark["columns"]:
             return "its source's settings or columns changed", False
+        if now.accounts != mark["accounts"]:
+            # Read again against other account ids: rows kept out before may be in now.
+            return "accounts were added or removed since", False
         if list(now.files[: len(files)]) != files:
             return "a file read before was changed, moved or removed", False
         if list(now.files) == files and now.rows == mark["rows"] == counted["rows"]:
@@ -182,7 +201,6 @@ class CarryOver:
                     compression="uncompressed",
                 )
             meta = {
-                "format": FORMAT,
                 "day": carried.day.isoformat(),
                 "columns": tables_of,
                 "series": names,

@@ -51,6 +51,8 @@ EPOCH = dt.date(1970, 1, 1)
 SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 # Series columns that are only ever added to running values: left out when all zero.
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
+# Series columns that hold a day index, as the series' days do (moved with them when carried).
+DAY_COLUMNS = ("last_u",)
 # The name the running values of one day take in a compiled metric query.
 RUNNING_TABLE = "_accounthealth_running"
 
@@ -122,7 +124,8 @@ class _Series:
 class Sightings:
     """Per distinct aggregate, the (account, value, day) sightings that still count or are yet
     to: account positions, each value's code in ``values``, the day seen and the day it leaves
-    the window (days since the epoch), and whether it is its account and value's latest."""
+    the window (day indexes in a run, days since the epoch when carried), and whether it is its
+    account and value's latest."""
 
     accounts: np.ndarray
     codes: np.ndarray
@@ -137,7 +140,7 @@ class Carried:
     """Where a run of running values ended, for the next run to start from: its last day, its
     accounts, the aggregate columns it carries, each of their running values (day marks as days
     since the epoch), per series (named by its aggregates' columns) the rows a later day still
-    reads (days since the epoch), and per distinct aggregate its sightings."""
+    reads (days, and DAY_COLUMNS, since the epoch), and per distinct aggregate its sightings."""
 
     day: dt.date
     ids: pa.Array
@@ -216,10 +219,13 @@ class RunningAggregates:
             np.all(self._now == np.arange(len(self._now)))
         )
         for name, values in (
-            (n, v) for arrays in carried.running.values() for n, v in arrays.items()
+            (n, v)
+            for col, arrays in carried.running.items()
+            if col in self._resumes
+            for n, v in arrays.items()
         ):
             shift = self._base if name in marks else 0
-            if same:  # the same accounts in the same order (as a rule): no scatter
+            if same:  # the same accounts in the same order (DuckDB's usual): no scatter
                 self._running[name] = np.asarray(values, np.float64) - shift
             else:
                 self._running[name][self._now[moved]] = values[moved] - shift
@@ -275,15 +281,12 @@ class RunningAggregates:
         at = self._now[carried.accounts]
         keep = at >= 0
         columns = {}
+        size = int(keep.sum())
         for name in dict.fromkeys([*carried.columns, *new.columns]):
-            parts = [
-                part.columns[name][rows] if name in part.columns else np.zeros(size)
-                for part, rows, size in (
-                    (carried, keep, int(keep.sum())),
-                    (new, slice(None), len(new.days)),
-                )
-            ]
-            columns[name] = np.concatenate(parts)
+            old = carried.columns[name][keep] if name in carried.columns else np.zeros(size)
+            if name in DAY_COLUMNS:
+                old = old - self._base
+            columns[name] = np.concatenate([old, new.columns.get(name, np.zeros(len(new.days)))])
         series = _Series(
             accounts=np.concatenate([at[keep], new.accounts]).astype(np.int32),
             days=np.concatenate([carried.days[keep] - self._base, new.days]).astype(np.int32),
@@ -591,11 +594,14 @@ class RunningAggregates:
         return Carried(day, self.ids, tuple(kept.values()), running, series, sightings)
 
     def _absolute(self, series: _Series, rows: slice) -> _Series:
-        """Some rows of a series, their days as days since the epoch."""
+        """Some rows of a series, their days (and day columns) as days since the epoch."""
         return _Series(
             series.accounts[rows],
             series.days[rows] + self._base,
-            {name: values[rows] for name, values in series.columns.items()},
+            {
+                name: values[rows] + (self._base if name in DAY_COLUMNS else 0)
+                for name, values in series.columns.items()
+            },
         )
 
     def _recent(self, agg: Aggregate, last: int) -> Sightings:
