@@ -112,6 +112,18 @@ class _Series:
             return slice(0, 0)
         return slice(int(starts[i]), int(starts[i + 1]))
 
+    def take(self, rows: slice | np.ndarray, shift: int = 0) -> _Series:
+        """Some rows (a slice, a mask or an order), their days and day columns moved by
+        ``shift`` (between day indexes and days since the epoch)."""
+        return _Series(
+            self.accounts[rows],
+            self.days[rows] + shift,
+            {
+                name: values[rows] + (shift if name in DAY_COLUMNS else 0)
+                for name, values in self.columns.items()
+            },
+        )
+
     def between(self, after: int | None, upto: int | None) -> slice:
         """The rows of the days in (after, upto] (None: all earlier, or later, days too)."""
         lo = 0 if after is None else int(np.searchsorted(self.days, after + 1))
@@ -280,26 +292,21 @@ class RunningAggregates:
         """The carried rows (of accounts that still are) and then this run's."""
         at = self._now[carried.accounts]
         keep = at >= 0
-        columns = {}
-        size = int(keep.sum())
-        for name in dict.fromkeys([*carried.columns, *new.columns]):
-            old = carried.columns[name][keep] if name in carried.columns else np.zeros(size)
-            if name in DAY_COLUMNS:
-                old = old - self._base
-            columns[name] = np.concatenate([old, new.columns.get(name, np.zeros(len(new.days)))])
+        old = carried.take(keep, -self._base)
+        columns = {
+            name: np.concatenate(
+                [part.columns.get(name, np.zeros(len(part.days))) for part in (old, new)]
+            )
+            for name in dict.fromkeys([*old.columns, *new.columns])
+        }
         series = _Series(
             accounts=np.concatenate([at[keep], new.accounts]).astype(np.int32),
-            days=np.concatenate([carried.days[keep] - self._base, new.days]).astype(np.int32),
+            days=np.concatenate([old.days, new.days]).astype(np.int32),
             columns=columns,
         )
         if np.any(np.diff(series.days) < 0):
             # Closes carried for later days, and this run's closes, come in day order.
-            order = np.argsort(series.days, kind="stable")
-            series = _Series(
-                series.accounts[order],
-                series.days[order],
-                {name: values[order] for name, values in series.columns.items()},
-            )
+            series = series.take(np.argsort(series.days, kind="stable"))
         return series
 
     def _known(self, grouped: ir.Table, day: str = "_d") -> pa.Table:
@@ -567,12 +574,12 @@ class RunningAggregates:
             if key in self._open:
                 # Offset 0: rows opened so far have entered; of their closes, the later ones.
                 opens, closes = self._open[key]
-                series[f"{name}|opens"] = self._absolute(opens, slice(0, 0))
-                series[f"{name}|closes"] = self._absolute(closes, closes.between(last, None))
+                series[f"{name}|opens"] = opens.take(slice(0, 0), self._base)
+                series[f"{name}|closes"] = closes.take(closes.between(last, None), self._base)
             else:
                 reach = max(agg.offset + (agg.window or 0) for agg in group)
                 part = self._series[key]
-                series[name] = self._absolute(part, part.between(last - reach, last))
+                series[name] = part.take(part.between(last - reach, last), self._base)
         sightings = {}
         for agg, col in kept.items():
             if agg.kind == "distinct":
@@ -592,17 +599,6 @@ class RunningAggregates:
                 )
         day = self.first + dt.timedelta(days=last)
         return Carried(day, self.ids, tuple(kept.values()), running, series, sightings)
-
-    def _absolute(self, series: _Series, rows: slice) -> _Series:
-        """Some rows of a series, their days (and day columns) as days since the epoch."""
-        return _Series(
-            series.accounts[rows],
-            series.days[rows] + self._base,
-            {
-                name: values[rows] + (self._base if name in DAY_COLUMNS else 0)
-                for name, values in series.columns.items()
-            },
-        )
 
     def _recent(self, agg: Aggregate, last: int) -> Sightings:
         """A fresh run's sightings that may still count after day ``last``: those of the
