@@ -256,7 +256,8 @@ class Project(ActingOnHealth):
             dates = _dates(start, end)
         else:
             dates = [as_of or dt.date.today()]
-        with older_objects_left_alone():
+        # Scoring reads the canonical tables and writes none of them.
+        with older_objects_left_alone(), self.compute.tables_fixed(TABLES):
             return self._score(dates, batch_days)
 
     def _score(self, dates: list[dt.date], batch_days: int | None) -> ScoreReport:

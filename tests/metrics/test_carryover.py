@@ -251,3 +251,18 @@ def test_a_day_not_following_a_kept_one_reads_all_history(carried_on: Path) -> N
         report = p.score(day)
         assert report.carried_from is None
         assert _stored(p, day) == _from_all_history(p, day)
+
+
+def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path) -> None:
+    # Its files are the ones the kept state saw, so only its count of rows can tell.
+    with ah.open(carried_on) as p:
+        p.compute.sql("DELETE FROM tickets WHERE ticket_id = 't1'")  # A2's closed P1
+        day = X + dt.timedelta(days=1)
+        report = p.score(day)
+        assert report.carried_from == X
+        assert report.not_carried == (
+            "tickets: it holds 2 rows, not 3 as when its running values were kept, from the "
+            "same files: it was changed other than by an ingest"
+        )
+        assert _stored(p, day) == _from_all_history(p, day)
+        assert _stored(p, day)[("A2", "csat")] is None

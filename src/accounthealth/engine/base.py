@@ -31,15 +31,42 @@ class Engine:
         self.ibis = backend
         self.database = database
         self._views: dict[str, ir.Table] = {}
+        # Within ``tables_fixed``: the names it fixes, those of them listed, and their tables.
+        self._fixed: frozenset[str] = frozenset()
+        self._listed: set[str] | None = None
+        self._found: dict[str, ir.Table] = {}
 
     # -- canonical tables ----------------------------------------------------------------
     def has_table(self, name: str) -> bool:
-        return name in self._views or name in self.ibis.list_tables(database=self.database)
+        if name in self._views:
+            return True
+        if name in self._fixed:
+            if self._listed is None:
+                self._listed = set(self.ibis.list_tables(database=self.database))
+            return name in self._listed
+        return name in self.ibis.list_tables(database=self.database)
 
     def table(self, name: str) -> ir.Table:
         if name in self._views:
             return self._views[name]
-        return self.ibis.table(name, database=self.database)
+        if name in self._found:
+            return self._found[name]
+        table = self.ibis.table(name, database=self.database)
+        if name in self._fixed:
+            self._found[name] = table
+        return table
+
+    @contextmanager
+    def tables_fixed(self, names: t.Iterable[str]) -> t.Iterator[None]:
+        """Meanwhile, tables ``names`` are looked up once (whether each exists, and its
+        schema), for a run that reads them and changes none: a day's scoring asks some fifty
+        times, and each asked the catalog (0.2 s of a 2.3 s daily run on the benchmark's
+        book)."""
+        self._fixed = frozenset(names)
+        try:
+            yield
+        finally:
+            self._fixed, self._listed, self._found = frozenset(), None, {}
 
     def register_view(self, name: str, table: ir.Table) -> None:
         """Serve ``table`` (an expression over data already in the engine) as ``name``."""
@@ -97,7 +124,7 @@ class Engine:
         if name in self._views:
             view = self._views[name]
             return f"{self.ibis.compile(view)}\n{view.schema()}"
-        if name in self.ibis.list_tables(database=self.database):
+        if self.has_table(name):
             return str(self.table(name).schema())
         return ""
 
