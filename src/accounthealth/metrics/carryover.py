@@ -126,7 +126,8 @@ class CarryOver:
         return None
 
     def _keep(self, running: RunningAggregates) -> None:
-        prints = {agg.table: last_fingerprint(self.store, agg.table) for agg in running.aggregates}
+        sources = {agg.table for agg in running.aggregates}
+        prints = {table: last_fingerprint(self.store, table) for table in sources}
         columns = [col for agg, col in running.aggregates.items() if prints[agg.table] is not None]
         if not columns:
             return
