@@ -213,8 +213,7 @@ class RunningAggregates:
         self._running: dict[str, np.ndarray] = {}
         # Per distinct aggregate: (accounts, day) of values entering and of values leaving.
         self._distinct: dict[str, tuple[_Series, _Series]] = {}
-        # Per windowed distinct aggregate: the sightings that may still count after the run,
-        # to carry on (see _chain).
+        # Per distinct aggregate of a carried run: its sightings, to carry on (see _chain).
         self._seen: dict[str, Sightings] = {}
         for agg, col in self.aggregates.items():
             if agg.kind == "distinct":
@@ -319,7 +318,23 @@ class RunningAggregates:
 
     def _fetch(self, grouped: ir.Table, day: str = "_d") -> _Series:
         """``_known``'s rows as a series."""
-        return _series_of(self._known(grouped, day), day)
+        data = self._known(grouped, day)
+        series = _Series(
+            accounts=data.column("_position").to_numpy(),  # int32 as given
+            days=data.column(day).to_numpy().astype(np.int32),
+        )
+        for name in data.column_names:
+            if name not in ("_position", day):
+                column = data.column(name)
+                if pa.types.is_timestamp(column.type):
+                    # Microseconds since the epoch: exact in a float64 for the next two
+                    # centuries, and ordered as the times are.
+                    column = pc.cast(column, pa.int64())
+                values = column.to_numpy(zero_copy_only=False)
+                if name.startswith(ADDED_ONLY) and not values.any():
+                    continue  # nothing to add (NaN and infinite values are rare)
+                series.columns[name] = _compact(values)
+        return series
 
     def _index(self, day: ir.DateValue) -> ir.IntegerValue:
         """The day as an index from the run's first day."""
@@ -406,19 +421,8 @@ class RunningAggregates:
             enters.days = np.maximum(enters.days + o, 0)
             return enters, _Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
         following = ibis.window(group_by=["account_id", "_v"], order_by="_u")
-        # The sightings of the offset and window's days up to the last may count after it:
-        # they come with their value, for ``carry`` to keep (read again, they took 3 s of
-        # the end of a 90-day backfill of the benchmark's book).
-        still = (self.last - self.first).days - o - w
-        seen = seen.select(
-            "account_id",
-            _d=seen._u,
-            next=seen._u.lead().over(following),
-            _r=ibis.ifelse(seen._u > still, seen._v, ibis.null(seen._v.type())),
-        )
-        data = self._known(seen)
-        sightings = _series_of(data.drop_columns(["_r"]), "_d")
-        self._seen[col] = _still_counting(sightings, data.column("_r"), o, w)
+        seen = seen.select("account_id", _d=seen._u, next=seen._u.lead().over(following))
+        sightings = self._fetch(seen)
         # Days in order stay in order when moved by the offset; leaving days are sorted again.
         enters = _Series(sightings.accounts, np.maximum(sightings.days + o, 0))
         passed = sightings.days + (o + w)
@@ -579,7 +583,7 @@ class RunningAggregates:
         sightings = {}
         for agg, col in kept.items():
             if agg.kind == "distinct":
-                seen = self._seen[col]
+                seen = self._seen.get(col) or self._recent(agg, last)
                 still = seen.leaves > last
                 # The values still seen, renumbered in order (a count per code: no sort).
                 used = np.flatnonzero(np.bincount(seen.codes[still], minlength=len(seen.values)))
@@ -595,6 +599,16 @@ class RunningAggregates:
                 )
         day = self.first + dt.timedelta(days=last)
         return Carried(day, self.ids, tuple(kept.values()), running, series, sightings)
+
+    def _recent(self, agg: Aggregate, last: int) -> Sightings:
+        """A fresh run's sightings that may still count after day ``last``: those of the
+        offset and window's days up to it (earlier ones have left)."""
+        o, w = agg.offset, t.cast(int, agg.window)
+        accounts, days, values = self._seen_between(agg, last - o - w, last)
+        encoded = pc.dictionary_encode(values)
+        codes = encoded.indices.to_numpy().astype(np.int32)
+        seen = _chain(accounts, codes, days, o, w)
+        return dataclasses.replace(seen, values=encoded.dictionary)
 
     def _add(
         self, agg: Aggregate, col: str, series: _Series, rows: slice, sign: float = 1.0
@@ -703,26 +717,6 @@ class RunningAggregates:
         return pa.concat_tables(parts)
 
 
-def _series_of(data: pa.Table, day: str) -> _Series:
-    """Rows grouped by account position (``_position``) and ``day`` as a series."""
-    series = _Series(
-        accounts=data.column("_position").to_numpy(),  # int32 as given
-        days=data.column(day).to_numpy().astype(np.int32),
-    )
-    for name in data.column_names:
-        if name not in ("_position", day):
-            column = data.column(name)
-            if pa.types.is_timestamp(column.type):
-                # Microseconds since the epoch: exact in a float64 for the next two
-                # centuries, and ordered as the times are.
-                column = pc.cast(column, pa.int64())
-            values = column.to_numpy(zero_copy_only=False)
-            if name.startswith(ADDED_ONLY) and not values.any():
-                continue  # nothing to add (NaN and infinite values are rare)
-            series.columns[name] = _compact(values)
-    return series
-
-
 def _compact(values: np.ndarray) -> np.ndarray:
     """Counts and day indexes as int32 when they fit (an events series has millions of rows);
     everything else as float64."""
@@ -797,16 +791,6 @@ def _from(column: ir.Value, day: dt.date) -> ir.BooleanValue:
 def _pair_keys(accounts: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """One int64 per (account position, value code)."""
     return (accounts.astype(np.int64) << 32) | codes.astype(np.int64)
-
-
-def _still_counting(sightings: _Series, values: pa.ChunkedArray, o: int, w: int) -> Sightings:
-    """Of a fresh run's sightings, those given their value, chained (``_chain``): all the
-    sightings after the first of them are among them."""
-    given = values.is_valid().to_numpy(zero_copy_only=False)
-    encoded = pc.dictionary_encode(values.filter(pa.array(given)).combine_chunks())
-    codes = encoded.indices.to_numpy().astype(np.int32)
-    seen = _chain(sightings.accounts[given], codes, sightings.days[given], o, w)
-    return dataclasses.replace(seen, values=encoded.dictionary)
 
 
 def _chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: int) -> Sightings:
