@@ -64,6 +64,8 @@ class CarryOver:
         self.store, self.compute = store, compute
         # The marks of the tables a resumed state found quiet (see ``resume``).
         self._known: dict[str, dict[str, t.Any]] = {}
+        # Each table's last ingest, read once: a run ingests nothing between resume and keep.
+        self._prints: dict[str, Fingerprint | None] = {}
 
     def in_use(self, before: dt.date) -> bool:
         """Whether a state of a day before ``before`` is kept, of any model: the project's
@@ -84,7 +86,7 @@ class CarryOver:
             return Resumed(None)
         good, quiet, why = set(), set(), []
         try:
-            prints = {table: last_fingerprint(self.store, table) for table in meta["tables"]}
+            prints = {table: self._fingerprint(table) for table in meta["tables"]}
             # Rows by day are counted only where files were added since: a table ingested
             # from the same files is checked by its count of rows alone (no scan).
             times = {
@@ -126,8 +128,7 @@ class CarryOver:
         return None
 
     def _keep(self, running: RunningAggregates) -> None:
-        sources = {agg.table for agg in running.aggregates}
-        prints = {table: last_fingerprint(self.store, table) for table in sources}
+        prints = {agg.table: self._fingerprint(agg.table) for agg in running.aggregates}
         columns = [col for agg, col in running.aggregates.items() if prints[agg.table] is not None]
         if not columns:
             return
@@ -154,6 +155,11 @@ class CarryOver:
                 **counted,
             }
         self._write(carried, tables_of, tables)
+
+    def _fingerprint(self, table: str) -> Fingerprint | None:
+        if table not in self._prints:
+            self._prints[table] = last_fingerprint(self.store, table)
+        return self._prints[table]
 
     def _write(self, carried: Carried, tables_of: dict[str, str], tables: dict[str, t.Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -221,7 +227,7 @@ def _changed(
         return "accounts were added or removed since", False
     if list(now.files[: len(files)]) != files:
         return "a file read before was changed, moved or removed", False
-    if list(now.files) == files:
+    if not _added_to(now, mark):
         if now.rows == mark["rows"] == counted["rows"]:
             return None, not any(mark["later"].values())
         return (
