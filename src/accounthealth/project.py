@@ -42,7 +42,7 @@ from accounthealth.metrics.sliding import consecutive
 from accounthealth.progress import SILENT, Progress
 from accounthealth.scoring.finish import final_scores, split_by_trend
 from accounthealth.scoring.querycache import QueryCache
-from accounthealth.scoring.run import score_table
+from accounthealth.scoring.run import day_grid, score_table
 from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
@@ -264,7 +264,7 @@ class Project(ActingOnHealth):
         resolved = self.model
         started = time.perf_counter()
         record_model(self.store, resolved)
-        running = None
+        running = days = None
         cache = self.query_cache
         carry = resumed = None
         if self.compute.in_process:
@@ -276,6 +276,9 @@ class Project(ActingOnHealth):
                 # for the days after: each aggregate is kept day by day instead of recomputed
                 # per day, and each day is then scored alone, by the compiled queries.
                 running = running_aggregates(self.compute, resolved, dates, resumed.carried)
+                if len(dates) > 1:
+                    # Reading the accounts and contracts costs a one-day run what it saves.
+                    days = day_grid(self.compute, resolved, running, cache)
                 batch_days = batch_days or 1
         # Written history carries the overrides in force; read once, each row keeps those of
         # its own date.
@@ -287,7 +290,7 @@ class Project(ActingOnHealth):
         ):
             for batch in self._batches(dates, batch_days):
                 return_freed_memory()  # what the last batch freed (memory.py)
-                scored = score_table(self.compute, resolved, batch, cache, running)
+                scored = score_table(self.compute, resolved, batch, cache, running, days)
                 history.begin(scored, batch)
                 earlier = None
                 if spec is not None:

@@ -21,7 +21,7 @@ import accounthealth as ah
 from accounthealth.demo.project import create
 from accounthealth.engine.postgres import fence_subqueries
 from accounthealth.metrics.compute import metric_values
-from accounthealth.scoring.run import _grid
+from accounthealth.scoring.grid import grid_query
 from engines import PostgresServer
 
 END = dt.date(2026, 6, 30)
@@ -39,7 +39,7 @@ def project(tmp_path: Path, postgres_server: PostgresServer) -> Path:
 def test_grid_plan_grows_with_the_query_not_with_its_reuse(project: Path) -> None:
     with ah.open(project) as p:
         p.ingest()
-        grid = _grid(p.compute, p.model, [END])
+        grid = grid_query(p.compute, p.model, [END])
         sql = p.compute.ibis.compile(grid)
         plan = p.compute.raw.execute(f"EXPLAIN VERBOSE {sql}").fetchall()
         rows = p.compute.raw.execute(sql).fetchall()

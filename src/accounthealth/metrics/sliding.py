@@ -132,6 +132,16 @@ class _Series:
         )
 
 
+@dataclass(frozen=True)
+class Raw:
+    """An aggregate's raw value for every account: a count as int64, exists as booleans,
+    days_since as days since the epoch (int32), others float64; and where it is NULL (None:
+    nowhere)."""
+
+    data: np.ndarray
+    null: np.ndarray | None
+
+
 @dataclass
 class Sightings:
     """Per distinct aggregate, the (account, value, day) sightings that still count or are yet
@@ -645,10 +655,9 @@ class RunningAggregates:
             self._running[f"{col}_value"][at[later]] = value[later]
             self._running[f"{col}_day"][at[later]] = series.columns["last_u"][rows][last][later]
 
-    def _value(self, agg: Aggregate, col: str, day: dt.date) -> pa.Array:
-        """The aggregate's raw value for every account on ``day`` (after its changes). Arrow
-        may share a NumPy array's memory: every array given is a new one, not the running
-        state itself."""
+    def _value(self, agg: Aggregate, col: str, day: dt.date) -> Raw:
+        """The aggregate's raw value for every account on ``day`` (after its changes). Every
+        array given is a new one, not the running state itself (Arrow may share its memory)."""
         k = (day - self.first).days
         oldest = k - agg.offset - (agg.window or 0)  # the last day index out of the window
         if agg.kind in ("sum", "avg"):
@@ -657,17 +666,17 @@ class RunningAggregates:
         if agg.kind == "days_since":
             valid = np.isfinite(mark) & ((agg.window is None) | (mark > oldest))
             days = np.where(valid, mark, 0).astype(np.int64) + (self.first - EPOCH).days
-            return pa.array(days.astype(np.int32), pa.date32(), mask=~valid)
+            return Raw(days.astype(np.int32), ~valid)
         if agg.kind == "latest":
             on = self._running[f"{col}_day"]
             value = self._running[f"{col}_value"].copy()
             valid = np.isfinite(mark) & ((agg.window is None) | (on > oldest))
-            return pa.array(value, pa.float64(), mask=~valid | np.isnan(value))
+            return Raw(value, ~valid | np.isnan(value))
         if agg.kind in ("count", "distinct"):
-            return pa.array(np.rint(mark).astype(np.int64))
-        return pa.array(mark > 0.5)  # exists
+            return Raw(np.rint(mark).astype(np.int64), None)
+        return Raw(mark > 0.5, None)  # exists
 
-    def _sum_value(self, agg: Aggregate, col: str) -> pa.Array:
+    def _sum_value(self, agg: Aggregate, col: str) -> Raw:
         """A running sum or average: NULL without values, NaN or an infinity while one is in
         the window (as SQL's sum gives them), else the sum of the finite values."""
         count = self._running[f"{col}_n"]
@@ -679,8 +688,8 @@ class RunningAggregates:
         )
         none = count < 0.5
         if agg.kind == "sum":
-            return pa.array(total, pa.float64(), mask=none)
-        return pa.array(total / np.where(none, 1.0, count), pa.float64(), mask=none)
+            return Raw(total, none)
+        return Raw(total / np.where(none, 1.0, count), none)
 
     # -- what scoring reads ---------------------------------------------------------------------
     def schema(self) -> ibis.Schema:
@@ -706,15 +715,22 @@ class RunningAggregates:
         (consecutive, following the previous call's)."""
         parts = []
         for day in dates:
-            expected = self.first + dt.timedelta(days=self._next)
-            if day != expected:
-                raise ValueError(f"running aggregates are at {expected}, not {day}")
-            self._advance()
             as_of = np.full(len(self.ids), (day - EPOCH).days, np.int32)
             columns = {"account_id": self.ids, "as_of": pa.array(as_of, pa.date32())}
-            columns |= {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
+            schema = self.schema()
+            for col, raw in self.raw(day).items():
+                columns[col] = pa.array(raw.data, schema[col].to_pyarrow(), mask=raw.null)
             parts.append(pa.table(columns))
         return pa.concat_tables(parts)
+
+    def raw(self, day: dt.date) -> dict[str, Raw]:
+        """Each aggregate's raw value on ``day`` (the day after the previous call's) for every
+        account, in ``ids`` order, by its column."""
+        expected = self.first + dt.timedelta(days=self._next)
+        if day != expected:
+            raise ValueError(f"running aggregates are at {expected}, not {day}")
+        self._advance()
+        return {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
 
 
 def _compact(values: np.ndarray) -> np.ndarray:

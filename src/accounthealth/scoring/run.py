@@ -7,33 +7,21 @@ import datetime as dt
 import typing as t
 
 import ibis
-import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
-from accounthealth.metrics.compute import AsOf, metric_values, value_column
+from accounthealth.engine.parameters import PreparedQuery
+from accounthealth.metrics.compute import AsOf, value_column
 from accounthealth.metrics.definitions import ResolvedModel
-from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates, RunningValues
+from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
 from accounthealth.scoring.combine import score_segment
-from accounthealth.scoring.functions import COHORT_COLUMNS, Grid, Values
+from accounthealth.scoring.day_grid import DayGrid
+from accounthealth.scoring.functions import Grid, Values
+from accounthealth.scoring.grid import ACCOUNT_COLUMNS, SEGMENT_MODEL, grid_query
 from accounthealth.scoring.querycache import QueryCache
 
-# The grid's column with the position, in the model's segments, of the one that scores the row.
-SEGMENT_MODEL = "_segment_model"
-# Population columns kept beside the scores (a snapshot of the account on the date).
-ACCOUNT_COLUMNS = (
-    "account_id",
-    "as_of",
-    "name",
-    "segment",
-    "owner",
-    "manager",
-    "parent_account_id",
-    "arr",
-    "days_to_renewal",
-)
 # The score columns every segment's model produces, with their types.
 SCORE_COLUMNS = {
     "segment_model": "string",
@@ -51,21 +39,40 @@ def score_table(
     dates: t.Sequence[dt.date],
     cache: QueryCache | None = None,
     running: RunningAggregates | None = None,
+    days: DayGrid | None = None,
 ) -> pa.Table:
     """One row per account and date with every metric, component and overall score. With a
     ``cache``, one date on an engine that binds parameters runs a query compiled once; with
-    ``running``, the aggregates it keeps over a run of days come from it.
+    ``running``, the aggregates it keeps over a run of days come from it; with ``days``
+    (``day_grid``), one date's grid is worked out in memory from them.
 
     The engine computes the metric values (the work that reads the data, where the data is);
     the scores are then computed here, on those values: a few arithmetic steps per account,
     for which a query of its own cost more than the steps (three windows and a union of
     segments, run and compiled each pass) and NumPy costs a fraction."""
-    if cache is not None and engine.prepares and len(dates) == 1:
+    if days is not None and len(dates) == 1:
+        grid = days.day(dates[0])
+    elif cache is not None and engine.prepares and len(dates) == 1:
         grid = _prepared_grid(engine, resolved, dates[0], cache, running)
     else:
         values = running.table(dates) if running is not None else None
-        grid = engine.to_arrow(_grid(engine, resolved, dates, running=values))
+        grid = engine.to_arrow(grid_query(engine, resolved, dates, running=values))
     return scored_rows(grid, resolved)
+
+
+def day_grid(
+    engine: Engine, resolved: ResolvedModel, running: RunningAggregates, cache: QueryCache | None
+) -> DayGrid | None:
+    """The grid of each day of ``running``'s run worked out in memory (scoring/day_grid.py),
+    where it gives the day's query's results; else None. The day's query is compiled and
+    stored all the same (a run of one day, as the daily run carrying on, runs it), and its
+    columns are the grid's."""
+    if cache is not None and engine.prepares:
+        types = ibis.schema(_compiled_grid(engine, resolved, cache, running).schema)
+    else:
+        query = grid_query(engine, resolved, [running.first], running=running.placeholder())
+        types = query.schema()
+    return DayGrid.serving(engine, resolved, running, types.to_pyarrow())
 
 
 def _prepared_grid(
@@ -75,54 +82,34 @@ def _prepared_grid(
     cache: QueryCache,
     running: RunningAggregates | None,
 ) -> pa.Table:
-    """The metric grid of ``day`` from the cached query (compiled and stored first when the
-    cache has none for this model, data layout and code). With ``running``, the grid joins
-    the day's running values, attached to the query as a table."""
+    """The metric grid of ``day`` from the cached query. With ``running``, the grid joins the
+    day's running values, attached to the query as a table."""
+    query = _compiled_grid(engine, resolved, cache, running)
+    values = running.values([day]) if running is not None else None
+    with engine.attached(RUNNING_TABLE, values):
+        return engine.run_prepared(query, AsOf.parameter_values(day, query.parameters))
+
+
+def _compiled_grid(
+    engine: Engine, resolved: ResolvedModel, cache: QueryCache, running: RunningAggregates | None
+) -> PreparedQuery:
+    """The grid's query for one date, from the cache (compiled and stored first when it has
+    none for this model, data layout and code)."""
     key = cache.key(engine, resolved)
     if running is not None:
         # The aggregates joined from running values are left out of the query: one query per
         # set of them (a run carrying on keeps fewer than a fresh one).
         key += "-running-" + "-".join(sorted(running.aggregates.values()))
     query = cache.get(key)
-    values = running.values([day]) if running is not None else None
-    with engine.attached(RUNNING_TABLE, values):
-        if query is None:
-            placeholder = running.placeholder() if running is not None else None
-            query = engine.prepare(
-                _grid(engine, resolved, [day], parameters=True, running=placeholder)
-            )
-            cache.put(key, query)
-        return engine.run_prepared(query, AsOf.parameter_values(day, query.parameters))
-
-
-def _grid(
-    engine: Engine,
-    resolved: ResolvedModel,
-    dates: t.Sequence[dt.date],
-    parameters: bool = False,
-    running: RunningValues | None = None,
-) -> ir.Table:
-    """The metric values of every account on ``dates``, the columns scoring reads beside them,
-    and the segment model that scores each row: its position in the model's segments, the
-    first whose condition the row meets, else the default model's (the last)."""
-    grid, value_columns = metric_values(
-        engine, resolved, dates, parameters=parameters, running=running
-    )
-    *segments, default = resolved.segments
-    assert default.when is None, "the default model comes last"
-    cases = [(seg.when.apply(grid).fill_null(False), i) for i, seg in enumerate(segments)]
-    last = len(segments)
-    label = ibis.cases(*cases, else_=last) if cases else ibis.literal(last)
-    cohorts = {
-        column
-        for seg in resolved.segments
-        for m in seg.metrics
-        if m.score.percentile is not None
-        for column in [COHORT_COLUMNS.get(m.score.percentile.within)]
-        if column is not None
-    }
-    keep = dict.fromkeys([*ACCOUNT_COLUMNS, "tenure_days", *sorted(cohorts)])
-    return grid.select(*keep, *value_columns.values(), **{SEGMENT_MODEL: label})
+    if query is None:
+        placeholder = running.placeholder() if running is not None else None
+        # Compiled with a date that stands for any (a parameter): the first is as good as any.
+        first = running.first if running is not None else dt.date.today()
+        query = engine.prepare(
+            grid_query(engine, resolved, [first], parameters=True, running=placeholder)
+        )
+        cache.put(key, query)
+    return query
 
 
 def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
