@@ -252,10 +252,17 @@ class DayGrid:
         own conditions, run on the engine over ``table`` (the account columns they read)."""
         if len(self.resolved.segments) == 1:
             return np.zeros(table.num_rows, np.int64)  # the default model scores all
-        rows = ibis.memtable(table.select(list(dict.fromkeys(["account_id", *sorted(self._read)]))))
-        # A projection keeps the rows' order.
-        labels = self.engine.to_arrow(rows.select(_label=segment_label(rows, self.resolved)))
-        return labels.column("_label").to_numpy()
+        read = table.select(list(dict.fromkeys(["account_id", *sorted(self._read)])))
+        # Each row's position goes with it: the engine may return rows in any order (DuckDB's
+        # preserve_insertion_order is a project setting).
+        read = read.append_column("_position", pa.array(np.arange(table.num_rows)))
+        rows = ibis.memtable(read)
+        labels = self.engine.to_arrow(
+            rows.select("_position", _label=segment_label(rows, self.resolved))
+        )
+        out = np.empty(table.num_rows, np.int64)
+        out[labels.column("_position").to_numpy()] = labels.column("_label").to_numpy()
+        return out
 
 
 def _days(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
