@@ -713,11 +713,10 @@ class RunningAggregates:
     def values(self, dates: t.Sequence[dt.date]) -> pa.Table:
         """account_id, as_of and one raw value per aggregate for every account on ``dates``
         (consecutive, following the previous call's)."""
-        parts = []
+        parts, schema = [], self.schema()
         for day in dates:
             as_of = np.full(len(self.ids), (day - EPOCH).days, np.int32)
             columns = {"account_id": self.ids, "as_of": pa.array(as_of, pa.date32())}
-            schema = self.schema()
             for col, raw in self.raw(day).items():
                 columns[col] = pa.array(raw.data, schema[col].to_pyarrow(), mask=raw.null)
             parts.append(pa.table(columns))

@@ -238,11 +238,9 @@ class DayGrid:
         columns = {"account_id": self.accounts.column("account_id")}
         for name in sorted(self._read):
             if name in facts:
-                numbers = facts[name]
-                type_ = pa.float64() if name == "arr" else pa.int64()
-                columns[name] = pc.cast(
-                    pa.array(numbers.data, pa.float64(), mask=numbers.null), type_
-                )
+                numbers = facts[name]  # typed as the grid has it
+                column = pa.array(numbers.data, pa.float64(), mask=numbers.null)
+                columns[name] = pc.cast(column, self.schema.field(name).type)
             else:
                 columns[name] = self.accounts.column(name)
         return pa.table(columns)
