@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import accounthealth as ah
-from accounthealth.metrics.sliding import _Series
+from accounthealth.metrics.series import Series
 
 from builders import account, make_project
 
@@ -117,11 +117,11 @@ def test_running_values_equal_each_day_alone(project: Path) -> None:
 
 def test_series_rows_of_a_day_across_gaps_and_outside_its_days() -> None:
     days = np.array([-3, -3, 0, 2, 2, 2, 5], np.int32)
-    series = _Series(accounts=np.arange(len(days), dtype=np.int32), days=days)
+    series = Series(accounts=np.arange(len(days), dtype=np.int32), days=days)
     rows = {day: series.accounts[series.on(day)].tolist() for day in range(-5, 8)}
     assert rows == {
         -5: [], -4: [], -3: [0, 1], -2: [], -1: [], 0: [2], 1: [],
         2: [3, 4, 5], 3: [], 4: [], 5: [6], 6: [], 7: [],
     }  # fmt: skip
-    empty = _Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
+    empty = Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
     assert empty.accounts[empty.on(0)].size == 0

@@ -38,7 +38,8 @@ import pyarrow as pa
 import pyarrow.feather as feather
 
 from accounthealth.engine.base import Engine
-from accounthealth.metrics.sliding import Carried, RunningAggregates, Sightings, _Series
+from accounthealth.metrics.series import Carried, Series, Sightings
+from accounthealth.metrics.sliding import RunningAggregates
 from accounthealth.sources.incremental import Fingerprint, last_fingerprint
 
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
@@ -119,8 +120,8 @@ class CarryOver:
 
     def keep(self, running: RunningAggregates) -> str | None:
         """Keep the state ``running`` ended with, for the aggregates of ingested tables; why
-        it could not, if so. The run's scores are written by then: this failing only costs
-        the next run a read of all history."""
+        it could not, if so. The run's scores are computed by then (its last batch may still
+        be being written): this failing only costs the next run a read of all history."""
         try:
             self._keep(running)
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
@@ -325,7 +326,7 @@ def _read(
         if set(name.split("|")[0].split(",")) <= set(columns):
             arrays = _arrays(folder / file)
             accounts, days = arrays.pop("_account"), arrays.pop("_day")
-            series[name] = _Series(accounts, days, arrays)
+            series[name] = Series(accounts, days, arrays)
     sightings = {}
     for col in set(meta["sightings"]) & set(columns):
         arrays = _arrays(folder / f"sightings-{col}.arrow")

@@ -29,7 +29,8 @@ from accounthealth.metrics.definitions import (
     ResolvedModel,
     leaves,
 )
-from accounthealth.metrics.sliding import Carried, RunningAggregates, RunningValues
+from accounthealth.metrics.series import Carried
+from accounthealth.metrics.sliding import RunningAggregates, RunningValues
 
 
 def dates_table(dates: t.Sequence[dt.date]) -> ir.Table:

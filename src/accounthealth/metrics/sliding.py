@@ -23,17 +23,17 @@ over open rows; latest of a non-numeric column) are left to pairing rows with da
 A run can also start where an earlier one ended (``Carried``, kept by metrics/carryover.py):
 its running values, the series rows still to enter or leave a window and, per distinct
 aggregate, the sightings still in (or yet to enter) their window, with their values. The run
-then reads only the rows of its own days.
+then reads only the rows of its own days. The series, raw values, sightings and carried state
+are shaped in metrics/series.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import itertools
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
@@ -43,16 +43,24 @@ import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import Aggregate
+from accounthealth.metrics.series import (
+    EPOCH,
+    Carried,
+    Raw,
+    Series,
+    Sightings,
+    chain,
+    compact,
+    no_rows,
+    pair_keys,
+)
 
 Filter = t.Callable[[Aggregate, ir.Table], ir.BooleanValue]
-EPOCH = dt.date(1970, 1, 1)
 # What a running sum keeps besides its count: the sum of finite values and how many values are
 # NaN, +inf and -inf (see _sum_measures).
 SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 # Series columns that are only ever added to running values: left out when all zero.
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
-# Series columns that hold a day index, as the series' days do (moved with them when carried).
-DAY_COLUMNS = ("last_u",)
 # The name the running values of one day take in a compiled metric query.
 RUNNING_TABLE = "_accounthealth_running"
 
@@ -85,93 +93,6 @@ def consecutive(dates: t.Sequence[dt.date]) -> bool:
 
 def _day(value: ir.Value) -> ir.DateValue:
     return value.cast("date") if value.type().is_timestamp() else value
-
-
-@dataclass
-class _Series:
-    """Rows summarised per account and day: the account's position, the day as an index from
-    the run's first day (sorted; may be negative), and named columns."""
-
-    accounts: np.ndarray
-    days: np.ndarray
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @functools.cached_property
-    def _starts(self) -> tuple[int, np.ndarray]:
-        """The first day, and where each day's rows start from it on. Made at the first ``on``,
-        once the days are final: a run asks for a few days a day, and a search of millions of
-        days for each was 0.05 s of every day of a backfill."""
-        first, last = (int(self.days[0]), int(self.days[-1])) if len(self.days) else (0, -1)
-        return first, np.searchsorted(self.days, np.arange(first, last + 2))
-
-    def on(self, day: int) -> slice:
-        """The rows of one day."""
-        first, starts = self._starts
-        i = day - first
-        if not 0 <= i < len(starts) - 1:
-            return slice(0, 0)
-        return slice(int(starts[i]), int(starts[i + 1]))
-
-    def take(self, rows: slice | np.ndarray, shift: int = 0) -> _Series:
-        """Some rows (a slice, a mask or an order), their days and day columns moved by
-        ``shift`` (between day indexes and days since the epoch)."""
-        return _Series(
-            self.accounts[rows],
-            self.days[rows] + shift,
-            {
-                name: values[rows] + (shift if name in DAY_COLUMNS else 0)
-                for name, values in self.columns.items()
-            },
-        )
-
-    def between(self, after: int | None, upto: int | None) -> slice:
-        """The rows of the days in (after, upto] (None: all earlier, or later, days too)."""
-        lo = 0 if after is None else int(np.searchsorted(self.days, after + 1))
-        return slice(
-            lo, len(self.days) if upto is None else int(np.searchsorted(self.days, upto + 1))
-        )
-
-
-@dataclass(frozen=True)
-class Raw:
-    """An aggregate's raw value for every account: a count as int64, exists as booleans,
-    days_since as days since the epoch (int32), others float64; and where it is NULL (None:
-    nowhere)."""
-
-    data: np.ndarray
-    null: np.ndarray | None
-
-
-@dataclass
-class Sightings:
-    """Per distinct aggregate, the (account, value, day) sightings that still count or are yet
-    to: account positions, each value's code in ``values``, the day seen and the day it leaves
-    the window (day indexes in a run, days since the epoch when carried), and whether it is its
-    account and value's latest."""
-
-    accounts: np.ndarray
-    codes: np.ndarray
-    days: np.ndarray
-    leaves: np.ndarray
-    latest: np.ndarray
-    values: pa.Array
-
-
-@dataclass
-class Carried:
-    """Where a run of running values ended, for the next run to start from: its last day, its
-    accounts, the aggregate columns it carries, each of their running values (day marks as days
-    since the epoch), per series (named by its aggregates' columns) the rows a later day still
-    reads (days, and DAY_COLUMNS, since the epoch), and per distinct aggregate its sightings."""
-
-    day: dt.date
-    ids: pa.Array
-    columns: tuple[str, ...]
-    running: dict[str, dict[str, np.ndarray]]
-    series: dict[str, _Series]
-    sightings: dict[str, Sightings]
-    # Tables known to hold no rows after ``day``: a run carrying on reads nothing of them.
-    quiet: frozenset[str] = frozenset()
 
 
 class RunningAggregates:
@@ -217,12 +138,12 @@ class RunningAggregates:
             else np.zeros(0, np.int32)
         )
         self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
-        self._series: dict[tuple[t.Any, ...], _Series] = {}
+        self._series: dict[tuple[t.Any, ...], Series] = {}
         # Per group of aggregates over open rows: rows by the day they open, and they close.
-        self._open: dict[tuple[t.Any, ...], tuple[_Series, _Series]] = {}
+        self._open: dict[tuple[t.Any, ...], tuple[Series, Series]] = {}
         self._running: dict[str, np.ndarray] = {}
         # Per distinct aggregate: (accounts, day) of values entering and of values leaving.
-        self._distinct: dict[str, tuple[_Series, _Series]] = {}
+        self._distinct: dict[str, tuple[Series, Series]] = {}
         # Per distinct aggregate of a carried run: its sightings, to carry on (see _chain).
         self._seen: dict[str, Sightings] = {}
         for agg, col in self.aggregates.items():
@@ -281,7 +202,7 @@ class RunningAggregates:
             quiet = resumed and group[0].table in t.cast(Carried, carried).quiet
             if group[0].active:
                 opens, closes = (
-                    (_none(), _none()) if quiet else self._open_rows(group, rows, resumed)
+                    (no_rows(), no_rows()) if quiet else self._open_rows(group, rows, resumed)
                 )
                 if resumed:
                     kept = t.cast(Carried, carried).series
@@ -289,7 +210,7 @@ class RunningAggregates:
                     closes = self._after_carried(kept[f"{name}|closes"], closes)
                 self._open[key] = (opens, closes)
             else:
-                series = _none() if quiet else self._day_rows(group, rows, resumed)
+                series = no_rows() if quiet else self._day_rows(group, rows, resumed)
                 if resumed:
                     series = self._after_carried(t.cast(Carried, carried).series[name], series)
                 self._series[key] = series
@@ -298,7 +219,7 @@ class RunningAggregates:
         """A series' name in a ``Carried``: its aggregates' columns."""
         return ",".join(sorted(self.aggregates[agg] for agg in group))
 
-    def _after_carried(self, carried: _Series, new: _Series) -> _Series:
+    def _after_carried(self, carried: Series, new: Series) -> Series:
         """The carried rows (of accounts that still are) and then this run's."""
         at = self._now[carried.accounts]
         keep = at >= 0
@@ -309,7 +230,7 @@ class RunningAggregates:
             )
             for name in dict.fromkeys([*old.columns, *new.columns])
         }
-        series = _Series(
+        series = Series(
             accounts=np.concatenate([at[keep], new.accounts]).astype(np.int32),
             days=np.concatenate([old.days, new.days]).astype(np.int32),
             columns=columns,
@@ -326,10 +247,10 @@ class RunningAggregates:
         known = grouped.join(positions, grouped.account_id == positions._account)
         return self.engine.to_arrow(known.drop("account_id", "_account").order_by(day))
 
-    def _fetch(self, grouped: ir.Table, day: str = "_d") -> _Series:
+    def _fetch(self, grouped: ir.Table, day: str = "_d") -> Series:
         """``_known``'s rows as a series."""
         data = self._known(grouped, day)
-        series = _Series(
+        series = Series(
             accounts=data.column("_position").to_numpy(),  # int32 as given
             days=data.column(day).to_numpy().astype(np.int32),
         )
@@ -343,14 +264,14 @@ class RunningAggregates:
                 values = column.to_numpy(zero_copy_only=False)
                 if name.startswith(ADDED_ONLY) and not values.any():
                     continue  # nothing to add (NaN and infinite values are rare)
-                series.columns[name] = _compact(values)
+                series.columns[name] = compact(values)
         return series
 
     def _index(self, day: ir.DateValue) -> ir.IntegerValue:
         """The day as an index from the run's first day."""
         return day.delta(ibis.literal(self.first, "date"), unit="day")
 
-    def _day_rows(self, group: list[Aggregate], rows: ir.Table, resumed: bool) -> _Series:
+    def _day_rows(self, group: list[Aggregate], rows: ir.Table, resumed: bool) -> Series:
         """Per account and day: the row count, each summed column's count and sum, the last
         day and for latest the last time and its value. Days before any window of the group
         begins are folded into one row per account, so all history counts once; ``resumed``:
@@ -377,7 +298,7 @@ class RunningAggregates:
 
     def _open_rows(
         self, group: list[Aggregate], rows: ir.Table, resumed: bool
-    ) -> tuple[_Series, _Series]:
+    ) -> tuple[Series, Series]:
         """Rows open on some day of the run, counted per account on the day they open (days
         before the run folded into one) and on the day they close; ``resumed``: only the rows
         opened on the run's own days."""
@@ -408,7 +329,7 @@ class RunningAggregates:
             self._fetch(closes.group_by(["account_id", "_d"]).aggregate(**measures(closes))),
         )
 
-    def _sightings(self, agg: Aggregate, col: str) -> tuple[_Series, _Series]:
+    def _sightings(self, agg: Aggregate, col: str) -> tuple[Series, Series]:
         """The days a distinct value enters and leaves the window of each account: it enters
         on day + offset (the first day for earlier ones) and leaves when the window has passed
         it or when it is seen next, whichever is first; over all history it enters when first
@@ -429,24 +350,24 @@ class RunningAggregates:
             firsts = seen.group_by(["account_id", "_v"]).aggregate(_d=seen._u.min())
             enters = self._fetch(firsts.select("account_id", "_d"))
             enters.days = np.maximum(enters.days + o, 0)
-            return enters, _Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
+            return enters, Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
         following = ibis.window(group_by=["account_id", "_v"], order_by="_u")
         seen = seen.select("account_id", _d=seen._u, next=seen._u.lead().over(following))
         sightings = self._fetch(seen)
         # Days in order stay in order when moved by the offset; leaving days are sorted again.
-        enters = _Series(sightings.accounts, np.maximum(sightings.days + o, 0))
+        enters = Series(sightings.accounts, np.maximum(sightings.days + o, 0))
         passed = sightings.days + (o + w)
         seen_next = sightings.columns["next"] + o
         leave = np.where(np.isnan(seen_next), passed, np.minimum(passed, seen_next))
         # A sighting superseded before the first day enters and leaves on it: it counts once.
         leave = np.maximum(leave, 0)
         order = np.argsort(leave, kind="stable")
-        leaves = _Series(sightings.accounts[order], leave[order].astype(np.int32))
+        leaves = Series(sightings.accounts[order], leave[order].astype(np.int32))
         return enters, leaves
 
     def _sightings_after(
         self, agg: Aggregate, col: str, carried: Sightings
-    ) -> tuple[_Series, _Series]:
+    ) -> tuple[Series, Series]:
         """``_sightings`` of a run that carries on: the carried sightings, the latest of a
         value seen again now leaving when that one enters, and this run's own. Those that
         entered before the run are in the carried counts already."""
@@ -461,7 +382,7 @@ class RunningAggregates:
         if len(unknown):
             dictionary = pa.concat_arrays([dictionary, pc.unique(unknown)])
         codes = pc.index_in(values, value_set=dictionary).to_numpy().astype(np.int32)
-        new = _chain(accounts, codes, days, o, w)
+        new = chain(accounts, codes, days, o, w)
         at = self._now[carried.accounts]
         moved = at >= 0
         old = Sightings(
@@ -473,10 +394,10 @@ class RunningAggregates:
             dictionary,
         )
         # The first sighting now of each account and value (``new`` is in that order).
-        keys = _pair_keys(new.accounts, new.codes)
+        keys = pair_keys(new.accounts, new.codes)
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
         firsts, first_days = keys[first], new.days[first]
-        old_keys = _pair_keys(old.accounts, old.codes)
+        old_keys = pair_keys(old.accounts, old.codes)
         i = np.minimum(np.searchsorted(firsts, old_keys), max(len(firsts) - 1, 0))
         again = (
             old.latest & (firsts[i] == old_keys) if len(firsts) else np.zeros(len(old_keys), bool)
@@ -503,8 +424,8 @@ class RunningAggregates:
         leaving = np.flatnonzero(seen.leaves <= days_run)
         leaving = leaving[np.argsort(seen.leaves[leaving], kind="stable")]
         return (
-            _Series(seen.accounts[entering], enter[entering].astype(np.int32)),
-            _Series(seen.accounts[leaving], seen.leaves[leaving].astype(np.int32)),
+            Series(seen.accounts[entering], enter[entering].astype(np.int32)),
+            Series(seen.accounts[leaving], seen.leaves[leaving].astype(np.int32)),
         )
 
     def _seen_between(
@@ -617,11 +538,11 @@ class RunningAggregates:
         accounts, days, values = self._seen_between(agg, last - o - w, last)
         encoded = pc.dictionary_encode(values)
         codes = encoded.indices.to_numpy().astype(np.int32)
-        seen = _chain(accounts, codes, days, o, w)
+        seen = chain(accounts, codes, days, o, w)
         return dataclasses.replace(seen, values=encoded.dictionary)
 
     def _add(
-        self, agg: Aggregate, col: str, series: _Series, rows: slice, sign: float = 1.0
+        self, agg: Aggregate, col: str, series: Series, rows: slice, sign: float = 1.0
     ) -> None:
         """Add (``sign`` -1: take away) the series rows to a count, sum or avg."""
         at = series.accounts[rows]
@@ -636,7 +557,7 @@ class RunningAggregates:
         else:
             np.add.at(self._running[col], at, sign * series.columns["cnt"][rows])
 
-    def _raise(self, agg: Aggregate, col: str, series: _Series, rows: slice) -> None:
+    def _raise(self, agg: Aggregate, col: str, series: Series, rows: slice) -> None:
         """Keep the later day (time, with its value, for latest) of the series rows."""
         at = series.accounts[rows]
         if not len(at):
@@ -732,16 +653,6 @@ class RunningAggregates:
         return {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
 
 
-def _compact(values: np.ndarray) -> np.ndarray:
-    """Counts and day indexes as int32 when they fit (an events series has millions of rows);
-    everything else as float64."""
-    if np.issubdtype(values.dtype, np.integer) and len(values):
-        info = np.iinfo(np.int32)
-        if info.min <= values.min() and values.max() <= info.max:
-            return values.astype(np.int32)
-    return values.astype(np.float64)
-
-
 def _sum_measures(rows: ir.Table, column: str) -> dict[str, ir.Value]:
     """A summed column per group: its values' count, the sum of its finite values, and how many
     are NaN, +inf and -inf. Kept apart, a NaN or an infinity leaves the running sum when its
@@ -778,11 +689,6 @@ def _rows(engine: Engine, agg: Aggregate, where_of: Filter) -> ir.Table:
     return rows
 
 
-def _none() -> _Series:
-    """A series without rows."""
-    return _Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
-
-
 def _starting(agg: Aggregate, col: str, n: int) -> dict[str, np.ndarray]:
     """An aggregate's running values before any row, by name, for ``n`` accounts."""
     if agg.kind in ("days_since", "latest"):
@@ -801,22 +707,3 @@ def _from(column: ir.Value, day: dt.date) -> ir.BooleanValue:
     if column.type().is_timestamp():
         return column >= ibis.literal(dt.datetime.combine(day, dt.time()), "timestamp")
     return column >= ibis.literal(day, "date")
-
-
-def _pair_keys(accounts: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """One int64 per (account position, value code)."""
-    return (accounts.astype(np.int64) << 32) | codes.astype(np.int64)
-
-
-def _chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: int) -> Sightings:
-    """Sightings in (account, value, day) order, each leaving when the window has passed it
-    or when its value is next seen (plus the offset), whichever is first; the last of each
-    account and value is its latest. Codes index no dictionary yet (``values`` empty)."""
-    keys = _pair_keys(accounts, codes)
-    order = np.lexsort((days, keys))
-    keys, days = keys[order], days[order].astype(np.int64)
-    again = np.r_[keys[1:] == keys[:-1], False] if len(keys) else np.zeros(0, bool)
-    passed = days + o + w
-    following = np.r_[days[1:], 0] + o if len(days) else days
-    leaves = np.where(again, np.minimum(passed, following), passed)
-    return Sightings(accounts[order], codes[order], days, leaves, ~again, pa.array([], pa.null()))

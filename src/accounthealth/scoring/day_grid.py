@@ -34,7 +34,8 @@ from accounthealth.metrics.definitions import (
     ResolvedModel,
     leaves,
 )
-from accounthealth.metrics.sliding import EPOCH, RunningAggregates
+from accounthealth.metrics.series import EPOCH
+from accounthealth.metrics.sliding import RunningAggregates
 from accounthealth.scoring.functions import Values
 from accounthealth.scoring.grid import SEGMENT_MODEL, segment_label
 from accounthealth.sources.schema import DERIVED_FACTS
