@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import accounthealth as ah
 from accounthealth.sources.schema import TABLES
+from accounthealth.store.archive import HistoryArchive
 
 from builders import account, make_project, write_csv
 
@@ -266,3 +267,28 @@ def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path)
         )
         assert _stored(p, day) == _from_all_history(p, day)
         assert _stored(p, day)[("A2", "csat")] is None
+
+
+def test_a_failed_history_write_still_keeps_the_day_for_the_next(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The state is kept while the day's history is written: it is the data's, so the next day
+    # carries on from it though that write failed.
+    day, after = X + dt.timedelta(days=1), X + dt.timedelta(days=2)
+    _events_file(carried_on, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
+    _events_file(carried_on, "0002", [_event(902, "A2", 2, 9, "u3", 1)])
+
+    def disk_full(*_: object) -> None:
+        raise OSError("No space left on device")
+
+    with ah.open(carried_on) as p:
+        p.ingest()
+        with monkeypatch.context() as patched:
+            patched.setattr(HistoryArchive, "replace", disk_full)
+            with pytest.raises(OSError, match="No space left"):
+                p.score(day)
+        assert day not in p.scored_dates()
+        report = p.score(after)
+        assert (report.carried_from, report.not_carried) == (day, None)
+        assert _stored(p, after) == _from_all_history(p, after)
+        assert _stored(p, after)[("A1", "events_28d")] >= 1
