@@ -292,3 +292,7 @@ def test_a_failed_history_write_still_keeps_the_day_for_the_next(
         assert (report.carried_from, report.not_carried) == (day, None)
         assert _stored(p, after) == _from_all_history(p, after)
         assert _stored(p, after)[("A1", "events_28d")] >= 1
+        # The failed day scored again carries on from the day before it.
+        again = p.score(day)
+        assert (again.carried_from, again.not_carried) == (X, None)
+        assert _stored(p, day) == _from_all_history(p, day)
