@@ -52,7 +52,6 @@ class _Contracts:
     accounts: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
-    ended: np.ndarray  # has an end date
     arr: Values
 
 
@@ -130,7 +129,6 @@ class DayGrid:
                 accounts=at.to_numpy().astype(np.int64),
                 starts=np.where(unstarted, _NEVER, starts),
                 ends=np.where(unended, _NEVER, ends),
-                ended=~unended,
                 arr=Values.of(data.column("arr")),
             )
         return cls(engine, resolved, running, schema, accounts, contracts)
@@ -186,7 +184,7 @@ class DayGrid:
         priced = live & ~c.arr.null
         arr = np.bincount(c.accounts[priced], weights=c.arr.data[priced], minlength=n)
         priced_count = np.bincount(c.accounts[priced], minlength=n)
-        ending = live & c.ended
+        ending = live & (c.ends != _NEVER)  # a contract without an end renews never
         renewal = np.full(n, _NEVER, np.int64)
         np.minimum.at(renewal, c.accounts[ending], c.ends[ending])
         facts = {
