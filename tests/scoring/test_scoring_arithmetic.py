@@ -50,10 +50,15 @@ def _same(ours: list[float | None], sql: list[float | None]) -> bool:
     return [key(v) for v in ours] == [key(v) for v in sql]
 
 
+@pytest.mark.parametrize("with_nan", [True, False])
 @pytest.mark.parametrize("higher_is_better", [True, False])
-def test_percentile_is_sql_rank_and_cume_dist_to_the_bit(higher_is_better: bool) -> None:
+def test_percentile_is_sql_rank_and_cume_dist_to_the_bit(
+    higher_is_better: bool, with_nan: bool
+) -> None:
     rng = np.random.default_rng(7)
     values = _values(rng, 400)
+    if not with_nan:  # without NaN, the values are sorted by one key fewer
+        values = [v if v is None or v == v else 5.0 for v in values]
     cohort = [int(c) for c in rng.integers(0, 4, len(values))]
     cohort[:2] = [9, 9]  # a cohort of two infinities
     cohort[2] = 10  # and one of a single value: 50
@@ -102,3 +107,19 @@ def test_linear_bands_and_boolean_treat_nan_as_the_engines_do() -> None:
     # NaN is above every bound and band: the best linear score either way, the last band.
     at = next(i for i, v in enumerate(values) if v is not None and v != v)
     assert [_ours(ours)[at] for ours, _ in cases] == [100.0, 100.0, 0.0, 100.0]
+
+
+def test_values_become_arrow_with_their_nulls() -> None:
+    data = np.arange(20, dtype=np.float64)
+    null = np.zeros(20, dtype=bool)
+    null[[0, 7, 8, 19]] = True
+    got = Values(data, null).to_arrow()
+    assert got.to_pylist() == [None if n else float(v) for v, n in zip(data, null, strict=True)]
+    assert got.null_count == 4
+    # Every other row of a wider array (not contiguous), without NULLs.
+    strided = Values(np.arange(40, dtype=np.float64)[::2], np.zeros(20, dtype=bool)).to_arrow()
+    assert strided.to_pylist() == [float(v) for v in range(0, 40, 2)]
+    assert strided.null_count == 0
+    # Shifted by one row (not starting on a byte of the validity bits).
+    shifted = Values(data[1:], null[1:]).to_arrow()
+    assert shifted.to_pylist() == got.to_pylist()[1:]

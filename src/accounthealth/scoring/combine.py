@@ -57,34 +57,37 @@ def score_segment(grid: Grid, rows: slice, model: ScoringModel) -> dict[str, Val
     component: dict[str, Values] = {}
     # Per component, the weight of its metrics that have a score.
     scored_weight: dict[str, np.ndarray] = {}
+    # Each metric's score with 0 where it has none, and 1.0 where it has one: products with
+    # these do what a NumPy where per sum did, at a fifth of its cost.
+    zeroed = {name: np.where(s.null, 0.0, s.data) for name, s in effective.items()}
+    scored = {name: (~s.null).astype(np.float64) for name, s in effective.items()}
     coverage = zero.copy()
     for c in model.components:
         metric_weight = sum(m.weight for m in c.metrics)
         num, den = zero.copy(), zero.copy()
         for m in c.metrics:
-            s = effective[m.name]
-            num = num + np.where(s.null, 0.0, s.data * m.weight)
-            den = den + np.where(s.null, 0.0, m.weight)
-            coverage = coverage + np.where(
-                present[m.name], c.weight / total_weight * m.weight / metric_weight, 0.0
-            )
+            num += zeroed[m.name] * m.weight
+            den += scored[m.name] * m.weight
+            coverage += present[m.name] * (c.weight / total_weight * m.weight / metric_weight)
         with np.errstate(divide="ignore", invalid="ignore"):
             component[c.name] = Values(num / den, den == 0)
         scored_weight[c.name] = den
     weights = zero.copy()
     for c in model.components:
-        weights = weights + np.where(component[c.name].null, 0.0, c.weight)
+        weights += np.where(component[c.name].null, 0.0, c.weight)
     base = zero.copy()
     for c in model.components:
         cs = component[c.name]
+        md = scored_weight[c.name]
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(cs.null | (weights == 0), 0.0, c.weight / weights)
         out[f"cs__{c.name}"], out[f"cw__{c.name}"] = cs, Values(share, no)
-        base = base + np.where(cs.null, 0.0, cs.data * share)
+        base += np.where(cs.null, 0.0, cs.data * share)
+        unweighted = md == 0
         for m in c.metrics:
-            s, md = effective[m.name], scored_weight[c.name]
+            s = effective[m.name]
             with np.errstate(divide="ignore", invalid="ignore"):
-                w = np.where(s.null | (md == 0), 0.0, share * m.weight / md)
+                w = np.where(s.null | unweighted, 0.0, share * m.weight / md)
             out[f"s__{m.name}"], out[f"p__{m.name}"] = s, present[m.name]
             out[f"w__{m.name}"] = Values(w, no)
     unknown = no.copy()

@@ -47,7 +47,8 @@ _NEVER = np.iinfo(np.int32).max
 @dataclass(frozen=True)
 class _Contracts:
     """Each contract's account position, start and end (days since the epoch; ``_NEVER`` for
-    no end, and for no start: such a contract is never live) and ARR."""
+    no end, and for no start: such a contract is never live) and ARR, ordered by account and
+    end."""
 
     accounts: np.ndarray
     starts: np.ndarray
@@ -125,11 +126,16 @@ class DayGrid:
                 _days(data.column("start_date")),
                 _days(data.column("end_date")),
             )
+            owners, ends = at.to_numpy().astype(np.int64), np.where(unended, _NEVER, ends)
+            # By account, then end: each account's first live contract with an end is then
+            # the one it renews next (NumPy's minimum.at took 20 ms a day for this).
+            order = np.lexsort((ends, owners))
+            arr = Values.of(data.column("arr"))
             contracts = _Contracts(
-                accounts=at.to_numpy().astype(np.int64),
-                starts=np.where(unstarted, _NEVER, starts),
-                ends=np.where(unended, _NEVER, ends),
-                arr=Values.of(data.column("arr")),
+                accounts=owners[order],
+                starts=np.where(unstarted, _NEVER, starts)[order],
+                ends=ends[order],
+                arr=Values(arr.data[order], arr.null[order]),
             )
         return cls(engine, resolved, running, schema, accounts, contracts)
 
@@ -164,7 +170,7 @@ class DayGrid:
                 column = pa.array(labels[rows])
             elif name in values or name in facts:
                 numbers = values[name] if name in values else facts[name]
-                column = pa.array(numbers.data[rows], pa.float64(), mask=numbers.null[rows])
+                column = Values(numbers.data[rows], numbers.null[rows]).to_arrow()
             else:
                 column = self.accounts.column(name).take(rows)
             columns[name] = pc.cast(column, field.type)
@@ -184,9 +190,12 @@ class DayGrid:
         priced = live & ~c.arr.null
         arr = np.bincount(c.accounts[priced], weights=c.arr.data[priced], minlength=n)
         priced_count = np.bincount(c.accounts[priced], minlength=n)
-        ending = live & (c.ends != _NEVER)  # a contract without an end renews never
+        ending = np.flatnonzero(live & (c.ends != _NEVER))  # without an end: renews never
+        at_ending = c.accounts[ending]
+        soonest = np.ones(len(ending), dtype=bool)
+        soonest[1:] = at_ending[1:] != at_ending[:-1]
         renewal = np.full(n, _NEVER, np.int64)
-        np.minimum.at(renewal, c.accounts[ending], c.ends[ending])
+        renewal[at_ending[soonest]] = c.ends[ending[soonest]]
         facts = {
             "arr": Values(arr, priced_count == 0),
             "days_to_renewal": Values((renewal - d).astype(np.float64), renewal == _NEVER),

@@ -13,7 +13,6 @@ import typing as t
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,7 +46,15 @@ class Values:
 
     def to_arrow(self) -> pa.Array:
         """As an Arrow array of doubles with its NULLs."""
-        return pa.array(self.data, pa.float64(), mask=self.null)
+        data = np.ascontiguousarray(self.data, np.float64)
+        nulls = int(np.count_nonzero(self.null))
+        if not nulls:
+            return pa.array(data, pa.float64())
+        # The validity bits packed by NumPy: pyarrow's own mask argument took 3-4 times as
+        # long, and scoring a day converts some 70 columns.
+        valid = np.packbits(~self.null, bitorder="little")
+        buffers = [pa.py_buffer(valid), pa.py_buffer(data)]
+        return pa.Array.from_buffers(pa.float64(), len(data), buffers, null_count=nulls)
 
 
 def reaches(data: np.ndarray, threshold: float) -> np.ndarray:
@@ -111,8 +118,13 @@ class Grid:
     def codes(self, column: str) -> np.ndarray:
         """A number per distinct value of a column (NULL is one value too)."""
         if column not in self._codes:
-            values = self.table.column(column).to_pandas()
-            self._codes[column] = pd.factorize(values, use_na_sentinel=False)[0]
+            # Arrow's hashing, not pandas': the as_of dates made Python objects first (15 ms
+            # of a day of the benchmark's 184,000 accounts, against 1-2 ms).
+            values = self.table.column(column)
+            if isinstance(values, pa.ChunkedArray):
+                values = values.combine_chunks()
+            encoded = pc.dictionary_encode(values, null_encoding="encode")
+            self._codes[column] = encoded.indices.to_numpy().astype(np.int64)
         return self._codes[column]
 
     def cohorts(self, spec: Percentile, rows: slice) -> np.ndarray:
@@ -134,7 +146,10 @@ def percentile(value: Values, spec: Percentile, cohort: np.ndarray) -> Values:
     ordered = value.data if spec.higher_is_better else -value.data
     nan = np.isnan(ordered)
     rows = np.flatnonzero(~value.null)
-    rows = rows[np.lexsort((np.where(nan, 0.0, ordered)[rows], nan[rows], cohort[rows]))]
+    if nan[rows].any():
+        rows = rows[np.lexsort((np.where(nan, 0.0, ordered)[rows], nan[rows], cohort[rows]))]
+    else:  # the usual case: a key fewer to sort by
+        rows = rows[np.lexsort((ordered[rows], cohort[rows]))]
     group, is_nan, v = cohort[rows], nan[rows], ordered[rows]
     new_group = np.ones(len(rows), dtype=bool)
     new_group[1:] = group[1:] != group[:-1]
