@@ -161,9 +161,7 @@ class HistoryArchive:
         ]
         return self._write_days(self.scores_layout(schema), _widen(scores, schema), repeating)
 
-    def _write_days(
-        self, folder: str, rows: pa.Table, dictionaries: list[str]
-    ) -> list[DayFile]:
+    def _write_days(self, folder: str, rows: pa.Table, dictionaries: list[str]) -> list[DayFile]:
         days = pc.unique(rows["as_of"]).to_pylist()
         written = []
         for day in sorted(days):
