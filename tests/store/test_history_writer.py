@@ -6,6 +6,9 @@ the one raised."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
+import threading
 import typing as t
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.store import scores as history
-from accounthealth.store.archive import ORPHAN_AGE_SECONDS
+from accounthealth.store.archive import ORPHAN_AGE_SECONDS, HistoryArchive
 
 from builders import TRAJECTORY_START, day_files, trajectory_project
 
@@ -141,3 +144,27 @@ def test_a_write_open_elsewhere_in_the_process_does_not_fail_the_run(folder: Pat
             other.execute("ROLLBACK")
             other.close()
         assert p.store.sql("SELECT count(*) FROM scores WHERE as_of = ?", [DAYS[1]]) == [(2,)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own priority")
+def test_history_is_written_at_a_lower_priority_than_scoring(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen = []
+    real = HistoryArchive.write_detail
+
+    def writing(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        seen.append(priority())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(HistoryArchive, "write_detail", writing)
+    scoring = priority()
+    with ah.open(folder) as p:
+        p.score(start=DAYS[0], end=DAYS[-1])
+    # Each day's history was written by threads that give way to the next day's scoring,
+    # which kept its own priority.
+    assert seen == [min(scoring + history.WRITER_NICENESS, 19)] * len(DAYS)
+    assert priority() == scoring
