@@ -146,7 +146,9 @@ def test_a_write_open_elsewhere_in_the_process_does_not_fail_the_run(folder: Pat
         assert p.store.sql("SELECT count(*) FROM scores WHERE as_of = ?", [DAYS[1]]) == [(2,)]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own priority")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="only Linux gives a thread a priority of its own"
+)
 def test_history_is_written_at_a_lower_priority_than_scoring(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,8 +83,8 @@ class DayGrid:
         }
         # Segment conditions on account columns alone are met or not whatever the day.
         self._labels = None if self._read & set(DERIVED_FACTS) else self._label(accounts)
-        # The last day's population (positions in order) and its columns that do not change by
-        # day, reused while the population stays the same.
+        # The last day's population (positions in order) and its account columns, reused while
+        # the population stays the same.
         self._rows = np.zeros(0, np.int64)
         self._same: dict[str, pa.Array] = {}
 
@@ -173,20 +173,16 @@ class DayGrid:
             name = field.name
             if name == "as_of":
                 column: pa.Array = pa.array(np.full(len(rows), d, np.int32), pa.date32())
+            elif name == SEGMENT_MODEL:
+                column = pa.array(labels[rows])
             elif name in values or name in facts:
                 numbers = values[name] if name in values else facts[name]
                 column = Values(numbers.data[rows], numbers.null[rows]).to_arrow()
-            elif name == SEGMENT_MODEL and self._labels is None:
-                column = pa.array(labels[rows])
             else:
-                # Account columns (and segment models that do not change by day) are those of
-                # the day before while the population is: taking them cost 20 ms a day.
+                # Account columns are those of the day before while the population is: taking
+                # them cost 20 ms a day.
                 if name not in self._same:
-                    self._same[name] = (
-                        pa.array(labels[rows])
-                        if name == SEGMENT_MODEL
-                        else self.accounts.column(name).take(rows)
-                    )
+                    self._same[name] = self.accounts.column(name).take(rows)
                 column = self._same[name]
             columns[name] = pc.cast(column, field.type)
         return pa.table(columns, schema=self.schema)
@@ -262,7 +258,7 @@ class DayGrid:
         for name in sorted(self._read):
             if name in facts:
                 numbers = facts[name]  # typed as the grid has it
-                column = pa.array(numbers.data, pa.float64(), mask=numbers.null)
+                column = numbers.to_arrow()
                 columns[name] = pc.cast(column, self.schema.field(name).type)
             else:
                 columns[name] = self.accounts.column(name)

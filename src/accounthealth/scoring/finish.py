@@ -131,9 +131,7 @@ class _Tiers:
 
     def to_arrow(self) -> pa.Array:
         """As Arrow strings."""
-        codes = pa.array(self.codes, mask=self.codes < 0)
-        names = pa.array(self.names, pa.string())
-        return pa.DictionaryArray.from_arrays(codes, names).cast(pa.string())
+        return pa.array(self.names, pa.string()).take(pa.array(self.codes, mask=self.codes < 0))
 
 
 def _arrow(values: np.ndarray | _Tiers | pa.Array, type_: pa.DataType) -> pa.Array:
