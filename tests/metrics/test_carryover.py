@@ -4,16 +4,21 @@ file of events, a row for a day already counted, a file changed under the kept s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import accounthealth as ah
+from accounthealth.metrics.compute import running_aggregates
+from accounthealth.metrics.series import Carried, Series
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import HistoryArchive
 
@@ -179,6 +184,55 @@ def carried_on(tmp_path: Path) -> Path:
         p.ingest()
         p.score(start=X - dt.timedelta(days=3), end=X)
     return folder
+
+
+def _reversed(carried: Carried) -> Carried:
+    """``carried`` with its accounts listed in reverse order, every row moved with them."""
+    n = len(carried.ids)
+
+    def moved(accounts: np.ndarray) -> np.ndarray:
+        return (n - 1 - accounts).astype(np.int32)
+
+    return dataclasses.replace(
+        carried,
+        ids=carried.ids.take(pa.array(np.arange(n)[::-1])),
+        running={
+            col: {name: values[::-1].copy() for name, values in arrays.items()}
+            for col, arrays in carried.running.items()
+        },
+        series={
+            name: Series(moved(rows.accounts), rows.days, rows.columns)
+            for name, rows in carried.series.items()
+        },
+        sightings={
+            col: dataclasses.replace(seen, accounts=moved(seen.accounts))
+            for col, seen in carried.sightings.items()
+        },
+    )
+
+
+def test_accounts_kept_in_another_order_carry_on_to_the_same_values(carried_on: Path) -> None:
+    """The engine may list the accounts in another order than the kept state does: each
+    carried row then moves to its account's position now, and the next day's values are
+    those of all history."""
+    day = X + dt.timedelta(days=1)
+    with ah.open(carried_on) as p:
+        before = [X - dt.timedelta(days=1), X]
+        ran = running_aggregates(p.compute, p.model, before)
+        for d in before:
+            ran.raw(d)
+        kept = _reversed(ran.carry(list(ran.aggregates.values())))
+        assert not kept.ids.equals(ran.ids)
+        on = running_aggregates(p.compute, p.model, [day], kept).raw(day)
+        alone = running_aggregates(p.compute, p.model, [day]).raw(day)
+    assert len(on) >= 10  # all but the distinct users of all history carry on
+    for col, raw in on.items():
+        expected = alone[col]
+        null = np.zeros(len(raw.data), bool) if raw.null is None else raw.null
+        assert null.tolist() == (
+            [False] * len(null) if expected.null is None else expected.null.tolist()
+        ), col
+        assert raw.data[~null].tolist() == expected.data[~null].tolist(), col
 
 
 def test_a_row_for_a_day_already_counted_reads_that_table_again(carried_on: Path) -> None:

@@ -131,11 +131,15 @@ class RunningAggregates:
         self._positions = ibis.memtable(
             pa.table({"_account": self.ids, "_position": pa.array(np.arange(n, dtype=np.int32))})
         )
+        # Whether the carried accounts are these, in this order (DuckDB's usual): their rows
+        # then keep their positions, with no look-up of 200,000 ids (0.07 s) and no copies of
+        # millions of carried rows to drop none.
+        self._same = carried is not None and carried.ids.equals(self.ids)
         # Each carried account's position now (-1: no longer an account).
         self._now = (
             pc.index_in(carried.ids, value_set=self.ids).fill_null(-1).to_numpy().astype(np.int32)
-            if carried is not None
-            else np.zeros(0, np.int32)
+            if carried is not None and not self._same
+            else np.arange(n if carried is not None else 0, dtype=np.int32)
         )
         self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
         self._series: dict[tuple[t.Any, ...], Series] = {}
@@ -158,9 +162,6 @@ class RunningAggregates:
     def _restore(self, carried: Carried) -> None:
         """Start the carried aggregates' running values where ``carried`` left them."""
         moved, marks = self._now >= 0, self._day_marks()
-        same = len(self._now) == len(self.ids) and bool(
-            np.all(self._now == np.arange(len(self._now)))
-        )
         for name, values in (
             (n, v)
             for col, arrays in carried.running.items()
@@ -168,7 +169,7 @@ class RunningAggregates:
             for n, v in arrays.items()
         ):
             shift = self._base if name in marks else 0
-            if same:  # the same accounts in the same order (DuckDB's usual): no scatter
+            if self._same:  # no scatter
                 self._running[name] = np.asarray(values, np.float64) - shift
             else:
                 self._running[name][self._now[moved]] = values[moved] - shift
@@ -221,9 +222,8 @@ class RunningAggregates:
 
     def _after_carried(self, carried: Series, new: Series) -> Series:
         """The carried rows (of accounts that still are) and then this run's."""
-        at = self._now[carried.accounts]
-        keep = at >= 0
-        old = carried.take(keep, -self._base)
+        accounts, kept = self._still(carried.accounts)
+        old = carried.take(kept, -self._base)
         columns = {
             name: np.concatenate(
                 [part.columns.get(name, np.zeros(len(part.days))) for part in (old, new)]
@@ -231,7 +231,7 @@ class RunningAggregates:
             for name in dict.fromkeys([*old.columns, *new.columns])
         }
         series = Series(
-            accounts=np.concatenate([at[keep], new.accounts]).astype(np.int32),
+            accounts=np.concatenate([accounts, new.accounts]).astype(np.int32),
             days=np.concatenate([old.days, new.days]).astype(np.int32),
             columns=columns,
         )
@@ -239,6 +239,15 @@ class RunningAggregates:
             # Closes carried for later days, and this run's closes, come in day order.
             series = series.take(np.argsort(series.days, kind="stable"))
         return series
+
+    def _still(self, accounts: np.ndarray) -> tuple[np.ndarray, slice | np.ndarray]:
+        """Carried rows' ``accounts`` as positions now, of the rows whose account still is,
+        and which rows those are (a mask; all of them, as a slice, for the same accounts)."""
+        if self._same:
+            return accounts, slice(None)
+        at = self._now[accounts]
+        kept = at >= 0
+        return at[kept], kept
 
     def _known(self, grouped: ir.Table, day: str = "_d") -> pa.Table:
         """Run a query grouped by account and day, in day order, with each account's position
@@ -383,14 +392,13 @@ class RunningAggregates:
             dictionary = pa.concat_arrays([dictionary, pc.unique(unknown)])
         codes = pc.index_in(values, value_set=dictionary).to_numpy().astype(np.int32)
         new = chain(accounts, codes, days, o, w)
-        at = self._now[carried.accounts]
-        moved = at >= 0
+        accounts, kept = self._still(carried.accounts)
         old = Sightings(
-            at[moved],
-            carried.codes[moved],
-            carried.days[moved] - self._base,
-            carried.leaves[moved] - self._base,
-            carried.latest[moved].copy(),
+            accounts,
+            carried.codes[kept],
+            carried.days[kept] - self._base,
+            carried.leaves[kept] - self._base,
+            carried.latest[kept].copy(),
             dictionary,
         )
         # The first sighting now of each account and value (``new`` is in that order).
