@@ -14,9 +14,12 @@ import pytest
 END = dt.date(2026, 6, 30)
 
 
-def run(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the installed CLI (the same entry point a user gets)."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+def run(
+    *args: str, cwd: Path, ok: bool = True, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI (the same entry point a user gets) in a terminal ``columns``
+    wide."""
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1"}
     cmd = [sys.executable, "-c", "from accounthealth.cli.app import main; main()", *args]
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     if ok:
@@ -62,6 +65,15 @@ def test_score_backfill_accounts_explain_export(demo: Path) -> None:
     out = run("accounts", "--limit", "0", cwd=demo).stdout
     assert f"Accounts on {END}" in out
     assert "Δ30d" in out
+    # An 80-column terminal: within it, the same figures, a note for what is left out.
+    narrow = run("accounts", "--limit", "0", cwd=demo, columns=80).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "Left out to fit 80 columns: Segment" in " ".join(narrow.split())
+    wide_rows, narrow_rows = _rows(out), _rows(narrow)
+    assert wide_rows.keys() == narrow_rows.keys() and len(wide_rows) > 100
+    for account, cells in narrow_rows.items():
+        for column in ("Score", "Tier", "Δ7d", "ARR"):
+            assert cells[column] == wide_rows[account][column], (account, column)
     red = run("accounts", "--tier", "red", "--limit", "0", cwd=demo).stdout
     for tier in ("Green", "Yellow"):
         assert tier not in red
@@ -93,6 +105,18 @@ def test_score_backfill_accounts_explain_export(demo: Path) -> None:
     # The backfill kept its running values: the next day carries them on, and says so.
     out = run("score", "--as-of", str(END + dt.timedelta(days=1)), cwd=demo).stdout
     assert f"Carried on from the running values kept of {END}." in out
+
+
+def _rows(out: str) -> dict[str, dict[str, str]]:
+    """A printed table's rows by their first cell, each cell by its column's header."""
+    lines = out.splitlines()
+    headers = [h.strip() for h in next(x for x in lines if x.startswith("┃")).split("┃")[1:-1]]
+    return {
+        cells[0]: dict(zip(headers, cells, strict=True))
+        for line in lines
+        if line.startswith("│")
+        for cells in [[c.strip() for c in line.split("│")[1:-1]]]
+    }
 
 
 def test_rerunning_ingest_and_score_changes_nothing(demo: Path) -> None:

@@ -354,6 +354,7 @@ def notifications_list(
         "Tries",
         "Why",
         title=f"{len(found):,} notification(s): {summary}",
+        optional=("Why", "Tries", "To"),
     )
     for row in found.head(limit).itertuples():
         out.add_row(
@@ -423,7 +424,9 @@ def audit(
             until=to_date(until),
             limit=limit,
         )
-    out = table("#", "When", "Who", "Action", "Subject", "Account", "Details")
+    out = table(
+        "#", "When", "Who", "Action", "Subject", "Account", "Details", optional=("Details", "Who")
+    )
     for row in found.itertuples():
         out.add_row(
             str(row.entry_id),

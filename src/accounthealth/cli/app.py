@@ -154,6 +154,16 @@ def accounts(
         "Owner",
         "Segment",
         title=f"Accounts on {day}",
+        # What a narrow terminal leaves out first: who and what kind of account, then the
+        # longer trends; the score, tier, ARR and the first trend stay.
+        optional=(
+            "Segment",
+            "Coverage",
+            "Owner",
+            *[f"Δ{d}d" for d in reversed(trends[1:])],
+            "Churn",
+            "Renewal",
+        ),
     )
     for row in frame.itertuples(index=False):
         r = row._asdict()

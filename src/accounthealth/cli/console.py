@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 import typing as t
 from contextlib import contextmanager
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from accounthealth.progress import Progress as ProgressSeam
 
@@ -88,11 +91,15 @@ NUMERIC = {
 }
 
 
-def table(*columns: str, title: str | None = None, wrap: bool = False) -> Table:
+def table(
+    *columns: str, title: str | None = None, wrap: bool = False, optional: t.Sequence[str] = ()
+) -> Table:
     """A table whose cells do not wrap: long names are cut with an ellipsis instead. With
     ``wrap`` (figures with their intervals, which a cut would make wrong) cells wrap onto more
-    lines when the terminal is narrow."""
-    out = Table(title=title, header_style="bold", title_justify="left")
+    lines when the terminal is narrow. It fits the terminal's width without cutting a number
+    (see ``FittingTable``), leaving out the ``optional`` columns, first named first, where it
+    must."""
+    out = FittingTable(title=title, header_style="bold", title_justify="left", optional=optional)
     for column in columns:
         numeric = column.lower() in NUMERIC or column.startswith("Δ")
         out.add_column(
@@ -101,6 +108,105 @@ def table(*columns: str, title: str | None = None, wrap: bool = False) -> Table:
             no_wrap=not wrap,
             overflow="fold" if wrap else "ellipsis",
             max_width={"Name": 28, "Reason": 40, "Component / metric": 46}.get(column),
-            min_width=len(column) if numeric or column in ("Account", "Tier") else None,
+            min_width=len(column) if numeric or column in WHOLE else None,
         )
     return out
+
+
+# Text columns never cut to fit a narrow terminal (ids, tiers, dates and times), as numbers.
+WHOLE = {"Account", "Tier", "Task", "Id", "When", "Due", "From", "Until", "Date", "Status"}
+# ... unless wider than this: then it is text to cut like any other.
+WHOLE_AT_MOST = 24
+# The narrowest a text column is cut to (an ellipsis included), or its header's width.
+NARROWEST_TEXT = 8
+
+
+class FittingTable(Table):
+    """A table that fits the terminal: numbers, ids and dates are never cut (right-aligned
+    columns and those with a minimum width keep their widest cell); other text is cut shorter,
+    down to ``NARROWEST_TEXT``; if that is not enough, the ``optional`` columns are left out,
+    first named first, with a note under the table naming them, and then the text wraps onto
+    more lines. Rich alone cut every column evenly, figures too (an ARR of 195,016 showed as
+    "19…"), and the terminal then dropped the rightmost columns without a word."""
+
+    def __init__(self, *args: t.Any, optional: t.Sequence[str] = (), **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optional = tuple(optional)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        kept = list(self.columns)
+        left_out: list[str] = []
+        waiting = [name for name in self.optional if any(c.header == name for c in kept)]
+        while True:
+            widths = {id(c): _widest(console, c) for c in kept}
+            fixed = {
+                id(c)
+                for c in kept
+                if c.justify == "right"
+                or (c.min_width is not None and widths[id(c)] <= WHOLE_AT_MOST)
+            }
+            chrome = _natural(console, options, self._with(kept)) - sum(widths.values())
+            least = chrome + sum(
+                widths[id(c)] if id(c) in fixed else min(widths[id(c)], _floor(c)) for c in kept
+            )
+            if least <= width or not waiting:
+                break
+            name = waiting.pop(0)
+            kept = [c for c in kept if c.header != name]
+            left_out.append(name)
+        # Text columns give up what the row lacks, the widest first.
+        room = width - chrome - sum(widths[i] for i in fixed)
+        cut = {id(c): widths[id(c)] for c in kept if id(c) not in fixed}
+        while cut and sum(cut.values()) > room:
+            widest = max(cut, key=lambda i: cut[i])
+            floor = _floor(next(c for c in kept if id(c) == widest))
+            if cut[widest] <= floor:
+                break
+            cut[widest] -= 1
+        # Still too wide: the text wraps onto more lines rather than being cut to nothing.
+        fold = sum(cut.values()) > room
+        yield self._with(
+            [
+                dataclasses.replace(c, min_width=widths[id(c)])
+                if id(c) in fixed
+                else dataclasses.replace(c, no_wrap=False, overflow="fold")
+                if fold
+                else dataclasses.replace(c, max_width=cut[id(c)])
+                for c in kept
+            ]
+        )
+        if left_out:
+            yield Text(
+                f"Left out to fit {width} columns: {', '.join(left_out)} (a wider terminal "
+                "shows them).",
+                style="dim",
+            )
+
+    def _with(self, columns: list[Column]) -> Table:
+        """This table with only ``columns`` (a plain Table, rendered as Rich renders one)."""
+        plain = Table.__new__(Table)
+        plain.__dict__.update(self.__dict__)
+        plain.columns = [dataclasses.replace(c, _index=i) for i, c in enumerate(columns)]
+        return plain
+
+
+def _widest(console: Console, column: Column) -> int:
+    """The width of a column's widest cell, its header's included (at most its maximum)."""
+    widest = max(
+        console.render_str(cell).cell_len
+        if isinstance(cell, str)
+        else Measurement.get(console, console.options, cell).maximum
+        for cell in [column.header, *column.cells]
+    )
+    return widest if column.max_width is None else min(widest, column.max_width)
+
+
+def _floor(column: Column) -> int:
+    """The narrowest a text column is cut to."""
+    return max(len(str(column.header)), NARROWEST_TEXT)
+
+
+def _natural(console: Console, options: ConsoleOptions, table: Table) -> int:
+    """The width ``table`` takes where nothing limits it."""
+    return Measurement.get(console, options.update_width(100_000), table).maximum
