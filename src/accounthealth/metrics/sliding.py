@@ -392,9 +392,9 @@ class RunningAggregates:
             dictionary = pa.concat_arrays([dictionary, pc.unique(unknown)])
         codes = pc.index_in(values, value_set=dictionary).to_numpy().astype(np.int32)
         new = chain(accounts, codes, days, o, w)
-        accounts, kept = self._still(carried.accounts)
+        still, kept = self._still(carried.accounts)
         old = Sightings(
-            accounts,
+            still,
             carried.codes[kept],
             carried.days[kept] - self._base,
             carried.leaves[kept] - self._base,
