@@ -68,6 +68,9 @@ def test_score_backfill_accounts_explain_export(demo: Path) -> None:
     # An 80-column terminal: within it, the same figures, a note for what is left out.
     narrow = run("accounts", "--limit", "0", cwd=demo, columns=80).stdout
     assert max(len(line) for line in narrow.splitlines()) <= 80
+    # Whole: every line of the table ends with its right border, none cut by the terminal.
+    framed = [line for line in narrow.splitlines() if line[:1] in "┏┃┡│└"]
+    assert framed and all(line.rstrip()[-1] in "┓┃┩│┘" for line in framed)
     assert "Left out to fit 80 columns: Segment" in " ".join(narrow.split())
     wide_rows, narrow_rows = _rows(out), _rows(narrow)
     assert wide_rows.keys() == narrow_rows.keys() and len(wide_rows) > 100

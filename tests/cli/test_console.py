@@ -25,8 +25,19 @@ def render(width: int, *, optional: tuple[str, ...] = ()) -> list[str]:
     )
     out.add_row("A02837", "Verdyn Health", "7", "1,500", "2026-12-01", "Ivan Petrov", "smb")
     console = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
-    console.print(out)
+    # Not cropped: a table wider than the terminal shows as lines longer than it.
+    console.print(out, crop=False)
     return console.file.getvalue().splitlines()
+
+
+def test_a_long_value_in_a_number_column_is_cut_as_text() -> None:
+    out = table("Account", "Value", "Reason")
+    out.add_row("A1", "x" * 70, "not a number")
+    console = Console(width=60, file=io.StringIO(), color_system=None, legacy_windows=False)
+    console.print(out, crop=False)
+    lines = console.file.getvalue().splitlines()
+    assert max(cell_len(line) for line in lines) <= 60
+    assert "…" in console.file.getvalue()
 
 
 def test_a_wide_terminal_shows_every_column_whole() -> None:

@@ -223,7 +223,9 @@ def test_accounts_kept_in_another_order_carry_on_to_the_same_values(carried_on: 
             ran.raw(d)
         kept = _reversed(ran.carry(list(ran.aggregates.values())))
         assert not kept.ids.equals(ran.ids)
-        on = running_aggregates(p.compute, p.model, [day], kept).raw(day)
+        carrying = running_aggregates(p.compute, p.model, [day], kept)
+        assert not carrying._same  # each carried row is moved to its account's position
+        on = carrying.raw(day)
         alone = running_aggregates(p.compute, p.model, [day]).raw(day)
     assert len(on) >= 10  # all but the distinct users of all history carry on
     for col, raw in on.items():

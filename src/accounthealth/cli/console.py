@@ -115,7 +115,7 @@ def table(
 
 # Text columns never cut to fit a narrow terminal (ids, tiers, dates and times), as numbers.
 WHOLE = {"Account", "Tier", "Task", "Id", "When", "Due", "From", "Until", "Date", "Status"}
-# ... unless wider than this: then it is text to cut like any other.
+# ... unless wider than this, numbers too: then it is text to cut like any other.
 WHOLE_AT_MOST = 24
 # The narrowest a text column is cut to (an ellipsis included), or its header's width.
 NARROWEST_TEXT = 8
@@ -123,11 +123,12 @@ NARROWEST_TEXT = 8
 
 class FittingTable(Table):
     """A table that fits the terminal: numbers, ids and dates are never cut (right-aligned
-    columns and those with a minimum width keep their widest cell); other text is cut shorter,
-    down to ``NARROWEST_TEXT``; if that is not enough, the ``optional`` columns are left out,
-    first named first, with a note under the table naming them, and then the text wraps onto
-    more lines. Rich alone cut every column evenly, figures too (an ARR of 195,016 showed as
-    "19…"), and the terminal then dropped the rightmost columns without a word."""
+    columns and those with a minimum width keep their widest cell, up to ``WHOLE_AT_MOST``
+    characters); other text is cut shorter, down to ``NARROWEST_TEXT``; if that is not
+    enough, the ``optional`` columns are left out, first named first, with a note under the
+    table naming them, and then the text wraps onto more lines. Rich alone cut every column
+    evenly, figures too (an ARR of 195,016 showed as "19…"), and the terminal then dropped
+    the rightmost columns without a word."""
 
     def __init__(self, *args: t.Any, optional: t.Sequence[str] = (), **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -135,18 +136,17 @@ class FittingTable(Table):
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
+        widths = {id(c): _widest(console, c) for c in self.columns}
+        fixed = {
+            id(c)
+            for c in self.columns
+            if (c.justify == "right" or c.min_width is not None) and widths[id(c)] <= WHOLE_AT_MOST
+        }
         kept = list(self.columns)
         left_out: list[str] = []
         waiting = [name for name in self.optional if any(c.header == name for c in kept)]
         while True:
-            widths = {id(c): _widest(console, c) for c in kept}
-            fixed = {
-                id(c)
-                for c in kept
-                if c.justify == "right"
-                or (c.min_width is not None and widths[id(c)] <= WHOLE_AT_MOST)
-            }
-            chrome = _natural(console, options, self._with(kept)) - sum(widths.values())
+            chrome = _chrome(console, options, self._with(kept))
             least = chrome + sum(
                 widths[id(c)] if id(c) in fixed else min(widths[id(c)], _floor(c)) for c in kept
             )
@@ -155,15 +155,16 @@ class FittingTable(Table):
             name = waiting.pop(0)
             kept = [c for c in kept if c.header != name]
             left_out.append(name)
-        # Text columns give up what the row lacks, the widest first.
-        room = width - chrome - sum(widths[i] for i in fixed)
-        cut = {id(c): widths[id(c)] for c in kept if id(c) not in fixed}
-        while cut and sum(cut.values()) > room:
-            widest = max(cut, key=lambda i: cut[i])
-            floor = _floor(next(c for c in kept if id(c) == widest))
-            if cut[widest] <= floor:
+        # Text columns give up what the row lacks, the widest of those still above their
+        # narrowest first.
+        room = width - chrome - sum(widths[id(c)] for c in kept if id(c) in fixed)
+        floors = {id(c): _floor(c) for c in kept if id(c) not in fixed}
+        cut = {i: widths[i] for i in floors}
+        while sum(cut.values()) > room:
+            above = [i for i in cut if cut[i] > floors[i]]
+            if not above:
                 break
-            cut[widest] -= 1
+            cut[max(above, key=lambda i: cut[i])] -= 1
         # Still too wide: the text wraps onto more lines rather than being cut to nothing.
         fold = sum(cut.values()) > room
         yield self._with(
@@ -194,9 +195,9 @@ class FittingTable(Table):
 def _widest(console: Console, column: Column) -> int:
     """The width of a column's widest cell, its header's included (at most its maximum)."""
     widest = max(
-        console.render_str(cell).cell_len
-        if isinstance(cell, str)
-        else Measurement.get(console, console.options, cell).maximum
+        Measurement.get(
+            console, console.options, console.render_str(cell) if isinstance(cell, str) else cell
+        ).maximum
         for cell in [column.header, *column.cells]
     )
     return widest if column.max_width is None else min(widest, column.max_width)
@@ -207,6 +208,15 @@ def _floor(column: Column) -> int:
     return max(len(str(column.header)), NARROWEST_TEXT)
 
 
-def _natural(console: Console, options: ConsoleOptions, table: Table) -> int:
-    """The width ``table`` takes where nothing limits it."""
-    return Measurement.get(console, options.update_width(100_000), table).maximum
+def _chrome(console: Console, options: ConsoleOptions, table: Table) -> int:
+    """The width of ``table``'s borders and padding: the table with one-character headers, no
+    cells and no set widths, less its columns."""
+    bare = Table.__new__(Table)
+    bare.__dict__.update(table.__dict__)
+    bare.title = None
+    bare.columns = [
+        dataclasses.replace(c, header="x", _cells=[], width=None, min_width=None, max_width=None)
+        for c in table.columns
+    ]
+    bare.rows = []
+    return Measurement.get(console, options.update_width(100_000), bare).maximum - len(bare.columns)
