@@ -146,7 +146,7 @@ class FittingTable(Table):
         left_out: list[str] = []
         waiting = [name for name in self.optional if any(c.header == name for c in kept)]
         while True:
-            chrome = _chrome(console, options, self._with(kept))
+            chrome = _chrome(console, options, self, kept)
             least = chrome + sum(
                 widths[id(c)] if id(c) in fixed else min(widths[id(c)], _floor(c)) for c in kept
             )
@@ -167,7 +167,8 @@ class FittingTable(Table):
             cut[max(above, key=lambda i: cut[i])] -= 1
         # Still too wide: the text wraps onto more lines rather than being cut to nothing.
         fold = sum(cut.values()) > room
-        yield self._with(
+        yield _plain(
+            self,
             [
                 dataclasses.replace(c, min_width=widths[id(c)])
                 if id(c) in fixed
@@ -175,7 +176,7 @@ class FittingTable(Table):
                 if fold
                 else dataclasses.replace(c, max_width=cut[id(c)])
                 for c in kept
-            ]
+            ],
         )
         if left_out:
             yield Text(
@@ -183,13 +184,6 @@ class FittingTable(Table):
                 "shows them).",
                 style="dim",
             )
-
-    def _with(self, columns: list[Column]) -> Table:
-        """This table with only ``columns`` (a plain Table, rendered as Rich renders one)."""
-        plain = Table.__new__(Table)
-        plain.__dict__.update(self.__dict__)
-        plain.columns = [dataclasses.replace(c, _index=i) for i, c in enumerate(columns)]
-        return plain
 
 
 def _widest(console: Console, column: Column) -> int:
@@ -208,15 +202,25 @@ def _floor(column: Column) -> int:
     return max(len(str(column.header)), NARROWEST_TEXT)
 
 
-def _chrome(console: Console, options: ConsoleOptions, table: Table) -> int:
-    """The width of ``table``'s borders and padding: the table with one-character headers, no
-    cells and no set widths, less its columns."""
-    bare = Table.__new__(Table)
-    bare.__dict__.update(table.__dict__)
-    bare.title = None
-    bare.columns = [
-        dataclasses.replace(c, header="x", _cells=[], width=None, min_width=None, max_width=None)
-        for c in table.columns
-    ]
-    bare.rows = []
-    return Measurement.get(console, options.update_width(100_000), bare).maximum - len(bare.columns)
+def _plain(table: Table, columns: list[Column]) -> Table:
+    """``table`` with only ``columns``, as a plain Table (rendered as Rich renders one)."""
+    plain = Table.__new__(Table)
+    plain.__dict__.update(table.__dict__)
+    plain.columns = [dataclasses.replace(c, _index=i) for i, c in enumerate(columns)]
+    return plain
+
+
+def _chrome(console: Console, options: ConsoleOptions, table: Table, columns: list[Column]) -> int:
+    """The width of the borders and padding of ``table`` with ``columns``: measured with
+    one-character headers, no cells and no set widths, less those characters."""
+    bare = _plain(
+        table,
+        [
+            dataclasses.replace(
+                c, header="x", _cells=[], width=None, min_width=None, max_width=None
+            )
+            for c in columns
+        ],
+    )
+    bare.title, bare.rows = None, []
+    return Measurement.get(console, options.update_width(100_000), bare).maximum - len(columns)

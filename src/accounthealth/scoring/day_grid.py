@@ -86,7 +86,7 @@ class DayGrid:
         # The last day's population (positions in order) and its account columns, reused while
         # the population stays the same.
         self._rows = np.zeros(0, np.int64)
-        self._same: dict[str, pa.Array] = {}
+        self._taken: dict[str, pa.Array] = {}
 
     @classmethod
     def serving(
@@ -167,7 +167,7 @@ class DayGrid:
         rows = rows[np.argsort(labels[rows], kind="stable")]
         if not np.array_equal(rows, self._rows):
             # The day's population differs from the day before's (most days it does not).
-            self._rows, self._same = rows, {}
+            self._rows, self._taken = rows, {}
         columns: dict[str, pa.Array] = {}
         for field in self.schema:
             name = field.name
@@ -181,9 +181,9 @@ class DayGrid:
             else:
                 # Account columns are those of the day before while the population is: taking
                 # them cost 20 ms a day.
-                if name not in self._same:
-                    self._same[name] = self.accounts.column(name).take(rows)
-                column = self._same[name]
+                if name not in self._taken:
+                    self._taken[name] = self.accounts.column(name).take(rows)
+                column = self._taken[name]
             columns[name] = pc.cast(column, field.type)
         return pa.table(columns, schema=self.schema)
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from accounthealth.actions import overrides
 from accounthealth.config.model import TIER_TOLERANCE, HealthModel
 from accounthealth.metrics.definitions import ResolvedModel
+from accounthealth.scoring.functions import names_at
 
 TierOf = t.Callable[[str, float], str]
 # The columns these steps set, with their types (a backtest's lack the override ones).
@@ -131,7 +132,7 @@ class _Tiers:
 
     def to_arrow(self) -> pa.Array:
         """As Arrow strings."""
-        return pa.array(self.names, pa.string()).take(pa.array(self.codes, mask=self.codes < 0))
+        return names_at(self.names, self.codes)
 
 
 def _arrow(values: np.ndarray | _Tiers | pa.Array, type_: pa.DataType) -> pa.Array:

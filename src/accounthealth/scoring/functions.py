@@ -57,6 +57,11 @@ class Values:
         return pa.Array.from_buffers(pa.float64(), len(data), buffers, null_count=nulls)
 
 
+def names_at(names: t.Sequence[str], codes: np.ndarray) -> pa.Array:
+    """Arrow strings: the name at each position in ``codes`` (-1: NULL)."""
+    return pa.array(names, pa.string()).take(pa.array(codes, mask=codes < 0))
+
+
 def reaches(data: np.ndarray, threshold: float) -> np.ndarray:
     """data >= threshold, with NaN above every threshold."""
     return (data >= threshold) | np.isnan(data)

@@ -18,7 +18,7 @@ from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
 from accounthealth.scoring.combine import score_segment
 from accounthealth.scoring.day_grid import DayGrid
-from accounthealth.scoring.functions import Grid, Values
+from accounthealth.scoring.functions import Grid, Values, names_at
 from accounthealth.scoring.grid import ACCOUNT_COLUMNS, SEGMENT_MODEL, grid_query
 from accounthealth.scoring.querycache import QueryCache
 
@@ -139,8 +139,7 @@ def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
         scored["segment_model"] = pa.nulls(size, pa.string()).fill_null(seg.segment)
         if "tier" in scored:
             tiers = t.cast(np.ndarray, scored["tier"])
-            tier_names = pa.array([tier.name for tier in seg.tiers])
-            scored["tier"] = tier_names.take(pa.array(tiers, mask=tiers < 0))
+            scored["tier"] = names_at([tier.name for tier in seg.tiers], tiers)
         for column, type_ in types.items():
             chunks[column].append(_arrow(scored.get(column), size, type_))
     columns: dict[str, pa.Array | pa.ChunkedArray] = {c: grid.column(c) for c in ACCOUNT_COLUMNS}
