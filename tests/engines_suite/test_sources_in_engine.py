@@ -252,6 +252,18 @@ def test_a_source_needs_exactly_one_location(tmp_path: Path) -> None:
         ah.open(folder)
 
 
+def test_append_only_is_refused_on_a_file_source(tmp_path: Path) -> None:
+    folder = make_project(
+        tmp_path,
+        MODEL,
+        {"accounts": ACCOUNTS},
+        {"events": {"file": "data/events.csv", "append_only": True}},
+    )
+    with pytest.raises(ConfigError, match="append_only applies to a table, query or path") as err:
+        ah.open(folder)
+    assert "accounthealth.yaml" in err.value.where and "events" in err.value.where
+
+
 def test_store_on_postgres_end_to_end(tmp_path: Path, postgres_server) -> None:
     url = postgres_server.new_database()
     folder = make_project(tmp_path, MODEL, {"accounts": ACCOUNTS, "events": EVENTS})

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 import accounthealth as ah
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import Carried, Series
+from accounthealth.project import CARRIED
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import HistoryArchive
 
@@ -100,8 +103,9 @@ def _event(i: int, a: str, d: int, h: int, u: str, q: int) -> dict:
     }
 
 
-def _project(folder: Path, evs: list, tks: list) -> Path:
-    """Events as daily files (all up to X in the first); tickets as one file, unchanged."""
+def _project(folder: Path, evs: list, tks: list, events: dict | None = None) -> Path:
+    """Events as daily files (all up to X in the first), or from ``events``; tickets as one
+    file, unchanged."""
     make_project(
         folder,
         MODEL,
@@ -119,7 +123,7 @@ def _project(folder: Path, evs: list, tks: list) -> Path:
                 for i, (a, d, c, p, s) in enumerate(tks)
             ],
         },
-        sources={"events": {"file": "data/events/*.csv"}},
+        sources={"events": events or {"file": "data/events/*.csv"}},
     )
     _events_file(folder, "0000", [_event(i, *e) for i, e in enumerate(evs) if e[1] <= 0])
     return folder
@@ -352,3 +356,76 @@ def test_a_failed_history_write_still_keeps_the_day_for_the_next(
         again = p.score(day)
         assert (again.carried_from, again.not_carried) == (X, None)
         assert _stored(p, day) == _from_all_history(p, day)
+
+
+def _lake_project(folder: Path, append_only: bool) -> Path:
+    """The ``carried_on`` book, its events a folder of Parquet files read in place (a lake the
+    daily export adds a file to), backfilled to X."""
+    evs = [("A1", d, 10, "u1" if d % 2 else "u2", 2) for d in range(-40, 1, 3)]
+    evs += [("A2", d, 11, "u3", 1) for d in range(-30, 1, 4)]
+    tks = [("A1", -5, None, "P1", None), ("A2", -12, 15, "P1", 4)]
+    _project(folder, [], tks, {"path": "lake/events/*.parquet", "append_only": append_only})
+    _lake_file(folder, "0000", [_event(i, *e) for i, e in enumerate(evs)])
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score(start=X - dt.timedelta(days=3), end=X)
+    return folder
+
+
+def _lake_file(folder: Path, name: str, rows: list[dict]) -> None:
+    (folder / "lake" / "events").mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows).set_column(
+        3, "event_time", pa.array([dt.datetime.fromisoformat(r["event_time"]) for r in rows])
+    )
+    pq.write_table(table, folder / "lake" / "events" / f"{name}.parquet")
+
+
+def _kept_tables(folder: Path, day: dt.date) -> set[str]:
+    """The tables whose running values the state kept of ``day`` counts."""
+    (state,) = (folder / CARRIED).glob(f"*/{day.isoformat()}/state.json")
+    return set(json.loads(state.read_text())["tables"])
+
+
+def test_an_append_only_source_read_in_place_carries_on(tmp_path: Path) -> None:
+    folder = _lake_project(tmp_path / "p", append_only=True)
+    assert _kept_tables(folder, X) == {"events", "tickets"}
+    day = X + dt.timedelta(days=1)
+    _lake_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2), _event(902, "A3", 1, 9, "u8", 1)])
+    with ah.open(folder) as p:
+        report = p.score(day)
+        assert (report.carried_from, report.not_carried) == (X, None)
+        assert _stored(p, day) == _from_all_history(p, day)
+        assert _stored(p, day)[("A3", "events_28d")] == 1
+        # A row for a day already counted: that table is read from all history again.
+        after = day + dt.timedelta(days=1)
+        _lake_file(
+            folder, "0002", [_event(903, "A2", 2, 9, "u3", 1), _event(904, "A3", -2, 8, "u9", 4)]
+        )
+        report = p.score(after)
+        assert report.carried_from == day
+        assert report.not_carried == (
+            "events: it holds 25 rows up to the kept day by event_time, not 24 as when its "
+            "running values were kept: rows came for days already counted"
+        )
+        assert _stored(p, after) == _from_all_history(p, after)
+        assert _stored(p, after)[("A3", "events_28d")] == 2
+        # A file taken away: rows were removed.
+        (folder / "lake" / "events" / "0001.parquet").unlink()
+        again = after + dt.timedelta(days=1)
+        report = p.score(again)
+        assert report.not_carried is not None
+        assert "rows were removed from days already counted" in report.not_carried
+        assert _stored(p, again) == _from_all_history(p, again)
+
+
+def test_a_source_read_in_place_is_not_carried_on_unless_append_only(tmp_path: Path) -> None:
+    # Its rows could change in place where no count shows it: it reads all history each day.
+    folder = _lake_project(tmp_path / "p", append_only=False)
+    assert _kept_tables(folder, X) == {"tickets"}
+    day = X + dt.timedelta(days=1)
+    _lake_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
+    with ah.open(folder) as p:
+        report = p.score(day)
+        assert (report.carried_from, report.not_carried) == (X, None)
+        assert _stored(p, day) == _from_all_history(p, day)
+    assert _kept_tables(folder, day) == {"tickets"}

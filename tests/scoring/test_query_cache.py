@@ -8,6 +8,8 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
@@ -146,6 +148,26 @@ def test_what_shapes_the_sql_changes_the_fingerprint(project: ah.Project, tmp_pa
     with ah.open(other) as p:
         p.ingest()
         assert fingerprint(p.compute, p.model) != key
+
+
+def test_parquet_files_read_in_place_keep_their_queries_from_run_to_run(tmp_path: Path) -> None:
+    # Read under a name of their own, not one drawn anew by each process: a daily run finds
+    # the query compiled by the day before's, after the day's file was added too.
+    rows = _rows()
+    events = rows.pop("events")
+    lake = tmp_path / "p" / "lake"
+    lake.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(events[:60]), lake / "0.parquet")
+    folder = make_project(tmp_path / "p", MODEL, rows, {"events": {"path": "lake/*.parquet"}})
+    with ah.open(folder) as p:
+        p.ingest()
+        key = fingerprint(p.compute, p.model)
+        p.score(DAY)
+    pq.write_table(pa.Table.from_pylist(events[60:]), lake / "1.parquet")
+    with ah.open(folder) as p:
+        assert fingerprint(p.compute, p.model) == key
+        assert p.query_cache.get(key) is not None
+        assert p.compute.execute(p.compute.table("events").count()) == 80
 
 
 def test_a_damaged_entry_is_compiled_again(project: ah.Project) -> None:

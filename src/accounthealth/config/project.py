@@ -27,6 +27,11 @@ class Source(BaseModel):
         default_factory=dict, description="canonical column name: the source's column name"
     )
     delimiter: str = ","
+    append_only: bool = Field(
+        default=False,
+        description="rows read in place are only ever added, never changed or deleted: the "
+        "daily run on DuckDB then reads only the new days' rows",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> Source:
@@ -38,6 +43,11 @@ class Source(BaseModel):
             )
         if self.format == "delta" and self.path is None:
             raise ValueError("format: delta applies to a path: source")
+        if self.append_only and self.file is not None:
+            raise ValueError(
+                "append_only applies to a table, query or path read in place; a file: source "
+                "is ingested, and ingest appends new files by itself: remove append_only"
+            )
         return self
 
     @property

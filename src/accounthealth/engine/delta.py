@@ -36,7 +36,8 @@ def delta_dataset(path: str, where: str) -> ds.Dataset:
     return table.to_pyarrow_dataset(filesystem=local)
 
 
-def dataset_name(path: str) -> str:
-    """The name a Delta table at ``path`` is read under: the same in every process, so that a
-    query compiled in one runs in the next."""
-    return "_accounthealth_delta_" + hashlib.sha256(path.encode()).hexdigest()[:16]
+def dataset_name(path: str, kind: str = "delta") -> str:
+    """The name a ``kind`` of source at ``path`` (a Delta table, Parquet files) is read
+    under: the same in every process, so that a query compiled in one runs in the next, and
+    the running values one run keeps are the next's (both are keyed by the queries' SQL)."""
+    return f"_accounthealth_{kind}_" + hashlib.sha256(path.encode()).hexdigest()[:16]

@@ -66,7 +66,7 @@ class DuckDBEngine(Engine):
             name = dataset_name(path)
             self.raw.register(name, delta_dataset(path, where))
             return self.ibis.table(name)
-        return self.ibis.read_parquet(path)
+        return self.ibis.read_parquet(path, table_name=dataset_name(path, "parquet"))
 
     prepares = True
     transactional = True

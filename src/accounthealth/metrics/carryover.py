@@ -9,14 +9,17 @@ distinct values still counted. The next day's run starts from it and reads only 
 rows.
 
 It is kept only for what cannot have changed under it unseen: aggregates of tables that
-`accounthealth ingest` loads. A table read in place can be changed in ways no cheap check
-sees; an ingested one changes only by an ingest, which records the files it read. Before
-carrying on, a run checks each of those tables: its last ingest read the files the kept state
-saw, as they were, and perhaps more after them (a ticket closed since comes in a changed or a
-new file, never by a row changing in place), against the same account ids; and it holds as
-many rows up to the kept day as it did. A table that fails (a file changed or replaced, a row
-arriving for a day already counted, accounts added or removed) is read from all history again
-within the run, and the run says why; another model or code starts afresh.
+`accounthealth ingest` loads, and of tables read in place whose source says `append_only`. A
+table read in place can otherwise be changed in ways no cheap check sees; an ingested one
+changes only by an ingest, which records the files it read. Before carrying on, a run checks
+each of those tables: its last ingest read the files the kept state saw, as they were, and
+perhaps more after them (a ticket closed since comes in a changed or a new file, never by a
+row changing in place), against the same account ids; and it holds as many rows up to the
+kept day as it did. An append-only table read in place is held to the same account ids and
+the same rows up to the kept day; that its rows never change in place is its source's word.
+A table that fails (a file changed or replaced, a row arriving for a day already counted,
+accounts added or removed) is read from all history again within the run, and the run says
+why; another model or code starts afresh.
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ import pyarrow.feather as feather
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.series import Carried, Series, Sightings
 from accounthealth.metrics.sliding import RunningAggregates
-from accounthealth.sources.incremental import Fingerprint, last_fingerprint
+from accounthealth.sources.incremental import Fingerprint, account_ids, last_fingerprint
 
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
 KEEP = 3
 SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
+# The settings of a table read in place (no ingest's): its source and columns are in the
+# state's key (the compiled queries' fingerprint) already.
+IN_PLACE = "read in place, append-only"
 
 
 @dataclass(frozen=True)
@@ -60,13 +66,23 @@ class Resumed:
 class CarryOver:
     """The kept states of one fingerprint (``key``) under ``root``: one folder per day."""
 
-    def __init__(self, root: Path, key: str, store: Engine, compute: Engine) -> None:
+    def __init__(
+        self,
+        root: Path,
+        key: str,
+        store: Engine,
+        compute: Engine,
+        appended: t.Collection[str] = (),
+    ) -> None:
         self.root, self.folder = root, root / key
         self.store, self.compute = store, compute
+        # The tables read in place whose sources say their rows are only ever added.
+        self.appended = frozenset(appended)
         # The marks of the tables a resumed state found quiet (see ``resume``).
         self._known: dict[str, dict[str, t.Any]] = {}
         # Each table's last ingest, read once: a run ingests nothing between resume and keep.
         self._prints: dict[str, Fingerprint | None] = {}
+        self._appended_print: Fingerprint | None = None
 
     def in_use(self, before: dt.date) -> bool:
         """Whether a state of a day before ``before`` is kept, of any model: the project's
@@ -159,8 +175,18 @@ class CarryOver:
 
     def _fingerprint(self, table: str) -> Fingerprint | None:
         if table not in self._prints:
-            self._prints[table] = last_fingerprint(self.store, table)
+            self._prints[table] = (
+                self._in_place() if table in self.appended else last_fingerprint(self.store, table)
+            )
         return self._prints[table]
+
+    def _in_place(self) -> Fingerprint:
+        """An append-only table read in place has no files to compare: the account ids its
+        rows are joined with, then its counts of rows by day, tell whether what was counted
+        still holds (the same for every such table, read once)."""
+        if self._appended_print is None:
+            self._appended_print = Fingerprint(IN_PLACE, account_ids(self.compute), ())
+        return self._appended_print
 
     def _write(self, carried: Carried, tables_of: dict[str, str], tables: dict[str, t.Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -207,7 +233,10 @@ class CarryOver:
 
 
 def _added_to(now: Fingerprint | None, mark: dict[str, t.Any]) -> bool:
-    """Whether the table's last ingest read other files than those its kept ``mark`` saw."""
+    """Whether rows may have been added to the table since its ``mark`` was kept: its last
+    ingest read other files than those the mark saw, or it is read in place."""
+    if now is not None and now.settings == IN_PLACE:
+        return True
     return now is None or list(now.files) != [tuple(f) for f in mark["files"]]
 
 
@@ -238,9 +267,10 @@ def _changed(
     for column, rows in mark["until"].items():
         found = counted["until"][column]
         if found != rows:
+            how = "came for" if found > rows else "were removed from"
             return (
                 f"it holds {found:,} rows up to the kept day by {column}, not {rows:,} as "
-                "when its running values were kept: rows came for days already counted"
+                f"when its running values were kept: rows {how} days already counted"
             ), False
     return None, False
 
