@@ -79,3 +79,36 @@ def test_what_cannot_fit_wraps_instead_of_running_off_the_edge() -> None:
     # Nothing cut: the text wraps onto more lines instead.
     assert "…" not in text
     assert len(lines) > 8
+
+
+def counts(width: int) -> list[str]:
+    """A table of counts under long headers, as `rules simulate` prints."""
+    headers = ("Firings", "Notifications", "Held by cool-down", "Firings without stability")
+    out = table("Rule", *headers, numbers=headers)
+    out.add_row("check_in_on_yellow", "775", "0", "1", "2,376")
+    out.add_row("expansion_before_renewal", "1,780", "602", "3", "4,118")
+    console = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    console.print(out, crop=False)
+    return console.file.getvalue().splitlines()
+
+
+def test_long_headers_over_figures_wrap_between_words_before_text_is_cut() -> None:
+    wide = counts(200)
+    assert any("Firings without stability" in line for line in wide)
+    lines = counts(78)
+    assert max(cell_len(line) for line in lines) <= 78
+    text = "\n".join(lines)
+    assert "expansion_before_renewal" in text and "…" not in text
+    # Counts are right-aligned against the border, whole.
+    assert any(line.endswith(" 4,118 │") for line in lines)
+    header = [line for line in lines if line.startswith("┃")]
+    assert len(header) == 3  # "Firings / without / stability"
+    assert any(line.rstrip(" ┃").endswith("stability") for line in header)
+
+
+def test_on_a_very_narrow_terminal_headers_break_inside_words_never_figures() -> None:
+    lines = counts(60)
+    assert max(cell_len(line) for line in lines) <= 60
+    text = "\n".join(lines)
+    for figure in ("2,376", "1,780", "4,118", "602"):
+        assert figure in text

@@ -28,7 +28,7 @@ def _day(value: t.Any) -> str:
 
 
 def _rule_counts(title: str, rows: dict[str, tuple[t.Any, ...]], headers: tuple[str, ...]) -> None:
-    out = table("Rule", *headers, title=title)
+    out = table("Rule", *headers, title=title, numbers=headers)
     for name, values in rows.items():
         out.add_row(name, *(number(v) for v in values))
     totals = [sum(v[i] for v in rows.values()) for i in range(len(headers))]

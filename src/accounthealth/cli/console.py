@@ -92,16 +92,20 @@ NUMERIC = {
 
 
 def table(
-    *columns: str, title: str | None = None, wrap: bool = False, optional: t.Sequence[str] = ()
+    *columns: str,
+    title: str | None = None,
+    wrap: bool = False,
+    optional: t.Sequence[str] = (),
+    numbers: t.Collection[str] = (),
 ) -> Table:
     """A table whose cells do not wrap: long names are cut with an ellipsis instead. With
     ``wrap`` (figures with their intervals, which a cut would make wrong) cells wrap onto more
     lines when the terminal is narrow. It fits the terminal's width without cutting a number
     (see ``FittingTable``), leaving out the ``optional`` columns, first named first, where it
-    must."""
+    must. Columns named in ``numbers`` hold numbers whatever their names (counts, say)."""
     out = FittingTable(title=title, header_style="bold", title_justify="left", optional=optional)
     for column in columns:
-        numeric = column.lower() in NUMERIC or column.startswith("Δ")
+        numeric = column.lower() in NUMERIC or column.startswith("Δ") or column in numbers
         out.add_column(
             column,
             justify="right" if numeric else "left",
@@ -124,11 +128,12 @@ NARROWEST_TEXT = 8
 class FittingTable(Table):
     """A table that fits the terminal: numbers, ids and dates are never cut (right-aligned
     columns and those with a minimum width keep their widest cell, up to ``WHOLE_AT_MOST``
-    characters); other text is cut shorter, down to ``NARROWEST_TEXT``; if that is not
-    enough, the ``optional`` columns are left out, first named first, with a note under the
-    table naming them, and then the text wraps onto more lines. Rich alone cut every column
-    evenly, figures too (an ARR of 195,016 showed as "19…"), and the terminal then dropped
-    the rightmost columns without a word."""
+    characters); where not every cell fits whole, their headers wrap between words first;
+    other text is cut shorter, down to ``NARROWEST_TEXT``; if that is not enough, the
+    ``optional`` columns are left out, first named first, with a note under the table naming
+    them, and then the text wraps onto more lines. Rich alone cut every column evenly,
+    figures too (an ARR of 195,016 showed as "19…"), and the terminal then dropped the
+    rightmost columns without a word."""
 
     def __init__(self, *args: t.Any, optional: t.Sequence[str] = (), **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -136,43 +141,51 @@ class FittingTable(Table):
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
-        widths = {id(c): _widest(console, c) for c in self.columns}
-        fixed = {
-            id(c)
+        widths = {id(c): _widest(console, c, "whole") for c in self.columns}
+        fixed_columns = [
+            c
             for c in self.columns
-            if (c.justify == "right" or c.min_width is not None) and widths[id(c)] <= WHOLE_AT_MOST
-        }
+            if (c.justify == "right" or c.min_width is not None)
+            and _widest(console, c, "words") <= WHOLE_AT_MOST
+        ]
+        fixed = {id(c) for c in fixed_columns}
+        if _chrome(console, options, self, self.columns) + sum(widths.values()) > width:
+            # Not every cell fits whole: a long header over short figures ("Firings without
+            # stability") wraps between its words before any text is cut.
+            widths |= {id(c): _widest(console, c, "words") for c in fixed_columns}
         kept = list(self.columns)
         left_out: list[str] = []
         waiting = [name for name in self.optional if any(c.header == name for c in kept)]
-        while True:
-            chrome = _chrome(console, options, self, kept)
-            least = chrome + sum(
-                widths[id(c)] if id(c) in fixed else min(widths[id(c)], _floor(c)) for c in kept
-            )
-            if least <= width or not waiting:
-                break
+        while (least := self._least(console, options, kept, widths, fixed)) > width and waiting:
             name = waiting.pop(0)
             kept = [c for c in kept if c.header != name]
             left_out.append(name)
+        if least > width:
+            # Still too narrow: those headers break inside words too, the widest first, as
+            # far as needed and never narrower than their figures.
+            headed = {id(c): widths[id(c)] for c in kept if id(c) in fixed}
+            figures = {id(c): _widest(console, c, "cells") for c in kept if id(c) in fixed}
+            widths |= _narrowed(headed, sum(headed.values()) - (least - width), figures)
         # Text columns give up what the row lacks, the widest of those still above their
-        # narrowest first.
-        room = width - chrome - sum(widths[id(c)] for c in kept if id(c) in fixed)
-        floors = {id(c): _floor(c) for c in kept if id(c) not in fixed}
-        cut = {i: widths[i] for i in floors}
-        while sum(cut.values()) > room:
-            above = [i for i in cut if cut[i] > floors[i]]
-            if not above:
-                break
-            cut[max(above, key=lambda i: cut[i])] -= 1
-        # Still too wide: the text wraps onto more lines rather than being cut to nothing.
+        # narrowest first; then, if that is not enough, they wrap onto more lines rather than
+        # run off the edge.
+        room = width - _chrome(console, options, self, kept)
+        room -= sum(widths[id(c)] for c in kept if id(c) in fixed)
+        text = {id(c): widths[id(c)] for c in kept if id(c) not in fixed}
+        cut = _narrowed(text, room, {id(c): _floor(c) for c in kept if id(c) in text})
         fold = sum(cut.values()) > room
+        if fold:
+            cut = _narrowed(cut, room, dict.fromkeys(cut, 1))
         yield _plain(
             self,
             [
-                dataclasses.replace(c, min_width=widths[id(c)])
+                dataclasses.replace(
+                    c, width=widths[id(c)], min_width=None, no_wrap=False, overflow="fold"
+                )
                 if id(c) in fixed
-                else dataclasses.replace(c, no_wrap=False, overflow="fold")
+                else dataclasses.replace(
+                    c, width=cut[id(c)], min_width=None, no_wrap=False, overflow="fold"
+                )
                 if fold
                 else dataclasses.replace(c, max_width=cut[id(c)])
                 for c in kept
@@ -185,15 +198,44 @@ class FittingTable(Table):
                 style="dim",
             )
 
+    def _least(
+        self,
+        console: Console,
+        options: ConsoleOptions,
+        kept: list[Column],
+        widths: dict[int, int],
+        fixed: set[int],
+    ) -> int:
+        """The narrowest ``kept`` fit with text cut to its narrowest and nothing wrapped."""
+        return _chrome(console, options, self, kept) + sum(
+            widths[id(c)] if id(c) in fixed else min(widths[id(c)], _floor(c)) for c in kept
+        )
 
-def _widest(console: Console, column: Column) -> int:
-    """The width of a column's widest cell, its header's included (at most its maximum)."""
-    widest = max(
-        Measurement.get(
-            console, console.options, console.render_str(cell) if isinstance(cell, str) else cell
-        ).maximum
-        for cell in [column.header, *column.cells]
-    )
+
+def _narrowed(widths: dict[int, int], room: int, floors: dict[int, int]) -> dict[int, int]:
+    """``widths`` narrowed to fit ``room``, the widest still above its floor first (not below
+    their ``floors``: they may stay wider than the room)."""
+    cut = dict(widths)
+    while sum(cut.values()) > room:
+        above = [i for i in cut if cut[i] > floors[i]]
+        if not above:
+            break
+        cut[max(above, key=lambda i: cut[i])] -= 1
+    return cut
+
+
+def _widest(console: Console, column: Column, header: t.Literal["whole", "words", "cells"]) -> int:
+    """The width of a column's widest cell (at most its maximum), its header's included
+    ``whole``, by its longest word (``words``: the header then wraps), or not at all
+    (``cells``: it breaks inside words too)."""
+
+    def measured(cell: t.Any) -> Measurement:
+        text = console.render_str(cell) if isinstance(cell, str) else cell
+        return Measurement.get(console, console.options, text)
+
+    heading = measured(column.header)
+    least = {"whole": heading.maximum, "words": heading.minimum, "cells": 1}[header]
+    widest = max([least, *(measured(cell).maximum for cell in column.cells)])
     return widest if column.max_width is None else min(widest, column.max_width)
 
 
