@@ -31,6 +31,7 @@ class Engine:
         self.ibis = backend
         self.database = database
         self._views: dict[str, ir.Table] = {}
+        self._every_row: dict[str, ir.Table] = {}
         # Within ``tables_fixed``: the names it fixes, those of them listed, and their tables.
         self._fixed: frozenset[str] = frozenset()
         self._listed: set[str] | None = None
@@ -68,9 +69,17 @@ class Engine:
         finally:
             self._fixed, self._listed, self._found = frozenset(), None, {}
 
-    def register_view(self, name: str, table: ir.Table) -> None:
-        """Serve ``table`` (an expression over data already in the engine) as ``name``."""
+    def register_view(self, name: str, table: ir.Table, every_row: ir.Table | None = None) -> None:
+        """Serve ``table`` (an expression over data already in the engine) as ``name``;
+        ``every_row``: the same before rows are left out (see ``every_row``)."""
         self._views[name] = table
+        if every_row is not None:
+            self._every_row[name] = every_row
+
+    def every_row(self, name: str) -> ir.Table:
+        """Table ``name`` with the rows its view leaves out for a missing required value (a
+        source read in place): counting these reads no column."""
+        return self._every_row[name] if name in self._every_row else self.table(name)
 
     def relation(self, source: Source, where: str) -> ir.Table:
         """The raw relation an in-engine source names: a table, a query or a path."""

@@ -20,6 +20,11 @@ def canonical_view(raw: ir.Table, name: str, source: Source, where: str) -> ir.T
     """The source (its ``raw`` relation in the engine) as the canonical table ``name``:
     canonical column names and types, extra account columns kept, and rows without a required
     value left out."""
+    return _canonical(raw, name, source, where)[1]
+
+
+def _canonical(raw: ir.Table, name: str, source: Source, where: str) -> tuple[ir.Table, ir.Table]:
+    """``canonical_view`` with every row, and as it is."""
     table = TABLES[name]
     mapping = column_mapping(table, source, list(raw.columns), where)
     columns: dict[str, ir.Value] = {}
@@ -35,7 +40,7 @@ def canonical_view(raw: ir.Table, name: str, source: Source, where: str) -> ir.T
         columns.update({c: raw[c] for c in raw.columns if c not in used and c not in columns})
     view = raw.select(**columns)
     required = [view[c.name].notnull() for c in table.columns if c.required]
-    return view.filter(*required) if required else view
+    return view, view.filter(*required) if required else view
 
 
 def source_counts(engine: Engine, raw: ir.Table, view: ir.Table) -> tuple[int, int]:
@@ -59,5 +64,5 @@ def register_views(engine: Engine, project: LoadedProject) -> None:
         if source.in_engine:
             where = project.document.where(("sources", name))
             source = located(source, project.folder)
-            view = canonical_view(engine.relation(source, where), name, source, where)
-            engine.register_view(name, view)
+            every_row, view = _canonical(engine.relation(source, where), name, source, where)
+            engine.register_view(name, view, every_row)
