@@ -73,6 +73,7 @@ class Engine:
         """Serve ``table`` (an expression over data already in the engine) as ``name``;
         ``every_row``: the same before rows are left out (see ``every_row``)."""
         self._views[name] = table
+        self._every_row.pop(name, None)
         if every_row is not None:
             self._every_row[name] = every_row
 

@@ -41,7 +41,7 @@ from accounthealth.sources.readers import (
     resolve_files,
 )
 from accounthealth.sources.schema import TABLES, CanonicalTable
-from accounthealth.sources.views import canonical_view, located, source_counts
+from accounthealth.sources.views import canonical_views, located, source_counts
 
 # The name of the rejected rows' places in the validating database while the good rows load.
 _REJECTED = "_accounthealth_rejected"
@@ -295,11 +295,13 @@ def ingest(
                     source = located(source, project.folder)
                     # The relation once: a Delta table's log, for one, is read each time.
                     raw = compute.relation(source, where)
-                    view = canonical_view(raw, name, source, where)
-                    compute.register_view(name, view)
+                    every_row, view = canonical_views(raw, name, source, where)
+                    compute.register_view(name, view, every_row)
                     rows, skipped = source_counts(compute, raw, view)
                     reasons = {"required value is missing": skipped} if skipped else {}
-                    report = TableReport(name, (), rows, rows - skipped, skipped, reasons)
+                    report = TableReport(
+                        name, (), rows, rows - skipped, skipped, reasons, "read in place"
+                    )
                     fingerprint = None
                     if name == "accounts" and validator is not compute:
                         # The other tables are checked against these ids.

@@ -16,15 +16,12 @@ from accounthealth.sources.mapping import column_mapping
 from accounthealth.sources.schema import TABLES
 
 
-def canonical_view(raw: ir.Table, name: str, source: Source, where: str) -> ir.Table:
+def canonical_views(
+    raw: ir.Table, name: str, source: Source, where: str
+) -> tuple[ir.Table, ir.Table]:
     """The source (its ``raw`` relation in the engine) as the canonical table ``name``:
-    canonical column names and types, extra account columns kept, and rows without a required
-    value left out."""
-    return _canonical(raw, name, source, where)[1]
-
-
-def _canonical(raw: ir.Table, name: str, source: Source, where: str) -> tuple[ir.Table, ir.Table]:
-    """``canonical_view`` with every row, and as it is."""
+    canonical column names and types, extra account columns kept; with every row, and with
+    rows without a required value left out (the table served)."""
     table = TABLES[name]
     mapping = column_mapping(table, source, list(raw.columns), where)
     columns: dict[str, ir.Value] = {}
@@ -64,5 +61,5 @@ def register_views(engine: Engine, project: LoadedProject) -> None:
         if source.in_engine:
             where = project.document.where(("sources", name))
             source = located(source, project.folder)
-            every_row, view = _canonical(engine.relation(source, where), name, source, where)
+            every_row, view = canonical_views(engine.relation(source, where), name, source, where)
             engine.register_view(name, view, every_row)
