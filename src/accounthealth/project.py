@@ -269,12 +269,12 @@ class Project(ActingOnHealth):
         carry = resumed = None
         if self.compute.in_process:
             key = cache.key(self.compute, resolved)
-            appended = [
-                name
+            in_place = {
+                name: source.append_only
                 for name, source in self.loaded.config.sources.items()
-                if source.in_engine and source.append_only
-            ]
-            carry = CarryOver(self.folder / CARRIED, key, self.store, self.compute, appended)
+                if source.in_engine
+            }
+            carry = CarryOver(self.folder / CARRIED, key, self.store, self.compute, in_place)
             resumed = carry.resume(dates[0])
             if resumed.carried is not None or consecutive(dates) or carry.in_use(dates[0]):
                 # A run of days, or one that carries on from the day before or starts a state

@@ -106,9 +106,21 @@ def test_long_headers_over_figures_wrap_between_words_before_text_is_cut() -> No
     assert any(line.rstrip(" ┃").endswith("stability") for line in header)
 
 
+def test_headers_wrap_only_as_far_as_the_text_needs() -> None:
+    # Wide enough for all but three characters: only the widest header wraps.
+    natural = max(cell_len(line) for line in counts(200))
+    lines = counts(natural - 3)
+    header = "\n".join(line for line in lines if line.startswith("┃"))
+    assert "Held by cool-down" in header and "Firings without" in header
+    assert "stability" in header and "Firings without stability" not in header
+    assert "expansion_before_renewal" in "\n".join(lines)
+
+
 def test_on_a_very_narrow_terminal_headers_break_inside_words_never_figures() -> None:
     lines = counts(60)
     assert max(cell_len(line) for line in lines) <= 60
     text = "\n".join(lines)
     for figure in ("2,376", "1,780", "4,118", "602"):
         assert figure in text
+    header = "\n".join(line for line in lines if line.startswith("┃"))
+    assert "Notifications" not in header and "Notific" in header  # broken inside the word

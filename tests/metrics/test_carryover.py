@@ -125,7 +125,8 @@ def _project(folder: Path, evs: list, tks: list, events: dict | None = None) -> 
         },
         sources={"events": events or {"file": "data/events/*.csv"}},
     )
-    _events_file(folder, "0000", [_event(i, *e) for i, e in enumerate(evs) if e[1] <= 0])
+    if events is None:
+        _events_file(folder, "0000", [_event(i, *e) for i, e in enumerate(evs) if e[1] <= 0])
     return folder
 
 
@@ -430,5 +431,21 @@ def test_a_source_read_in_place_is_not_carried_on_unless_append_only(tmp_path: P
     with ah.open(folder) as p:
         report = p.score(day)
         assert (report.carried_from, report.not_carried) == (X, None)
+        assert _stored(p, day) == _from_all_history(p, day)
+    assert _kept_tables(folder, day) == {"tickets"}
+
+
+def test_a_source_no_longer_append_only_reads_all_history_again(tmp_path: Path) -> None:
+    folder = _lake_project(tmp_path / "p", append_only=True)
+    config = folder / "accounthealth.yaml"
+    config.write_text(config.read_text().replace("append_only: true", "append_only: false"))
+    day = X + dt.timedelta(days=1)
+    _lake_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
+    with ah.open(folder) as p:
+        report = p.score(day)
+        assert report.carried_from == X
+        assert report.not_carried == (
+            "events: it is neither ingested nor read in place with append_only"
+        )
         assert _stored(p, day) == _from_all_history(p, day)
     assert _kept_tables(folder, day) == {"tickets"}

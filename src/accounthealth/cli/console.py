@@ -141,37 +141,42 @@ class FittingTable(Table):
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
-        widths = {id(c): _widest(console, c, "whole") for c in self.columns}
-        fixed_columns = [
-            c
+        measured = {id(c): _Widths.of(console, c) for c in self.columns}
+        whole = {i: m.whole for i, m in measured.items()}
+        fixed = {
+            id(c)
             for c in self.columns
             if (c.justify == "right" or c.min_width is not None)
-            and _widest(console, c, "words") <= WHOLE_AT_MOST
-        ]
-        fixed = {id(c) for c in fixed_columns}
-        if _chrome(console, options, self, self.columns) + sum(widths.values()) > width:
-            # Not every cell fits whole: a long header over short figures ("Firings without
-            # stability") wraps between its words before any text is cut.
-            widths |= {id(c): _widest(console, c, "words") for c in fixed_columns}
+            and measured[id(c)].words <= WHOLE_AT_MOST
+        }
+        words = {i: measured[i].words for i in fixed}
         kept = list(self.columns)
         left_out: list[str] = []
         waiting = [name for name in self.optional if any(c.header == name for c in kept)]
-        while (least := self._least(console, options, kept, widths, fixed)) > width and waiting:
+        # Optional columns go while the rest cannot fit, even with text cut to its narrowest
+        # and the headers over figures wrapped between their words.
+        while (least := self._least(console, options, kept, whole | words, fixed)) > width:
+            if not waiting:
+                break
             name = waiting.pop(0)
             kept = [c for c in kept if c.header != name]
             left_out.append(name)
+        chrome = _chrome(console, options, self, kept)
+        headed = {id(c): whole[id(c)] for c in kept if id(c) in fixed}
+        text = {id(c): whole[id(c)] for c in kept if id(c) not in fixed}
+        # The headers over figures ("Firings without stability") wrap between words first,
+        # the widest first and only as far as the text then fits whole.
+        over = chrome + sum(headed.values()) + sum(text.values()) - width
+        headed = _narrowed(headed, sum(headed.values()) - max(over, 0), words)
         if least > width:
-            # Still too narrow: those headers break inside words too, the widest first, as
-            # far as needed and never narrower than their figures.
-            headed = {id(c): widths[id(c)] for c in kept if id(c) in fixed}
-            figures = {id(c): _widest(console, c, "cells") for c in kept if id(c) in fixed}
-            widths |= _narrowed(headed, sum(headed.values()) - (least - width), figures)
+            # Still too narrow: they break inside words too, as far as needed and never
+            # narrower than their figures.
+            figures = {i: measured[i].cells for i in headed}
+            headed = _narrowed(headed, sum(headed.values()) - (least - width), figures)
         # Text columns give up what the row lacks, the widest of those still above their
         # narrowest first; then, if that is not enough, they wrap onto more lines rather than
         # run off the edge.
-        room = width - _chrome(console, options, self, kept)
-        room -= sum(widths[id(c)] for c in kept if id(c) in fixed)
-        text = {id(c): widths[id(c)] for c in kept if id(c) not in fixed}
+        room = width - chrome - sum(headed.values())
         cut = _narrowed(text, room, {id(c): _floor(c) for c in kept if id(c) in text})
         fold = sum(cut.values()) > room
         if fold:
@@ -180,7 +185,7 @@ class FittingTable(Table):
             self,
             [
                 dataclasses.replace(
-                    c, width=widths[id(c)], min_width=None, no_wrap=False, overflow="fold"
+                    c, width=headed[id(c)], min_width=None, no_wrap=False, overflow="fold"
                 )
                 if id(c) in fixed
                 else dataclasses.replace(
@@ -224,19 +229,29 @@ def _narrowed(widths: dict[int, int], room: int, floors: dict[int, int]) -> dict
     return cut
 
 
-def _widest(console: Console, column: Column, header: t.Literal["whole", "words", "cells"]) -> int:
-    """The width of a column's widest cell (at most its maximum), its header's included
-    ``whole``, by its longest word (``words``: the header then wraps), or not at all
-    (``cells``: it breaks inside words too)."""
+@dataclasses.dataclass(frozen=True)
+class _Widths:
+    """What a column needs (at most its maximum width): its widest cell with its header
+    whole, with its header wrapped between words, and with its header broken anywhere."""
 
-    def measured(cell: t.Any) -> Measurement:
-        text = console.render_str(cell) if isinstance(cell, str) else cell
-        return Measurement.get(console, console.options, text)
+    whole: int
+    words: int
+    cells: int
 
-    heading = measured(column.header)
-    least = {"whole": heading.maximum, "words": heading.minimum, "cells": 1}[header]
-    widest = max([least, *(measured(cell).maximum for cell in column.cells)])
-    return widest if column.max_width is None else min(widest, column.max_width)
+    @classmethod
+    def of(cls, console: Console, column: Column) -> _Widths:
+        def measured(cell: t.Any) -> Measurement:
+            text = console.render_str(cell) if isinstance(cell, str) else cell
+            return Measurement.get(console, console.options, text)
+
+        header = measured(column.header)
+        cells = max([1, *(measured(cell).maximum for cell in column.cells)])
+        most = column.max_width or max(header.maximum, cells)
+        return cls(
+            min(max(header.maximum, cells), most),
+            min(max(header.minimum, cells), most),
+            min(cells, most),
+        )
 
 
 def _floor(column: Column) -> int:

@@ -48,8 +48,8 @@ from accounthealth.sources.incremental import Fingerprint, account_ids, last_fin
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
 KEEP = 3
 SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
-# The settings of a table read in place (no ingest's): its source and columns are in the
-# state's key (the compiled queries' fingerprint) already.
+# What a kept state records as the settings of an append-only table read in place (it has
+# no ingest's): its source and columns are in the state's key (the queries' fingerprint).
 IN_PLACE = "read in place, append-only"
 
 
@@ -72,15 +72,19 @@ class CarryOver:
         key: str,
         store: Engine,
         compute: Engine,
-        appended: t.Collection[str] = (),
+        in_place: t.Mapping[str, bool] | None = None,
     ) -> None:
         self.root, self.folder = root, root / key
         self.store, self.compute = store, compute
-        # The tables read in place whose sources say their rows are only ever added.
-        self.appended = frozenset(appended)
+        # The tables read in place, and of those the ones whose sources say their rows are
+        # only ever added (the others are never carried on).
+        in_place = in_place or {}
+        self.in_place = frozenset(in_place)
+        self.appended = frozenset(table for table, append_only in in_place.items() if append_only)
         # The marks of the tables a resumed state found quiet (see ``resume``).
         self._known: dict[str, dict[str, t.Any]] = {}
-        # Each table's last ingest, read once: a run ingests nothing between resume and keep.
+        # Each table's last ingest (or, read in place, its account ids), read once: a run
+        # ingests nothing between resume and keep.
         self._prints: dict[str, Fingerprint | None] = {}
         self._appended_print: Fingerprint | None = None
 
@@ -104,15 +108,18 @@ class CarryOver:
         good, quiet, why = set(), set(), []
         try:
             prints = {table: self._fingerprint(table) for table in meta["tables"]}
-            # Rows by day are counted only where files were added since: a table ingested
+            # Rows by day are counted only where rows may have been added (files since, or
+            # read in place): a table ingested
             # from the same files is checked by its count of rows alone (no scan).
             times = {
-                table: list(mark["until"]) if _added_to(prints[table], mark) else []
+                table: list(mark["until"]) if self._added_to(table, prints[table], mark) else []
                 for table, mark in meta["tables"].items()
             }
             census = _census(self.compute, times, day)
             for table, mark in meta["tables"].items():
-                changed, still = _changed(prints[table], mark, census.get(table))
+                changed, still = _changed(
+                    prints[table], mark, census.get(table), table in self.appended
+                )
                 if changed:
                     why.append(f"{table}: {changed}")
                     continue
@@ -135,7 +142,8 @@ class CarryOver:
         return Resumed(carried, "; ".join(why) or None)
 
     def keep(self, running: RunningAggregates) -> str | None:
-        """Keep the state ``running`` ended with, for the aggregates of ingested tables; why
+        """Keep the state ``running`` ended with, for the aggregates of ingested tables and
+        of append-only ones read in place; why
         it could not, if so. The run's scores are computed by then (its last batch may still
         be being written): this failing only costs the next run a read of all history."""
         try:
@@ -175,10 +183,17 @@ class CarryOver:
 
     def _fingerprint(self, table: str) -> Fingerprint | None:
         if table not in self._prints:
-            self._prints[table] = (
-                self._in_place() if table in self.appended else last_fingerprint(self.store, table)
-            )
+            if table in self.appended:
+                self._prints[table] = self._in_place()
+            elif table in self.in_place:
+                # Never carried on; an ingest of an earlier file: source is no longer its.
+                self._prints[table] = None
+            else:
+                self._prints[table] = last_fingerprint(self.store, table)
         return self._prints[table]
+
+    def _added_to(self, table: str, now: Fingerprint | None, mark: dict[str, t.Any]) -> bool:
+        return _added_to(now, mark, table in self.appended)
 
     def _in_place(self) -> Fingerprint:
         """An append-only table read in place has no files to compare: the account ids its
@@ -232,23 +247,25 @@ class CarryOver:
                 shutil.rmtree(other, ignore_errors=True)
 
 
-def _added_to(now: Fingerprint | None, mark: dict[str, t.Any]) -> bool:
-    """Whether rows may have been added to the table since its ``mark`` was kept: its last
-    ingest read other files than those the mark saw, or it is read in place."""
-    if now is not None and now.settings == IN_PLACE:
-        return True
-    return now is None or list(now.files) != [tuple(f) for f in mark["files"]]
+def _added_to(now: Fingerprint | None, mark: dict[str, t.Any], in_place: bool) -> bool:
+    """Whether rows may have been added to the table since its ``mark`` was kept: it is read
+    in place, or its last ingest read other files than those the mark saw."""
+    return in_place or now is None or list(now.files) != [tuple(f) for f in mark["files"]]
 
 
 def _changed(
-    now: Fingerprint | None, mark: dict[str, t.Any], counted: dict[str, t.Any] | None
+    now: Fingerprint | None,
+    mark: dict[str, t.Any],
+    counted: dict[str, t.Any] | None,
+    in_place: bool,
 ) -> tuple[str | None, bool]:
     """How a table changed since its state was kept (None: at most rows after the kept day
     were added), and whether it surely holds no rows after that day (no ingest since, and
-    none then). ``now``: its last ingest's fingerprint; ``counted``: its ``_census`` now, of
-    the kept day (counts by day only where files were added)."""
+    none then). ``now``: its last ingest's fingerprint, or ``in_place``, its account ids';
+    ``counted``: its ``_census`` now, of the kept day (counts by day only where rows may have
+    been added)."""
     if now is None or counted is None:
-        return "it is no longer ingested", False
+        return "it is neither ingested nor read in place with append_only", False
     files = [tuple(f) for f in mark["files"]]
     if now.settings != mark["settings"] or [list(c) for c in now.columns] != mark["columns"]:
         return "its source's settings or columns changed", False
@@ -257,7 +274,7 @@ def _changed(
         return "accounts were added or removed since", False
     if list(now.files[: len(files)]) != files:
         return "a file read before was changed, moved or removed", False
-    if not _added_to(now, mark):
+    if not _added_to(now, mark, in_place):
         if now.rows == mark["rows"] == counted["rows"]:
             return None, not any(mark["later"].values())
         return (
@@ -292,8 +309,8 @@ def _census(
     counts, each against a literal bound, which DuckDB answers from its row groups' statistics
     where later rows were appended (an OR of bounds would read every row). A table read in
     place is counted with the rows its view leaves out for a missing value: they tell a change
-    as well, and counting them reads no column (Parquet files' own counts and statistics
-    answer; 0.3 s for the benchmark's events read in place, against 1.8 s)."""
+    as well, and where its time columns need no cast, Parquet files' own counts and statistics
+    answer with little read (0.3 s for the benchmark's events read in place, against 1.8 s)."""
     after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
     parts = []
     for table, columns in times.items():
