@@ -108,9 +108,9 @@ class CarryOver:
         good, quiet, why = set(), set(), []
         try:
             prints = {table: self._fingerprint(table) for table in meta["tables"]}
-            # Rows by day are counted only where rows may have been added (files since, or
-            # read in place): a table ingested
-            # from the same files is checked by its count of rows alone (no scan).
+            # Rows by day are counted only where rows may have been added (files ingested
+            # since, or read in place): a table ingested from the same files is checked by its
+            # count of rows alone (no scan).
             times = {
                 table: list(mark["until"]) if self._added_to(table, prints[table], mark) else []
                 for table, mark in meta["tables"].items()
@@ -143,9 +143,9 @@ class CarryOver:
 
     def keep(self, running: RunningAggregates) -> str | None:
         """Keep the state ``running`` ended with, for the aggregates of ingested tables and
-        of append-only ones read in place; why
-        it could not, if so. The run's scores are computed by then (its last batch may still
-        be being written): this failing only costs the next run a read of all history."""
+        of append-only ones read in place; why it could not, if so. The run's scores are
+        computed by then (its last batch may still be being written): this failing only costs
+        the next run a read of all history."""
         try:
             self._keep(running)
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
@@ -186,7 +186,7 @@ class CarryOver:
             if table in self.appended:
                 self._prints[table] = self._in_place()
             elif table in self.in_place:
-                # Never carried on; an ingest of an earlier file: source is no longer its.
+                # Never carried on, whatever an ingest recorded while it was a file: source.
                 self._prints[table] = None
             else:
                 self._prints[table] = last_fingerprint(self.store, table)
@@ -261,9 +261,9 @@ def _changed(
 ) -> tuple[str | None, bool]:
     """How a table changed since its state was kept (None: at most rows after the kept day
     were added), and whether it surely holds no rows after that day (no ingest since, and
-    none then). ``now``: its last ingest's fingerprint, or ``in_place``, its account ids';
-    ``counted``: its ``_census`` now, of the kept day (counts by day only where rows may have
-    been added)."""
+    none then). ``now``: its last ingest's fingerprint (of a table read ``in_place``, only
+    its account ids); ``counted``: its ``_census`` now, of the kept day (counts by day only
+    where rows may have been added)."""
     if now is None or counted is None:
         return "it is neither ingested nor read in place with append_only", False
     files = [tuple(f) for f in mark["files"]]
