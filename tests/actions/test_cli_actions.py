@@ -8,6 +8,8 @@ import sys
 import typing as t
 from pathlib import Path
 
+from accounthealth.cli.actions import ingest_summary
+from accounthealth.sources.ingest import TableReport
 from conftest import LAST, day
 
 
@@ -95,3 +97,15 @@ def test_a_failed_scheduled_day_does_not_stop_the_schedule(tmp_path: Path, capsy
               clock=lambda: now[0], sleep=sleep, runs=2)  # fmt: skip
     out = capsys.readouterr().out
     assert out.count("failed:") == 2 and "no accounthealth.yaml" in out
+
+
+def test_the_daily_runs_ingest_line_names_the_tables_read_in_place() -> None:
+    tables = [
+        TableReport("accounts", ("accounts.csv",), 3, 3, 0, {}),
+        TableReport("contracts", ("contracts.csv",), 0, 0, 0, {}, "unchanged"),
+        # Checked where it is: 20 rows "loaded" but none copied.
+        TableReport("events", (), 20, 20, 0, {}, "read in place"),
+    ]
+    assert ingest_summary(tables) == (
+        "3 rows loaded in 1 table; no new file: contracts; read in place: events"
+    )

@@ -12,6 +12,7 @@ import typer
 
 from accounthealth.cli.app import DateOpt, ProjectOpt, app, date_option, open_project, to_date
 from accounthealth.cli.console import console, number, table
+from accounthealth.sources.ingest import TableReport
 
 rules_app = typer.Typer(help="Playbook rules: list them, or replay them over past days.")
 tasks_app = typer.Typer(help="Tasks for CSMs: list, add, start, resolve, snooze, reopen.")
@@ -34,6 +35,25 @@ def _rule_counts(title: str, rows: dict[str, tuple[t.Any, ...]], headers: tuple[
     totals = [sum(v[i] for v in rows.values()) for i in range(len(headers))]
     out.add_row("[bold]all rules[/]", *(f"[bold]{number(v)}[/]" for v in totals))
     console.print(out)
+
+
+def ingest_summary(tables: t.Sequence[TableReport]) -> str:
+    """The daily run's line on its ingest: rows loaded, from which tables, and the tables
+    with no new file and those read in place (checked, not copied)."""
+    in_place = [r.table for r in tables if r.how == "read in place"]
+    copied = [r for r in tables if r.how != "read in place"]
+    unchanged = [r.table for r in copied if r.how == "unchanged"]
+    appended = [r.table for r in copied if r.how == "appended"]
+    loaded = sum(r.rows_loaded for r in copied)
+    read = len(copied) - len(unchanged)
+    summary = f"{loaded:,} rows loaded in {read} table{'' if read == 1 else 's'}"
+    if appended:
+        summary += f" (new files only: {', '.join(appended)})"
+    if unchanged:
+        summary += f"; no new file: {', '.join(unchanged)}"
+    if in_place:
+        summary += f"; read in place: {', '.join(in_place)}"
+    return summary
 
 
 @app.command()
@@ -74,18 +94,8 @@ def _run_once(
         console.print(f"[bold red]Run for {day} failed:[/] {message}")
         return
     rules = report.rules
-    tables = report.ingest.tables
-    loaded = sum(r.rows_loaded for r in tables)
-    unchanged = [r.table for r in tables if r.how == "unchanged"]
-    appended = [r.table for r in tables if r.how == "appended"]
-    read = len(tables) - len(unchanged)
-    ingested = f"{loaded:,} rows loaded in {read} table{'' if read == 1 else 's'}"
-    if appended:
-        ingested += f" (new files only: {', '.join(appended)})"
-    if unchanged:
-        ingested += f"; no new file: {', '.join(unchanged)}"
     console.print(f"[bold]Daily run for {report.day}[/] ({report.seconds:.1f}s)")
-    console.print(f"  ingest: {ingested}")
+    console.print(f"  ingest: {ingest_summary(report.ingest.tables)}")
     scored = f"{len(report.scored)} day(s)" if report.scored else "nothing new (already scored)"
     console.print(f"  score: {scored}")
     if rules.already:
