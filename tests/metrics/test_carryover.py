@@ -150,6 +150,18 @@ def _from_all_history(p: ah.Project, day: dt.date) -> dict[tuple[str, str], floa
     }
 
 
+def _carried_on(
+    p: ah.Project, day: dt.date, since: dt.date, why: str | None = None
+) -> dict[tuple[str, str], float | None]:
+    """Score ``day``, which must carry on from ``since`` and say ``why`` a table could not
+    (None: all did), and its values must be those of all history; they are returned."""
+    report = p.score(day)
+    assert (report.carried_from, report.not_carried) == (since, why)
+    stored = _stored(p, day)
+    assert stored == _from_all_history(p, day)
+    return stored
+
+
 def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(value, 9)
 
@@ -335,15 +347,11 @@ def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path)
     # Its files are the ones the kept state saw, so only its count of rows can tell.
     with ah.open(carried_on) as p:
         p.compute.sql("DELETE FROM tickets WHERE ticket_id = 't1'")  # A2's closed P1
-        day = X + dt.timedelta(days=1)
-        report = p.score(day)
-        assert report.carried_from == X
-        assert report.not_carried == (
+        why = (
             "tickets: it holds 2 rows, not 3 as when its running values were kept, from the "
             "same files: it was changed other than by an ingest"
         )
-        assert _stored(p, day) == _from_all_history(p, day)
-        assert _stored(p, day)[("A2", "csat")] is None
+        assert _carried_on(p, X + dt.timedelta(days=1), X, why)[("A2", "csat")] is None
 
 
 def test_a_failed_history_write_still_keeps_the_day_for_the_next(
@@ -412,23 +420,17 @@ def test_an_append_only_source_read_in_place_carries_on(tmp_path: Path) -> None:
     day = X + dt.timedelta(days=1)
     _lake_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2), _event(902, "A3", 1, 9, "u8", 1)])
     with ah.open(folder) as p:
-        report = p.score(day)
-        assert (report.carried_from, report.not_carried) == (X, None)
-        assert _stored(p, day) == _from_all_history(p, day)
-        assert _stored(p, day)[("A3", "events_28d")] == 1
+        assert _carried_on(p, day, X)[("A3", "events_28d")] == 1
         # A row for a day already counted: that table is read from all history again.
         after = day + dt.timedelta(days=1)
         _lake_file(
             folder, "0002", [_event(903, "A2", 2, 9, "u3", 1), _event(904, "A3", -2, 8, "u9", 4)]
         )
-        report = p.score(after)
-        assert report.carried_from == day
-        assert report.not_carried == (
+        why = (
             "events: it holds 26 rows up to the kept day by event_time, not 25 as when its "
             "running values were kept: rows came for days already counted"
         )
-        assert _stored(p, after) == _from_all_history(p, after)
-        assert _stored(p, after)[("A3", "events_28d")] == 2
+        assert _carried_on(p, after, day, why)[("A3", "events_28d")] == 2
         # A file taken away: rows were removed.
         (folder / "lake" / "events" / "0001.parquet").unlink()
         again = after + dt.timedelta(days=1)
@@ -445,9 +447,7 @@ def test_a_source_read_in_place_is_not_carried_on_unless_append_only(tmp_path: P
     day = X + dt.timedelta(days=1)
     _lake_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
     with ah.open(folder) as p:
-        report = p.score(day)
-        assert (report.carried_from, report.not_carried) == (X, None)
-        assert _stored(p, day) == _from_all_history(p, day)
+        _carried_on(p, day, X)
     assert _kept_tables(folder, day) == {"tickets"}
 
 
@@ -458,10 +458,5 @@ def test_a_source_no_longer_append_only_reads_all_history_again(tmp_path: Path) 
     day = X + dt.timedelta(days=1)
     _lake_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
     with ah.open(folder) as p:
-        report = p.score(day)
-        assert report.carried_from == X
-        assert report.not_carried == (
-            "events: it is neither ingested nor read in place with append_only"
-        )
-        assert _stored(p, day) == _from_all_history(p, day)
+        _carried_on(p, day, X, "events: it is neither ingested nor read in place with append_only")
     assert _kept_tables(folder, day) == {"tickets"}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -86,7 +87,6 @@ class CarryOver:
         # Each table's last ingest (or, read in place, its account ids), read once: a run
         # ingests nothing between resume and keep.
         self._prints: dict[str, Fingerprint | None] = {}
-        self._appended_print: Fingerprint | None = None
 
     def in_use(self, before: dt.date) -> bool:
         """Whether a state of a day before ``before`` is kept, of any model: the project's
@@ -184,7 +184,7 @@ class CarryOver:
     def _fingerprint(self, table: str) -> Fingerprint | None:
         if table not in self._prints:
             if table in self.appended:
-                self._prints[table] = self._in_place()
+                self._prints[table] = self._in_place
             elif table in self.in_place:
                 # Never carried on, whatever an ingest recorded while it was a file: source.
                 self._prints[table] = None
@@ -195,13 +195,12 @@ class CarryOver:
     def _added_to(self, table: str, now: Fingerprint | None, mark: dict[str, t.Any]) -> bool:
         return _added_to(now, mark, table in self.appended)
 
+    @functools.cached_property
     def _in_place(self) -> Fingerprint:
         """An append-only table read in place has no files to compare: the account ids its
         rows are joined with, then its counts of rows by day, tell whether what was counted
         still holds (the same for every such table, read once)."""
-        if self._appended_print is None:
-            self._appended_print = Fingerprint(IN_PLACE, account_ids(self.compute), ())
-        return self._appended_print
+        return Fingerprint(IN_PLACE, account_ids(self.compute), ())
 
     def _write(self, carried: Carried, tables_of: dict[str, str], tables: dict[str, t.Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ from accounthealth.sources.readers import (
     resolve_files,
 )
 from accounthealth.sources.schema import TABLES, CanonicalTable
-from accounthealth.sources.views import canonical_views, located, source_counts
+from accounthealth.sources.views import serve, source_counts
 
 # The name of the rejected rows' places in the validating database while the good rows load.
 _REJECTED = "_accounthealth_rejected"
@@ -292,11 +292,7 @@ def ingest(
             with _memory_said(name, where):
                 bad, since = None, 0
                 if source.in_engine:
-                    source = located(source, project.folder)
-                    # The relation once: a Delta table's log, for one, is read each time.
-                    raw = compute.relation(source, where)
-                    every_row, view = canonical_views(raw, name, source, where)
-                    compute.register_view(name, view, every_row)
+                    raw, view = serve(compute, name, source, where, project.folder)
                     rows, skipped = source_counts(compute, raw, view)
                     reasons = {"required value is missing": skipped} if skipped else {}
                     report = TableReport(

@@ -55,11 +55,22 @@ def located(source: Source, folder: Path) -> Source:
     return source.model_copy(update={"path": str(folder / source.path)})
 
 
+def serve(
+    engine: Engine, name: str, source: Source, where: str, folder: Path
+) -> tuple[ir.Table, ir.Table]:
+    """Serve the in-engine ``source`` as the canonical table ``name`` (with every row too, for
+    the counts that tell the carried running values whether it changed); its raw relation and
+    its view."""
+    source = located(source, folder)
+    # The relation once: a Delta table's log, for one, is read each time.
+    raw = engine.relation(source, where)
+    every_row, view = canonical_views(raw, name, source, where)
+    engine.register_view(name, view, every_row)
+    return raw, view
+
+
 def register_views(engine: Engine, project: LoadedProject) -> None:
     """Serve every in-engine source of the project as its canonical table."""
     for name, source in project.config.sources.items():
         if source.in_engine:
-            where = project.document.where(("sources", name))
-            source = located(source, project.folder)
-            every_row, view = canonical_views(engine.relation(source, where), name, source, where)
-            engine.register_view(name, view, every_row)
+            serve(engine, name, source, project.document.where(("sources", name)), project.folder)
