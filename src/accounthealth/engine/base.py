@@ -95,7 +95,7 @@ class Engine:
             raise
         except Exception as exc:
             raise DataError(
-                f"the {self.kind} engine cannot read this source: {_first_line(exc)}",
+                f"the {self.kind} engine cannot read this source: {first_line(exc)}",
                 where=where,
                 fix="check the table name, query or path, and that the engine can reach it",
             ) from None
@@ -171,8 +171,9 @@ class Engine:
         """Run one of the store's own fixed statements (DuckDB dialect) with bound params."""
         raise NotImplementedError(f"{self.kind} does not hold accounthealth's store")
 
-    # Whether ``transaction`` rolls the engine's writes back. Where it does not (Spark), a
-    # failed ingest can leave tables the store's record of them does not describe.
+    # Whether ``transaction`` makes the engine's writes all or nothing. Where it does not, a
+    # failed ingest could leave tables the store's record of them does not describe, so
+    # their sources are read whole every time.
     transactional = False
 
     @contextmanager
@@ -224,6 +225,7 @@ def ident(name: str) -> str:
     return f'"{name}"'
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (its type's name if it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -4,12 +4,21 @@ PostgreSQL.
 
 Spark's default catalog forgets tables when the session ends, so file sources that ingest
 copies in are written as Parquet under ``tables`` and read back by path in each session.
+
+Spark's writes are not transactional, so a transaction here stages them: a table written
+inside one goes to a folder of its own under ``tables/.staging-<id>/`` (its reads inside the
+transaction see it there), and only when the transaction succeeds is each staged table moved
+into place (a rename of its folder through Hadoop's file system: local, HDFS or object
+storage alike). A failed ingest then leaves every table as the last good one left it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import typing as t
+import uuid
 from pathlib import Path
 
 import ibis
@@ -18,7 +27,7 @@ import pyarrow as pa
 from ibis.backends.sql.compilers.pyspark import PySparkCompiler
 
 from accounthealth.config.project import Source
-from accounthealth.engine.base import Engine, double_literals
+from accounthealth.engine.base import Engine, double_literals, first_line
 from accounthealth.errors import ProjectError
 
 # Settings that make a local session start quickly and quietly on one machine.
@@ -32,6 +41,13 @@ LOCAL_DEFAULTS = {
 }
 # Settings every session needs for the model's results to match the other engines.
 REQUIRED = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false"}
+# The folder a transaction stages its tables in, under the tables' folder.
+STAGING_PREFIX = ".staging-"
+# A staging folder left this long (a killed run's) is deleted when the next transaction begins;
+# a younger one may be another process's, still at work.
+ORPHAN_AGE_SECONDS = 3600
+# In a staging folder: the tables its transaction replaced, while they are moved into place.
+REPLACED = "replaced"
 
 
 def spark_session(master: str, conf: t.Mapping[str, str]) -> t.Any:
@@ -66,6 +82,7 @@ class SparkEngine(Engine):
     """A SparkSession opened through Ibis."""
 
     kind = "spark"
+    transactional = True  # by staging its writes (the module's docstring)
 
     def __init__(
         self, master: str, conf: t.Mapping[str, str], tables: str, database: str | None = None
@@ -78,12 +95,19 @@ class SparkEngine(Engine):
             self.session.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         super().__init__(backend, database)
         self._ingested: dict[str, ir.Table] = {}
+        # The open transaction's staging folder and its tables, by name: True where the
+        # staged folder replaces the table, False where its files are to be added to it.
+        self._staging: str | None = None
+        self._staged: dict[str, bool] = {}
 
     def _location(self, name: str) -> str:
         return f"{self.tables}/{name}"
 
+    def _staged_location(self, name: str) -> str:
+        return f"{self._staging}/{name}"
+
     def has_table(self, name: str) -> bool:
-        if name in self._views or name in self._ingested:
+        if name in self._views or name in self._ingested or name in self._staged:
             return True
         location = self._location(name)
         if "://" not in location:
@@ -98,9 +122,17 @@ class SparkEngine(Engine):
         if name in self._views:
             return self._views[name]
         if name not in self._ingested:
-            self._ingested[name] = self.ibis.read_parquet(
-                self._location(name), table_name=f"accounthealth_{name}"
-            )
+            view = f"accounthealth_{name}"
+            if name in self._staged:
+                # Inside the transaction that wrote it: the staged rows (and the table's own,
+                # where they are only added to it).
+                paths = [self._staged_location(name)]
+                if not self._staged[name]:
+                    paths.insert(0, self._location(name))
+                self.session.read.parquet(*paths).createOrReplaceTempView(view)
+                self._ingested[name] = self.ibis.table(view)
+            else:
+                self._ingested[name] = self.ibis.read_parquet(self._location(name), table_name=view)
         return self._ingested[name]
 
     def _read_path(self, source: Source, where: str) -> ir.Table:
@@ -111,12 +143,154 @@ class SparkEngine(Engine):
     def write_arrow(self, name: str, data: pa.Table, *, replace: bool = False) -> None:
         # An ingested table is a folder of Parquet files: appending adds files to it.
         frame = self.session.createDataFrame(data.to_pandas(), schema=_spark_schema(data.schema))
-        frame.write.mode("overwrite" if replace else "append").parquet(self._location(name))
+        location = self._location(name)
+        if self._staging is not None:
+            self._staged[name] = replace or self._staged.get(name, False)
+            location = self._staged_location(name)
+        frame.write.mode("overwrite" if replace else "append").parquet(location)
         self._ingested.pop(name, None)
+
+    @contextlib.contextmanager
+    def transaction(self) -> t.Iterator[None]:
+        """Tables written inside are staged, and moved into place only if it succeeds
+        (re-entrant: the outermost one does it)."""
+        if self._staging is not None:
+            yield
+            return
+        files = _FileSystem(self.session)
+        files.sweep(self.tables, STAGING_PREFIX, ORPHAN_AGE_SECONDS)
+        self._staging = f"{self.tables}/{STAGING_PREFIX}{uuid.uuid4().hex}"
+        keep = False
+        try:
+            yield
+            files.move_into_place(
+                {
+                    self._staged_location(name): (self._location(name), replaces)
+                    for name, replaces in self._staged.items()
+                },
+                self._staging,
+            )
+        except _Kept:
+            keep = True
+            raise
+        finally:
+            for name in self._staged:
+                self._ingested.pop(name, None)
+            if not keep:
+                files.delete(self._staging)
+            self._staging, self._staged = None, {}
 
     def close(self) -> None:
         # The session may be shared (notebooks, tests); stopping it is the caller's choice.
         self._ingested.clear()
+
+
+class _FileSystem:
+    """The few file operations a Spark transaction needs, through Hadoop's file system, which
+    knows every location Spark can write to."""
+
+    def __init__(self, session: t.Any) -> None:
+        self._jvm = session._jvm
+        self._conf = session._jsc.hadoopConfiguration()
+
+    def _at(self, location: str) -> tuple[t.Any, t.Any]:
+        path = self._jvm.org.apache.hadoop.fs.Path(location)
+        return path.getFileSystem(self._conf), path
+
+    def delete(self, location: str) -> None:
+        fs, path = self._at(location)
+        fs.delete(path, True)
+
+    def sweep(self, folder: str, prefix: str, age_seconds: float) -> None:
+        """Delete the folders in ``folder`` named ``prefix…`` not changed for ``age_seconds``,
+        unless one keeps tables a failed move could not put back (``REPLACED``)."""
+        fs, path = self._at(folder)
+        if not fs.exists(path):
+            return
+        cutoff = (time.time() - age_seconds) * 1000
+        for status in fs.listStatus(path):
+            found = status.getPath()
+            if (
+                status.getModificationTime() < cutoff
+                and found.getName().startswith(prefix)
+                and not fs.exists(self._jvm.org.apache.hadoop.fs.Path(found, REPLACED))
+            ):
+                fs.delete(found, True)
+
+    def move_into_place(self, staged: dict[str, tuple[str, bool]], staging: str) -> None:
+        """Move each staged folder to its table's place: a table it replaces goes to
+        ``staging``'s ``REPLACED`` folder first; otherwise its files join the table's. If a
+        move fails, the ones done are undone (the tables as they were) and the failure is
+        raised; should an undo fail too, ``staging`` is kept, and the error says where."""
+        undo: list[t.Callable[[], None]] = []  # one per step done, in order
+        for source, (target, replaces) in staged.items():
+            try:
+                self._move(source, target, replaces, f"{staging}/{REPLACED}", undo)
+            except Exception as exc:
+                failed = 0
+                for step in reversed(undo):
+                    try:
+                        step()
+                    except Exception:
+                        failed += 1
+                what = f"cannot move the tables written into place: {first_line(exc)}"
+                if failed:
+                    raise _Kept(
+                        what,
+                        where=target,
+                        fix=f"{failed} of the moves done could not be undone: the tables' last "
+                        f"good files are kept in {staging}/{REPLACED}/ (and the new ones in "
+                        f"{staging}/); move them back into {target.rsplit('/', 1)[0]}/",
+                    ) from None
+                raise ProjectError(
+                    what,
+                    where=target,
+                    fix="check that the tables' folder is writable and has room, then run "
+                    "again; every table is as the last good run left it",
+                ) from None
+
+    def _move(
+        self,
+        source: str,
+        target: str,
+        replaces: bool,
+        replaced: str,
+        undo: list[t.Callable[[], None]],
+    ) -> None:
+        """Move one staged folder into place, adding to ``undo`` how to undo each step."""
+        new_path = self._jvm.org.apache.hadoop.fs.Path
+        fs, to = self._at(target)
+        _, origin = self._at(source)
+        if replaces:
+            if fs.exists(to):
+                aside = new_path(f"{replaced}/{to.getName()}")
+                fs.mkdirs(aside.getParent())
+                _rename(fs, to, aside)
+                undo.append(lambda: _rename(fs, aside, to))
+            else:
+                fs.mkdirs(to.getParent())
+            _rename(fs, origin, to)
+            undo.append(lambda: _rename(fs, to, origin))
+            return
+        fs.mkdirs(to)
+        for status in fs.listStatus(origin):
+            part = status.getPath()
+            if part.getName().startswith(("_", ".")):  # Spark's _SUCCESS and checksums
+                continue
+            added = new_path(to, part.getName())
+            _rename(fs, part, added)
+            undo.append(lambda part=part, added=added: _rename(fs, added, part))
+
+
+class _Kept(ProjectError):
+    """Moving a transaction's tables into place failed and could not all be undone: its
+    staging folder keeps what was not put back."""
+
+
+def _rename(fs: t.Any, source: t.Any, target: t.Any) -> None:
+    """Rename through Hadoop, which says failure by returning false."""
+    if not fs.rename(source, target):
+        raise OSError(f"cannot rename {source.toString()} to {target.toString()}")
 
 
 def _spark_schema(schema: pa.Schema) -> t.Any:

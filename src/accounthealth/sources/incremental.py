@@ -10,9 +10,10 @@ against, the table's row count, a file's size or modification time, a file's pla
 list, the columns all the files have) makes the ingest read every file again, as it always
 did.
 
-Only a compute engine whose transactions roll back is appended to: on Spark a failed ingest
-can leave a table the store's record of it does not describe, so its tables are read whole.
-Accounts (small, and what every other table is checked against) are always read whole.
+Only a compute engine whose transactions are all or nothing is appended to (DuckDB and
+PostgreSQL roll back; Spark stages its writes and moves them into place at the end): elsewhere
+a failed ingest could leave a table the store's record of it does not describe. Accounts
+(small, and what every other table is checked against) are always read whole.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def fingerprint(
 
 def account_ids(compute: Engine) -> str | None:
     """A digest of the set of account ids in ``compute``'s accounts table (None where its
-    tables are always read whole)."""
+    tables are always read whole: an engine without all-or-nothing transactions)."""
     if not compute.transactional:
         return None
     accounts = compute.table("accounts")
