@@ -112,7 +112,8 @@ def test_tables_a_failed_move_cannot_put_back_are_kept_and_said(
     engine: SparkEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Should undoing a move fail too (the file system failing twice), the last good files
-    stay in the staging folder, which no later run sweeps, and the error says where."""
+    stay in the staging folder, which no later run sweeps, and the error says what to move
+    back where."""
     real = spark_module._rename
 
     def failing_to_put_accounts_back(fs: t.Any, source: t.Any, target: t.Any) -> None:
@@ -130,8 +131,8 @@ def test_tables_a_failed_move_cannot_put_back_are_kept_and_said(
             file.unlink()
         staged.rmdir()
     [kept] = staging_folders(tmp_path / "tables")
-    assert f"{kept}/{REPLACED}/" in info.value.fix
-    assert "could not be undone" in info.value.fix
+    assert "nor undo every move done" in info.value.what
+    assert f"{kept}/{REPLACED}/accounts back to {tmp_path}/tables/accounts" in info.value.fix
     monkeypatch.undo()
     last_good = SparkEngine("local[2]", {}, str(tmp_path / "tables" / kept / REPLACED))
     assert held(last_good, "accounts") == ["A1"]
@@ -140,3 +141,37 @@ def test_tables_a_failed_move_cannot_put_back_are_kept_and_said(
     with engine.transaction():
         pass
     assert staging_folders(tmp_path / "tables") == [kept]
+
+
+def test_an_interrupted_move_puts_the_tables_back(
+    engine: SparkEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the tables are moved into place: the moves done are undone before the
+    interrupt goes on, and nothing of the last good tables is deleted."""
+    real = spark_module._rename
+    renames = []
+
+    def interrupted_at_the_third(fs: t.Any, source: t.Any, target: t.Any) -> None:
+        renames.append(target.getName())
+        if len(renames) == 3:  # accounts set aside and replaced; then tickets
+            raise KeyboardInterrupt
+        real(fs, source, target)
+
+    monkeypatch.setattr(spark_module, "_rename", interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt), engine.transaction():
+        engine.write_arrow("accounts", ids(["A2"]), replace=True)
+        engine.write_arrow("tickets", ids(["T2"]), replace=True)
+    monkeypatch.undo()
+    assert held(engine, "accounts") == ["A1"]
+    assert held(engine, "tickets") == ["T1"]
+    assert staging_folders(tmp_path / "tables") == []
+
+
+def test_a_table_replaced_after_rows_were_added_holds_only_the_new_rows(
+    engine: SparkEngine,
+) -> None:
+    with engine.transaction():
+        engine.write_arrow("tickets", ids(["T2"]))
+        engine.write_arrow("tickets", ids(["T3"]), replace=True)
+        assert held(engine, "tickets") == ["T3"]
+    assert held(engine, "tickets") == ["T3"]

@@ -8,8 +8,9 @@ copies in are written as Parquet under ``tables`` and read back by path in each 
 Spark's writes are not transactional, so a transaction here stages them: a table written
 inside one goes to a folder of its own under ``tables/.staging-<id>/`` (its reads inside the
 transaction see it there), and only when the transaction succeeds is each staged table moved
-into place (a rename of its folder through Hadoop's file system: local, HDFS or object
-storage alike). A failed ingest then leaves every table as the last good one left it.
+into place: a rename of its folder through Hadoop's file system (atomic on local disks and
+HDFS; on object storage a copy). An ingest that fails reading or checking a source then
+leaves every table as the last good one left it.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ LOCAL_DEFAULTS = {
 REQUIRED = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false"}
 # The folder a transaction stages its tables in, under the tables' folder.
 STAGING_PREFIX = ".staging-"
-# A staging folder left this long (a killed run's) is deleted when the next transaction begins;
-# a younger one may be another process's, still at work.
+# A staging folder left this long (a killed run's) is deleted when the next transaction begins
+# (one ingest at a time writes a tables folder; a younger one may still be at work).
 ORPHAN_AGE_SECONDS = 3600
-# In a staging folder: the tables its transaction replaced, while they are moved into place.
+# In a staging folder: the tables its transaction replaced, while they are moved into place;
+# and the mark of one kept because a failed move could not all be undone.
 REPLACED = "replaced"
+KEPT = "_KEPT"
 
 
 def spark_session(master: str, conf: t.Mapping[str, str]) -> t.Any:
@@ -160,7 +163,6 @@ class SparkEngine(Engine):
         files = _FileSystem(self.session)
         files.sweep(self.tables, STAGING_PREFIX, ORPHAN_AGE_SECONDS)
         self._staging = f"{self.tables}/{STAGING_PREFIX}{uuid.uuid4().hex}"
-        keep = False
         try:
             yield
             files.move_into_place(
@@ -170,14 +172,15 @@ class SparkEngine(Engine):
                 },
                 self._staging,
             )
-        except _Kept:
-            keep = True
-            raise
         finally:
             for name in self._staged:
                 self._ingested.pop(name, None)
-            if not keep:
-                files.delete(self._staging)
+            # The tables are in place (or as they were): what is left is clutter, and failing
+            # to clear it must not fail the transaction (a later one sweeps it). A folder
+            # keeping what a failed move could not put back is the user's to clear.
+            with contextlib.suppress(Exception):
+                if not files.kept(self._staging):
+                    files.delete(self._staging)
             self._staging, self._staged = None, {}
 
     def close(self) -> None:
@@ -193,17 +196,26 @@ class _FileSystem:
         self._jvm = session._jvm
         self._conf = session._jsc.hadoopConfiguration()
 
-    def _at(self, location: str) -> tuple[t.Any, t.Any]:
+    def _path(self, location: str, child: str | None = None) -> t.Any:
         path = self._jvm.org.apache.hadoop.fs.Path(location)
+        return path if child is None else self._jvm.org.apache.hadoop.fs.Path(path, child)
+
+    def _at(self, location: str) -> tuple[t.Any, t.Any]:
+        path = self._path(location)
         return path.getFileSystem(self._conf), path
 
     def delete(self, location: str) -> None:
         fs, path = self._at(location)
         fs.delete(path, True)
 
+    def kept(self, staging: str) -> bool:
+        """Whether ``staging`` keeps what a failed move could not put back (``KEPT``)."""
+        fs, _ = self._at(staging)
+        return bool(fs.exists(self._path(staging, KEPT)))
+
     def sweep(self, folder: str, prefix: str, age_seconds: float) -> None:
         """Delete the folders in ``folder`` named ``prefix…`` not changed for ``age_seconds``,
-        unless one keeps tables a failed move could not put back (``REPLACED``)."""
+        except those kept for the user (``kept``)."""
         fs, path = self._at(folder)
         if not fs.exists(path):
             return
@@ -213,37 +225,40 @@ class _FileSystem:
             if (
                 status.getModificationTime() < cutoff
                 and found.getName().startswith(prefix)
-                and not fs.exists(self._jvm.org.apache.hadoop.fs.Path(found, REPLACED))
+                and not self.kept(found.toString())
             ):
                 fs.delete(found, True)
 
     def move_into_place(self, staged: dict[str, tuple[str, bool]], staging: str) -> None:
         """Move each staged folder to its table's place: a table it replaces goes to
         ``staging``'s ``REPLACED`` folder first; otherwise its files join the table's. If a
-        move fails, the ones done are undone (the tables as they were) and the failure is
-        raised; should an undo fail too, ``staging`` is kept, and the error says where."""
-        undo: list[t.Callable[[], None]] = []  # one per step done, in order
+        move fails or is interrupted, the ones done are undone (the tables as they were) and
+        the failure is raised; should an undo fail too, ``staging`` is marked kept, and the
+        error says what was not put back."""
+        undo: list[tuple[str, t.Callable[[], None]]] = []  # one per step done, in order
         for source, (target, replaces) in staged.items():
             try:
                 self._move(source, target, replaces, f"{staging}/{REPLACED}", undo)
-            except Exception as exc:
-                failed = 0
-                for step in reversed(undo):
+            except BaseException as exc:
+                failed = []
+                for what, step in reversed(undo):
                     try:
                         step()
                     except Exception:
-                        failed += 1
-                what = f"cannot move the tables written into place: {first_line(exc)}"
+                        failed.append(what)
                 if failed:
-                    raise _Kept(
-                        what,
+                    fs, _ = self._at(staging)
+                    fs.create(self._path(staging, KEPT)).close()
+                    raise ProjectError(
+                        f"cannot move the tables written into place ({first_line(exc)}), nor "
+                        "undo every move done",
                         where=target,
-                        fix=f"{failed} of the moves done could not be undone: the tables' last "
-                        f"good files are kept in {staging}/{REPLACED}/ (and the new ones in "
-                        f"{staging}/); move them back into {target.rsplit('/', 1)[0]}/",
+                        fix="do by hand what could not be undone: " + "; ".join(failed),
                     ) from None
+                if not isinstance(exc, Exception):
+                    raise  # interrupted: the tables are as they were
                 raise ProjectError(
-                    what,
+                    f"cannot move the tables written into place: {first_line(exc)}",
                     where=target,
                     fix="check that the tables' folder is writable and has room, then run "
                     "again; every table is as the last good run left it",
@@ -255,41 +270,42 @@ class _FileSystem:
         target: str,
         replaces: bool,
         replaced: str,
-        undo: list[t.Callable[[], None]],
+        undo: list[tuple[str, t.Callable[[], None]]],
     ) -> None:
-        """Move one staged folder into place, adding to ``undo`` how to undo each step."""
-        new_path = self._jvm.org.apache.hadoop.fs.Path
+        """Move one staged folder into place, adding to ``undo`` what each step done is and
+        how to undo it."""
         fs, to = self._at(target)
         _, origin = self._at(source)
+
+        def moved(source: t.Any, target: t.Any) -> None:
+            _rename(fs, source, target)
+            undo.append(
+                (
+                    f"move {target.toString()} back to {source.toString()}",
+                    lambda: _rename(fs, target, source),
+                )
+            )
+
         if replaces:
             if fs.exists(to):
-                aside = new_path(f"{replaced}/{to.getName()}")
+                aside = self._path(replaced, to.getName())
                 fs.mkdirs(aside.getParent())
-                _rename(fs, to, aside)
-                undo.append(lambda: _rename(fs, aside, to))
+                moved(to, aside)
             else:
                 fs.mkdirs(to.getParent())
-            _rename(fs, origin, to)
-            undo.append(lambda: _rename(fs, to, origin))
+            moved(origin, to)
             return
         fs.mkdirs(to)
         for status in fs.listStatus(origin):
             part = status.getPath()
-            if part.getName().startswith(("_", ".")):  # Spark's _SUCCESS and checksums
-                continue
-            added = new_path(to, part.getName())
-            _rename(fs, part, added)
-            undo.append(lambda part=part, added=added: _rename(fs, added, part))
-
-
-class _Kept(ProjectError):
-    """Moving a transaction's tables into place failed and could not all be undone: its
-    staging folder keeps what was not put back."""
+            if not part.getName().startswith(("_", ".")):  # not Spark's _SUCCESS, checksums
+                moved(part, self._jvm.org.apache.hadoop.fs.Path(to, part.getName()))
 
 
 def _rename(fs: t.Any, source: t.Any, target: t.Any) -> None:
-    """Rename through Hadoop, which says failure by returning false."""
-    if not fs.rename(source, target):
+    """Rename through Hadoop, which says failure by returning false, and on some file systems
+    moves a folder into an existing one of the target's name instead of failing."""
+    if fs.exists(target) or not fs.rename(source, target):
         raise OSError(f"cannot rename {source.toString()} to {target.toString()}")
 
 
