@@ -212,6 +212,30 @@ def test_checks_across_files_keys_and_blanks(tmp_path: Path) -> None:
     }
 
 
+def test_keys_alike_but_not_equal_are_not_duplicates(tmp_path: Path) -> None:
+    """Repeated keys are first found by a hash of the key: keys whose values are the same
+    but in other columns, or equal in every column but one, are not duplicates."""
+    folder = project(tmp_path, events=[])
+    rows = [
+        {"account_id": "A1", "metric": "A2", "date": "2026-01-01", "value": "1"},
+        {"account_id": "A2", "metric": "A1", "date": "2026-01-01", "value": "2"},
+        {"account_id": "A1", "metric": "A1", "date": "2026-01-01", "value": "3"},
+        {"account_id": "A2", "metric": "A2", "date": "2026-01-01", "value": "4"},
+        {"account_id": "A1", "metric": "A2", "date": "2026-01-02", "value": "5"},
+        {"account_id": "A2", "metric": "A1", "date": "2026-01-01", "value": "6"},
+    ]
+    write_csv(folder / "data" / "metrics.csv", rows)
+    use_sources(folder, "  metrics: {file: data/metrics.csv}\n")
+    with ah.open(folder) as p:
+        p.ingest()
+        loaded = p.compute.execute(p.compute.table("metrics"))
+        rejects = p.rejects("metrics")
+    assert loaded["value"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert list(zip(rejects["row_number"], rejects["reason"], strict=True)) == [
+        (6, "duplicate key (an earlier row has it)")
+    ]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_an_empty_value_is_missing_in_csv_and_json_alike(tmp_path: Path, fmt: str) -> None:
     """Two events without an id (an empty one): no key, so neither is a duplicate."""

@@ -10,6 +10,7 @@ import operator
 import typing as t
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from accounthealth.engine.base import Engine
@@ -120,12 +121,13 @@ def _repeated_keys(rows: ir.Table, key: list[str], earlier: ir.Table | None) -> 
 
     They are counted by a 64-bit hash of the key, and only rows whose hash comes more than
     once are compared by the key itself (a collision only adds a row to compare): counting
-    100 million distinct event ids as text needed more than DuckDB's 1 GB limit (its
-    aggregate of distinct strings does not spill enough), and by their hash 0.6 GB."""
-    hashed = rows.filter(rows[key[0]].notnull())
-    hashed = hashed.mutate(
-        __key_hash=functools.reduce(operator.xor, [hashed[k].hash() for k in key])
-    )
+    100 million distinct event ids as text ran out of a 1GB DuckDB memory_limit (its
+    aggregate of distinct strings does not spill enough); by their hash it fits."""
+    # A key with a NULL in it repeats nothing (the semi-join by the key itself never matched
+    # one), and a hash would make NULLs equal.
+    hashed = rows.filter(*[rows[k].notnull() for k in key])
+    whole = hashed[key[0]] if len(key) == 1 else ibis.struct({k: hashed[k] for k in key})
+    hashed = hashed.mutate(__key_hash=_hash(whole))
     counted = hashed.group_by("__key_hash").aggregate(__n=ibis._.count())
     counted = counted.filter(counted.__n > 1)
     again = hashed.semi_join(counted, "__key_hash")
@@ -197,6 +199,12 @@ def held_keys(
         )
     keys = ibis.union(*parts, distinct=False)
     return keys.filter(keys[key[0]].notnull())
+
+
+@ibis.udf.scalar.builtin(name="hash")
+def _hash(value) -> dt.UInt64:
+    """DuckDB's hash of a value of any type (left unannotated for that; a struct's hash is
+    of its fields). Ibis's own ``hash()`` casts it through a bit string, once per row."""
 
 
 @ibis.udf.scalar.builtin(name="json_extract_string")
