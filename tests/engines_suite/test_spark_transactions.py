@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import typing as t
 from pathlib import Path
@@ -93,19 +94,22 @@ def test_a_table_that_cannot_be_moved_into_place_undoes_the_ones_moved(
     assert staging_folders(tmp_path / "tables") == []
 
 
-def test_a_killed_runs_staging_folder_is_deleted_once_an_hour_old(
+def test_a_killed_runs_staging_folder_is_deleted_once_an_hour_old_unless_it_keeps_a_table(
     engine: SparkEngine, tmp_path: Path
 ) -> None:
     tables = tmp_path / "tables"
     old, recent = tables / f"{STAGING_PREFIX}old", tables / f"{STAGING_PREFIX}recent"
-    for folder in (old, recent):
+    # Killed between setting a table aside and moving the new one in: its last good files.
+    killed = tables / f"{STAGING_PREFIX}killed"
+    for folder in (old, recent, killed / REPLACED):
         (folder / "accounts").mkdir(parents=True)
     hours_ago = time.time() - 2 * 3600
-    os.utime(old, (hours_ago, hours_ago))
+    for folder in (old, killed):
+        os.utime(folder, (hours_ago, hours_ago))
     with engine.transaction():
         pass
     # The recent one may be another process's transaction, still at work.
-    assert staging_folders(tables) == [recent.name]
+    assert staging_folders(tables) == [killed.name, recent.name]
 
 
 def test_tables_a_failed_move_cannot_put_back_are_kept_and_said(
@@ -143,17 +147,41 @@ def test_tables_a_failed_move_cannot_put_back_are_kept_and_said(
     assert staging_folders(tmp_path / "tables") == [kept]
 
 
-def test_an_interrupted_move_puts_the_tables_back(
+def test_ctrl_c_while_the_tables_are_moved_waits_until_they_are_in_place(
     engine: SparkEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C while the tables are moved into place: the moves done are undone before the
-    interrupt goes on, and nothing of the last good tables is deleted."""
+    """A real SIGINT during the first rename: the moves go on to the end, then the interrupt
+    is raised (a move done but not known to be could not be undone)."""
+    real = spark_module._rename
+
+    def ctrl_c_during_the_first(fs: t.Any, source: t.Any, target: t.Any) -> None:
+        real(fs, source, target)
+        if target.getParent().getName() == REPLACED and target.getName() == "accounts":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(spark_module, "_rename", ctrl_c_during_the_first)
+    with pytest.raises(KeyboardInterrupt), engine.transaction():
+        engine.write_arrow("accounts", ids(["A2"]), replace=True)
+        engine.write_arrow("tickets", ids(["T2"]), replace=True)
+    monkeypatch.undo()
+    assert held(engine, "accounts") == ["A2"]
+    assert held(engine, "tickets") == ["T2"]
+    assert staging_folders(tmp_path / "tables") == []
+    assert signal.getsignal(signal.SIGINT) is not None  # the handler before is back
+
+
+def test_an_interrupt_raised_in_a_move_puts_the_tables_back(
+    engine: SparkEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt raised by a move itself (as outside the main thread, where signals are
+    not held back): the moves done are undone before it goes on, and nothing of the last
+    good tables is deleted."""
     real = spark_module._rename
     renames = []
 
     def interrupted_at_the_third(fs: t.Any, source: t.Any, target: t.Any) -> None:
-        renames.append(target.getName())
-        if len(renames) == 3:  # accounts set aside and replaced; then tickets
+        renames.append(f"{target.getParent().getName()}/{target.getName()}")
+        if len(renames) == 3:
             raise KeyboardInterrupt
         real(fs, source, target)
 
@@ -162,6 +190,8 @@ def test_an_interrupted_move_puts_the_tables_back(
         engine.write_arrow("accounts", ids(["A2"]), replace=True)
         engine.write_arrow("tickets", ids(["T2"]), replace=True)
     monkeypatch.undo()
+    # Accounts set aside and the staged ones moved in; then tickets set aside, interrupted.
+    assert renames[:3] == [f"{REPLACED}/accounts", "tables/accounts", f"{REPLACED}/tickets"]
     assert held(engine, "accounts") == ["A1"]
     assert held(engine, "tickets") == ["T1"]
     assert staging_folders(tmp_path / "tables") == []

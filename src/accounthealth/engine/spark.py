@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 import typing as t
 import uuid
@@ -161,25 +163,29 @@ class SparkEngine(Engine):
             yield
             return
         files = _FileSystem(self.session)
-        files.sweep(self.tables, STAGING_PREFIX, ORPHAN_AGE_SECONDS)
+        with contextlib.suppress(Exception):  # housekeeping: never a reason not to ingest
+            files.sweep(self.tables, STAGING_PREFIX, ORPHAN_AGE_SECONDS)
         self._staging = f"{self.tables}/{STAGING_PREFIX}{uuid.uuid4().hex}"
+        moved = False
         try:
             yield
-            files.move_into_place(
-                {
-                    self._staged_location(name): (self._location(name), replaces)
-                    for name, replaces in self._staged.items()
-                },
-                self._staging,
-            )
+            with _uninterrupted():
+                files.move_into_place(
+                    {
+                        self._staged_location(name): (self._location(name), replaces)
+                        for name, replaces in self._staged.items()
+                    },
+                    self._staging,
+                )
+                moved = True
         finally:
             for name in self._staged:
                 self._ingested.pop(name, None)
-            # The tables are in place (or as they were): what is left is clutter, and failing
-            # to clear it must not fail the transaction (a later one sweeps it). A folder
-            # keeping what a failed move could not put back is the user's to clear.
+            # Once the tables are in place (or all put back), what is left is clutter, and
+            # failing to clear it must not fail the transaction (a later one sweeps it). A
+            # folder still keeping a table's last good files is the user's to clear.
             with contextlib.suppress(Exception):
-                if not files.kept(self._staging):
+                if moved or not files.kept(self._staging):
                     files.delete(self._staging)
             self._staging, self._staged = None, {}
 
@@ -209,9 +215,15 @@ class _FileSystem:
         fs.delete(path, True)
 
     def kept(self, staging: str) -> bool:
-        """Whether ``staging`` keeps what a failed move could not put back (``KEPT``)."""
+        """Whether ``staging`` keeps what a failed move could not put back: marked ``KEPT``,
+        or a table's last good files still set aside in its ``REPLACED`` folder (a run killed
+        between its two renames)."""
         fs, _ = self._at(staging)
-        return bool(fs.exists(self._path(staging, KEPT)))
+        aside = self._path(staging, REPLACED)
+        return bool(
+            fs.exists(self._path(staging, KEPT))
+            or (fs.exists(aside) and len(fs.listStatus(aside)) > 0)
+        )
 
     def sweep(self, folder: str, prefix: str, age_seconds: float) -> None:
         """Delete the folders in ``folder`` named ``prefix…`` not changed for ``age_seconds``,
@@ -300,6 +312,24 @@ class _FileSystem:
             part = status.getPath()
             if not part.getName().startswith(("_", ".")):  # not Spark's _SUCCESS, checksums
                 moved(part, self._jvm.org.apache.hadoop.fs.Path(to, part.getName()))
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> t.Iterator[None]:
+    """Ctrl-C waits until the block is done, then interrupts: an interrupt inside a rename
+    (PySpark raises it in Python while the JVM goes on) would leave a move done but not known
+    to be, and so not undone. Only the main thread receives signals: elsewhere, as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _rename(fs: t.Any, source: t.Any, target: t.Any) -> None:
