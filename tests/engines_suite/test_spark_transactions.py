@@ -25,6 +25,20 @@ def held(engine: SparkEngine, name: str) -> list[str]:
     return sorted(engine.execute(engine.table(name))["account_id"])
 
 
+def replace_both(engine: SparkEngine) -> None:
+    """Inside a transaction: stage new accounts (A2) and tickets (T2) replacing the old."""
+    engine.write_arrow("accounts", ids(["A2"]), replace=True)
+    engine.write_arrow("tickets", ids(["T2"]), replace=True)
+
+
+def lose_staged(tables: Path, name: str) -> None:
+    """The staged table ``name`` lost before it is moved (a disk's trouble, a cleaner's)."""
+    staged = next(tables.glob(f"{STAGING_PREFIX}*/{name}"))
+    for file in staged.iterdir():
+        file.unlink()
+    staged.rmdir()
+
+
 def staging_folders(tables: Path) -> list[str]:
     return sorted(p.name for p in tables.iterdir() if p.name.startswith(STAGING_PREFIX))
 
@@ -80,13 +94,8 @@ def test_a_table_that_cannot_be_moved_into_place_undoes_the_ones_moved(
     engine: SparkEngine, tmp_path: Path
 ) -> None:
     with pytest.raises(ProjectError) as info, engine.transaction():
-        engine.write_arrow("accounts", ids(["A2"]), replace=True)
-        engine.write_arrow("tickets", ids(["T2"]), replace=True)
-        # The staged tickets lost before they are moved (a disk's trouble, a cleaner's).
-        staged = next((tmp_path / "tables").glob(f"{STAGING_PREFIX}*/tickets"))
-        for file in staged.iterdir():
-            file.unlink()
-        staged.rmdir()
+        replace_both(engine)
+        lose_staged(tmp_path / "tables", "tickets")
     assert "cannot move the tables written into place" in info.value.what
     assert info.value.where.endswith("tables/tickets")
     assert held(engine, "accounts") == ["A1"]
@@ -128,12 +137,8 @@ def test_tables_a_failed_move_cannot_put_back_are_kept_and_said(
 
     monkeypatch.setattr(spark_module, "_rename", failing_to_put_accounts_back)
     with pytest.raises(ProjectError) as info, engine.transaction():
-        engine.write_arrow("accounts", ids(["A2"]), replace=True)
-        engine.write_arrow("tickets", ids(["T2"]), replace=True)
-        staged = next((tmp_path / "tables").glob(f"{STAGING_PREFIX}*/tickets"))
-        for file in staged.iterdir():
-            file.unlink()
-        staged.rmdir()
+        replace_both(engine)
+        lose_staged(tmp_path / "tables", "tickets")
     [kept] = staging_folders(tmp_path / "tables")
     assert "nor undo every move done" in info.value.what
     assert f"{kept}/{REPLACED}/accounts back to {tmp_path}/tables/accounts" in info.value.fix
@@ -161,8 +166,7 @@ def test_ctrl_c_while_the_tables_are_moved_waits_until_they_are_in_place(
 
     monkeypatch.setattr(spark_module, "_rename", ctrl_c_during_the_first)
     with pytest.raises(KeyboardInterrupt), engine.transaction():
-        engine.write_arrow("accounts", ids(["A2"]), replace=True)
-        engine.write_arrow("tickets", ids(["T2"]), replace=True)
+        replace_both(engine)
     monkeypatch.undo()
     assert held(engine, "accounts") == ["A2"]
     assert held(engine, "tickets") == ["T2"]
@@ -187,8 +191,7 @@ def test_an_interrupt_raised_in_a_move_puts_the_tables_back(
 
     monkeypatch.setattr(spark_module, "_rename", interrupted_at_the_third)
     with pytest.raises(KeyboardInterrupt), engine.transaction():
-        engine.write_arrow("accounts", ids(["A2"]), replace=True)
-        engine.write_arrow("tickets", ids(["T2"]), replace=True)
+        replace_both(engine)
     monkeypatch.undo()
     # Accounts set aside and the staged ones moved in; then tickets set aside, interrupted.
     assert renames[:3] == [f"{REPLACED}/accounts", "tables/accounts", f"{REPLACED}/tickets"]

@@ -202,9 +202,10 @@ class _FileSystem:
         self._jvm = session._jvm
         self._conf = session._jsc.hadoopConfiguration()
 
-    def _path(self, location: str, child: str | None = None) -> t.Any:
-        path = self._jvm.org.apache.hadoop.fs.Path(location)
-        return path if child is None else self._jvm.org.apache.hadoop.fs.Path(path, child)
+    def _path(self, location: t.Any, child: str | None = None) -> t.Any:
+        """Hadoop's path of ``location`` (a string or a path), or of ``child`` in it."""
+        path = self._jvm.org.apache.hadoop.fs.Path
+        return path(location) if child is None else path(location, child)
 
     def _at(self, location: str) -> tuple[t.Any, t.Any]:
         path = self._path(location)
@@ -248,33 +249,29 @@ class _FileSystem:
         the failure is raised; should an undo fail too, ``staging`` is marked kept, and the
         error says what was not put back."""
         undo: list[tuple[str, t.Callable[[], None]]] = []  # one per step done, in order
-        for source, (target, replaces) in staged.items():
-            try:
+        target = ""
+        try:
+            for source, (target, replaces) in staged.items():
                 self._move(source, target, replaces, f"{staging}/{REPLACED}", undo)
-            except BaseException as exc:
-                failed = []
-                for what, step in reversed(undo):
-                    try:
-                        step()
-                    except Exception:
-                        failed.append(what)
-                if failed:
-                    fs, _ = self._at(staging)
-                    fs.create(self._path(staging, KEPT)).close()
-                    raise ProjectError(
-                        f"cannot move the tables written into place ({first_line(exc)}), nor "
-                        "undo every move done",
-                        where=target,
-                        fix="do by hand what could not be undone: " + "; ".join(failed),
-                    ) from None
-                if not isinstance(exc, Exception):
-                    raise  # interrupted: the tables are as they were
+        except BaseException as exc:
+            failed = [what for what, step in reversed(undo) if not _done(step)]
+            if failed:
+                fs, _ = self._at(staging)
+                fs.create(self._path(staging, KEPT)).close()
                 raise ProjectError(
-                    f"cannot move the tables written into place: {first_line(exc)}",
+                    f"cannot move the tables written into place ({first_line(exc)}), nor "
+                    "undo every move done",
                     where=target,
-                    fix="check that the tables' folder is writable and has room, then run "
-                    "again; every table is as the last good run left it",
+                    fix="do by hand what could not be undone: " + "; ".join(failed),
                 ) from None
+            if not isinstance(exc, Exception):
+                raise  # interrupted: the tables are as they were
+            raise ProjectError(
+                f"cannot move the tables written into place: {first_line(exc)}",
+                where=target,
+                fix="check that the tables' folder is writable and has room, then run "
+                "again; every table is as the last good run left it",
+            ) from None
 
     def _move(
         self,
@@ -311,7 +308,16 @@ class _FileSystem:
         for status in fs.listStatus(origin):
             part = status.getPath()
             if not part.getName().startswith(("_", ".")):  # not Spark's _SUCCESS, checksums
-                moved(part, self._jvm.org.apache.hadoop.fs.Path(to, part.getName()))
+                moved(part, self._path(to, part.getName()))
+
+
+def _done(step: t.Callable[[], None]) -> bool:
+    """Run an undo step; whether it worked (one failing must not stop the others)."""
+    try:
+        step()
+    except Exception:
+        return False
+    return True
 
 
 @contextlib.contextmanager
