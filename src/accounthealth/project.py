@@ -293,8 +293,10 @@ class Project(ActingOnHealth):
             self.progress.task("scoring", total=len(dates)) as advance,
             HistoryWriter(self.store, resolved) as history,
         ):
+            return_freed_memory()  # what reading the data freed (memory.py)
             for batch in self._batches(dates, batch_days):
-                return_freed_memory()  # what the last batch freed (memory.py)
+                if len(batch) > 1:
+                    return_freed_memory()  # what the last batch freed; days reuse it
                 scored = score_table(self.compute, resolved, batch, cache, running, days)
                 history.begin(scored, batch)
                 earlier = None

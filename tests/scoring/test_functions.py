@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import accounthealth as ah
+from accounthealth.config.model import Percentile
+from accounthealth.scoring.functions import Values, percentile
 
 from builders import account, make_project
 
@@ -304,3 +307,17 @@ def test_float_noise_at_a_bound_does_not_decide_the_tier() -> None:
     assert tier(69.99999999999999) == "Green"
     assert tier(69.9999) == "Yellow"
     assert tier(39.99999999999999) == "Yellow"
+
+
+@pytest.mark.parametrize("other_cohort", [1, 40_000])
+def test_percentile_ranks_within_cohorts_whatever_their_codes(other_cohort: int) -> None:
+    # Cohort codes grow with the dates and peers of a batch; past 16 bits they are sorted
+    # another way, to the same ranks.
+    data = np.array([5.0, 1.0, 3.0, 3.0, 7.0, 2.0, 0.0, 2.0])
+    null = np.array([False, False, False, False, False, False, True, False])
+    cohort = np.array([0, 0, 0, 0, other_cohort, other_cohort, other_cohort, other_cohort])
+    out = percentile(Values(data, null), Percentile(within="segment"), cohort)
+    # First cohort ranks 1 < 3 = 3 < 5: 0, 50, 50, 100. The other, 7 > 2 = 2 (0.0 is NULL).
+    assert out.data[[1, 2, 3, 0]].tolist() == [0.0, 50.0, 50.0, 100.0]
+    assert out.data[[5, 7, 4]].tolist() == [25.0, 25.0, 100.0]
+    assert out.null.tolist() == null.tolist()

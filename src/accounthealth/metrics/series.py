@@ -31,7 +31,7 @@ class Series:
         once the days are final: a run asks for a few days a day, and a search of millions of
         days for each was 0.05 s of every day of a backfill."""
         first, last = (int(self.days[0]), int(self.days[-1])) if len(self.days) else (0, -1)
-        return first, np.searchsorted(self.days, np.arange(first, last + 2))
+        return first, np.searchsorted(self.days, np.arange(first, last + 2, dtype=self.days.dtype))
 
     def on(self, day: int) -> slice:
         """The rows of one day."""
@@ -44,21 +44,30 @@ class Series:
     def take(self, rows: slice | np.ndarray, shift: int = 0) -> Series:
         """Some rows (a slice, a mask or an order), their days and day columns moved by
         ``shift`` (between day indexes and days since the epoch)."""
+        # Unshifted columns of a slice stay views: a run's state kept for the next day is
+        # millions of rows, written out as they are.
         return Series(
             self.accounts[rows],
-            self.days[rows] + shift,
+            _moved(self.days[rows], shift),
             {
-                name: values[rows] + (shift if name in DAY_COLUMNS else 0)
+                name: _moved(values[rows], shift if name in DAY_COLUMNS else 0)
                 for name, values in self.columns.items()
             },
         )
 
     def between(self, after: int | None, upto: int | None) -> slice:
         """The rows of the days in (after, upto] (None: all earlier, or later, days too)."""
-        lo = 0 if after is None else int(np.searchsorted(self.days, after + 1))
-        return slice(
-            lo, len(self.days) if upto is None else int(np.searchsorted(self.days, upto + 1))
-        )
+        lo = 0 if after is None else self._first_after(after)
+        return slice(lo, len(self.days) if upto is None else self._first_after(upto))
+
+    def _first_after(self, day: int) -> int:
+        # The day in the days' own type: NumPy would search a Python int in a copy of the
+        # days made int64 (1.5 ms for 3 million int32 days, at every call).
+        return int(np.searchsorted(self.days, self.days.dtype.type(day + 1)))
+
+
+def _moved(values: np.ndarray, shift: int) -> np.ndarray:
+    return values + shift if shift else values
 
 
 @dataclass(frozen=True)
