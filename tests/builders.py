@@ -11,8 +11,19 @@ from pathlib import Path
 
 import yaml
 
+from accounthealth.progress import Progress
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import LAYOUT_FILE
+
+
+class Notes(Progress):
+    """The notes a run gives the user."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.lines.append(message)
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> Path:

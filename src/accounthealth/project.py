@@ -35,7 +35,7 @@ from accounthealth.memory import (
     return_freed_memory,
     use_lasting_arrow_pool,
 )
-from accounthealth.metrics.carryover import CarryOver
+from accounthealth.metrics.carryover import CarryOver, Keeping
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
@@ -289,31 +289,48 @@ class Project(ActingOnHealth):
         # its own date.
         in_force = overrides.in_force(self.store, dates[0], dates[-1])
         spec = resolved.model.trend_tiers
-        with (
-            self.progress.task("scoring", total=len(dates)) as advance,
-            HistoryWriter(self.store, resolved) as history,
-        ):
-            return_freed_memory()  # what reading the data freed (memory.py)
-            for batch in self._batches(dates, batch_days):
-                if len(batch) > 1:
-                    return_freed_memory()  # what the last batch freed; days reuse it
-                scored = score_table(self.compute, resolved, batch, cache, running, days)
-                history.begin(scored, batch)
-                earlier = None
-                if spec is not None:
-                    # The 4-tier split compares with stored scores `days` earlier.
-                    back = dt.timedelta(days=spec.days)
-                    wanted = sorted({d - back for d in batch} - set(batch))
-                    earlier = history_for(self.store, resolved.version, wanted)
-                history.finish(final_scores(scored, resolved, earlier=earlier, in_force=in_force))
-                advance(len(batch))
-            if carry is not None and running is not None:
-                # While the last batch is written: the state is the data's, right whether or
-                # not that write commits (a daily run on the benchmark's book waited 0.3 s
-                # for it, then kept its state in 0.26 s).
-                unkept = carry.keep(running)
-                if unkept:
-                    self.progress.note(unkept)
+        batches = self._batches(dates, batch_days)
+        keeping: list[Keeping] = []
+        start_keeping: t.Callable[[], None] | None = None
+        if carry is not None and running is not None:
+            kept_by, kept_from = carry, running
+
+            def start_keeping() -> None:
+                # Once the running values reach the last day: the state is the data's, right
+                # whether or not the scores are written, and it is taken and written while
+                # the day is scored (a daily run of the benchmark's book spent 0.3-0.4 s
+                # keeping it after scoring).
+                keeping.append(kept_by.keeping(kept_from))
+
+        try:
+            with (
+                self.progress.task("scoring", total=len(dates)) as advance,
+                HistoryWriter(self.store, resolved) as history,
+            ):
+                return_freed_memory()  # what reading the data freed (memory.py)
+                for i, batch in enumerate(batches):
+                    if len(batch) > 1:
+                        return_freed_memory()  # what the last batch freed; days reuse it
+                    moved = start_keeping if i == len(batches) - 1 else None
+                    scored = score_table(self.compute, resolved, batch, cache, running, days, moved)
+                    history.begin(scored, batch)
+                    earlier = None
+                    if spec is not None:
+                        # The 4-tier split compares with stored scores `days` earlier.
+                        back = dt.timedelta(days=spec.days)
+                        wanted = sorted({d - back for d in batch} - set(batch))
+                        earlier = history_for(self.store, resolved.version, wanted)
+                    final = final_scores(scored, resolved, earlier=earlier, in_force=in_force)
+                    history.finish(final)
+                    advance(len(batch))
+                for kept in keeping:
+                    # While the last batch is written.
+                    unkept = kept.finish()
+                    if unkept:
+                        self.progress.note(unkept)
+        finally:
+            for kept in keeping:
+                kept.abandon()
         carried = resumed.carried if resumed is not None else None
         return ScoreReport(
             resolved.version,

@@ -19,13 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import accounthealth as ah
+import accounthealth.project as project_module
+from accounthealth.metrics import carryover
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import Carried, Series
 from accounthealth.project import CARRIED
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import HistoryArchive
 
-from builders import account, make_project, write_csv
+from builders import Notes, account, make_project, write_csv
 
 X = dt.date(2026, 3, 31)  # the backfill's last day; the daily runs follow
 DAILY = 4
@@ -354,22 +356,27 @@ def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path)
         assert _carried_on(p, X + dt.timedelta(days=1), X, why)[("A2", "csat")] is None
 
 
+def _two_days_of_events(folder: Path) -> tuple[dt.date, dt.date]:
+    """A file of events for each of the two days after X; those days."""
+    _events_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
+    _events_file(folder, "0002", [_event(902, "A2", 2, 9, "u3", 1)])
+    return X + dt.timedelta(days=1), X + dt.timedelta(days=2)
+
+
+def _disk_full(*_: object) -> None:
+    raise OSError("No space left on device")
+
+
 def test_a_failed_history_write_still_keeps_the_day_for_the_next(
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The state is kept while the day's history is written: it is the data's, so the next day
     # carries on from it though that write failed.
-    day, after = X + dt.timedelta(days=1), X + dt.timedelta(days=2)
-    _events_file(carried_on, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
-    _events_file(carried_on, "0002", [_event(902, "A2", 2, 9, "u3", 1)])
-
-    def disk_full(*_: object) -> None:
-        raise OSError("No space left on device")
-
+    day, after = _two_days_of_events(carried_on)
     with ah.open(carried_on) as p:
         p.ingest()
         with monkeypatch.context() as patched:
-            patched.setattr(HistoryArchive, "replace", disk_full)
+            patched.setattr(HistoryArchive, "replace", _disk_full)
             with pytest.raises(OSError, match="No space left"):
                 p.score(day)
         assert day not in p.scored_dates()
@@ -381,6 +388,48 @@ def test_a_failed_history_write_still_keeps_the_day_for_the_next(
         again = p.score(day)
         assert (again.carried_from, again.not_carried) == (X, None)
         assert _stored(p, day) == _from_all_history(p, day)
+
+
+def test_a_state_that_cannot_be_written_costs_the_next_day_a_read_not_the_days_scores(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The state is taken and written in a thread while the day is scored: failing there, the
+    # day is scored all the same and no part of a state is left for the next day to trust.
+    day, after = _two_days_of_events(carried_on)
+    notes = Notes()
+    with ah.open(carried_on, progress=notes) as p:
+        p.ingest()
+        with monkeypatch.context() as patched:
+            patched.setattr(carryover, "_write_arrays", _disk_full)
+            _carried_on(p, day, X)
+        assert notes.lines == [
+            "the running values could not be kept for the next day "
+            "(OSError('No space left on device'))"
+        ]
+        assert not list((carried_on / CARRIED).glob("*/.writing-*"))
+        assert not list((carried_on / CARRIED).glob(f"*/{day}"))
+        # Nothing kept of the day: the next reads all history, and keeps its own state.
+        assert p.score(after).carried_from is None
+        assert _stored(p, after) == _from_all_history(p, after)
+        assert list((carried_on / CARRIED).glob(f"*/{after}/state.json"))
+
+
+def test_a_run_failing_while_its_state_is_written_keeps_none_of_it(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = X + dt.timedelta(days=1)
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("the tiers broke")
+
+    with ah.open(carried_on) as p:
+        with monkeypatch.context() as patched:
+            patched.setattr(project_module, "final_scores", broken)
+            with pytest.raises(RuntimeError, match="the tiers broke"):
+                p.score(day)
+        assert not list((carried_on / CARRIED).glob("*/.writing-*"))
+        assert not list((carried_on / CARRIED).glob(f"*/{day}"))
+        _carried_on(p, day, X)
 
 
 def _lake_project(folder: Path, append_only: bool) -> Path:

@@ -18,13 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
-from accounthealth.progress import Progress
 from accounthealth.store import archive as archive_module
 from accounthealth.store import schema
 from accounthealth.store import scores as history
 from accounthealth.store.archive import LAYOUT_FILE, ORPHAN_AGE_SECONDS, HistoryArchive
 
-from builders import TRAJECTORY_START, day_files, trajectory_project
+from builders import TRAJECTORY_START, Notes, day_files, trajectory_project
 
 DAYS = [TRAJECTORY_START + dt.timedelta(days=i) for i in range(4)]
 ARCHIVE = "accounthealth.duckdb.details"
@@ -315,16 +314,6 @@ def test_the_store_and_its_folder_move_together(folder: Path, tmp_path: Path) ->
         assert (metric_rows(p), score_rows(p)) == before
         p.score(DAYS[1])
         assert len(listed(p)) == 4
-
-
-class Notes(Progress):
-    """The notes a run gives the user."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def note(self, message: str) -> None:
-        self.lines.append(message)
 
 
 def test_a_store_copied_without_its_folder_says_what_is_missing_and_rescoring_restores_it(

@@ -6,7 +6,9 @@ ends, what a run of the next day needs to go on is kept in the project's cache f
 folder per day under the fingerprint of the model, the data's layout and accounthealth's code
 (the compiled queries' key): the running values, the rows still to leave a window, and the
 distinct values still counted. The next day's run starts from it and reads only that day's
-rows.
+rows. The state is taken and written in a thread while the run scores its last day from the
+running values, and put in place once the tables it counts are counted (a run that fails
+drops it).
 
 It is kept only for what cannot have changed under it unseen: aggregates of tables that
 `accounthealth ingest` loads, and of tables read in place whose source says `append_only`. A
@@ -32,6 +34,7 @@ import os
 import shutil
 import tempfile
 import typing as t
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,23 +144,56 @@ class CarryOver:
         self._known = {table: meta["tables"][table] for table in quiet}
         return Resumed(carried, "; ".join(why) or None)
 
-    def keep(self, running: RunningAggregates) -> str | None:
-        """Keep the state ``running`` ended with, for the aggregates of ingested tables and
-        of append-only ones read in place; why it could not, if so. The run's scores are
-        computed by then (its last batch may still be being written): this failing only costs
-        the next run a read of all history."""
+    def keeping(self, running: RunningAggregates) -> Keeping:
+        """Start keeping the state ``running`` has reached (its last day applied), for the
+        aggregates of ingested tables and of append-only ones read in place: what it carries
+        is taken and written in a thread while the caller goes on (scoring that day from
+        values it no longer changes); ``Keeping.finish`` then checks the tables and puts the
+        state in place. The run's scores do not depend on it: this failing only costs the next
+        run a read of all history."""
         try:
-            self._keep(running)
+            prints = {agg.table: self._fingerprint(agg.table) for agg in running.aggregates}
+            columns = [
+                col for agg, col in running.aggregates.items() if prints[agg.table] is not None
+            ]
+            if columns:
+                # What carrying needs from the engine is read here: the thread reads nothing,
+                # and the caller's queries have the engine to themselves.
+                running.read_for_carry(columns)
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
-            return f"the running values could not be kept for the next day ({exc!r})"
-        return None
-
-    def _keep(self, running: RunningAggregates) -> None:
-        prints = {agg.table: self._fingerprint(agg.table) for agg in running.aggregates}
-        columns = [col for agg, col in running.aggregates.items() if prints[agg.table] is not None]
+            return Keeping(self, running, None, _unkept(exc))
         if not columns:
-            return
+            return Keeping(self, running, None)
+        thread = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-carry")
+        staged = thread.submit(self._stage, running, columns)
+        thread.shutdown(wait=False)  # its one task still runs
+        return Keeping(self, running, staged)
+
+    def _stage(self, running: RunningAggregates, columns: list[str]) -> tuple[Carried, Path]:
+        """The carried state, written to a folder of its own beside the kept days'."""
         carried = running.carry(columns)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
+        try:
+            _write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
+            for col in carried.columns:
+                _write_arrays(work / f"running-{col}.arrow", carried.running[col])
+            for i, series in enumerate(carried.series.values()):
+                columns_of = {"_account": series.accounts, "_day": series.days, **series.columns}
+                _write_arrays(work / f"series-{i}.arrow", columns_of)
+            for col, seen in carried.sightings.items():
+                _write_arrays(
+                    work / f"sightings-{col}.arrow",
+                    {c: getattr(seen, c) for c in SIGHTING_COLUMNS},
+                )
+                _write_table(pa.table({"value": seen.values}), work / f"values-{col}.arrow")
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return carried, work
+
+    def put_in_place(self, running: RunningAggregates, carried: Carried, work: Path) -> None:
+        """Count the carried tables' rows and put the state written in ``work`` in place."""
         times: dict[str, set[str]] = {}
         tables_of = {}
         for agg, col in running.aggregates.items():
@@ -171,7 +207,7 @@ class CarryOver:
             carried.day,
         )
         for table, counted in census.items():
-            fingerprint = t.cast(Fingerprint, prints[table])
+            fingerprint = t.cast(Fingerprint, self._prints[table])
             tables[table] = {
                 "settings": fingerprint.settings,
                 "accounts": fingerprint.accounts,
@@ -179,7 +215,28 @@ class CarryOver:
                 "files": fingerprint.files,
                 **counted,
             }
-        self._write(carried, tables_of, tables)
+        meta = {
+            "day": carried.day.isoformat(),
+            "columns": tables_of,
+            "series": {name: f"series-{i}.arrow" for i, name in enumerate(carried.series)},
+            "sightings": list(carried.sightings),
+            "tables": tables,
+        }
+        (work / "state.json").write_text(json.dumps(meta))
+        target = self.folder / carried.day.isoformat()
+        # A day scored again replaces its state: the old one is moved aside first, as a
+        # folder cannot be renamed over another.
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=self.folder, prefix=".old-"))
+            os.replace(target, old / "state")
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(work, target)
+        for day in _days(self.folder)[:-KEEP]:
+            shutil.rmtree(self.folder / day.isoformat(), ignore_errors=True)
+        # Another model's or code's states are never read again once this one's are kept.
+        for other in self._keys():
+            if other != self.folder:
+                shutil.rmtree(other, ignore_errors=True)
 
     def _fingerprint(self, table: str) -> Fingerprint | None:
         if table not in self._prints:
@@ -202,48 +259,49 @@ class CarryOver:
         still holds (the same for every such table, read once)."""
         return Fingerprint(IN_PLACE, account_ids(self.compute), ())
 
-    def _write(self, carried: Carried, tables_of: dict[str, str], tables: dict[str, t.Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
+
+class Keeping:
+    """A state being kept in a thread (``CarryOver.keeping``)."""
+
+    def __init__(
+        self,
+        carry: CarryOver,
+        running: RunningAggregates,
+        staged: Future[tuple[Carried, Path]] | None,
+        why_not: str | None = None,
+    ) -> None:
+        self.carry, self.running, self.staged, self.why_not = carry, running, staged, why_not
+
+    def finish(self) -> str | None:
+        """Once the caller is done with the engine: put the state in place; why it could not,
+        if so."""
+        if self.staged is None:
+            return self.why_not
         try:
-            names = {}
-            _write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
-            for col in carried.columns:
-                _write_arrays(work / f"running-{col}.arrow", carried.running[col])
-            for i, (name, series) in enumerate(carried.series.items()):
-                names[name] = f"series-{i}.arrow"
-                columns = {"_account": series.accounts, "_day": series.days, **series.columns}
-                _write_arrays(work / names[name], columns)
-            for col, seen in carried.sightings.items():
-                _write_arrays(
-                    work / f"sightings-{col}.arrow",
-                    {c: getattr(seen, c) for c in SIGHTING_COLUMNS},
-                )
-                _write_table(pa.table({"value": seen.values}), work / f"values-{col}.arrow")
-            meta = {
-                "day": carried.day.isoformat(),
-                "columns": tables_of,
-                "series": names,
-                "sightings": list(carried.sightings),
-                "tables": tables,
-            }
-            (work / "state.json").write_text(json.dumps(meta))
-            target = self.folder / carried.day.isoformat()
-            # A day scored again replaces its state: the old one is moved aside first, as a
-            # folder cannot be renamed over another.
-            if target.exists():
-                old = Path(tempfile.mkdtemp(dir=self.folder, prefix=".old-"))
-                os.replace(target, old / "state")
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(work, target)
+            carried, work = self.staged.result()
+        except (OSError, pa.ArrowException) as exc:
+            self.staged = None
+            return _unkept(exc)
+        self.staged = None
+        try:
+            self.carry.put_in_place(self.running, carried, work)
+        except (OSError, pa.ArrowException, duckdb.Error) as exc:
+            return _unkept(exc)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
-        for day in _days(self.folder)[:-KEEP]:
-            shutil.rmtree(self.folder / day.isoformat(), ignore_errors=True)
-        # Another model's or code's states are never read again once this one's are kept.
-        for other in self._keys():
-            if other != self.folder:
-                shutil.rmtree(other, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)  # gone once in place
+        return None
+
+    def abandon(self) -> None:
+        """After the run failed (or was interrupted while finishing): wait for the thread and
+        drop what it wrote."""
+        staged, self.staged = self.staged, None
+        if staged is not None:
+            with contextlib.suppress(Exception):
+                shutil.rmtree(staged.result()[1], ignore_errors=True)
+
+
+def _unkept(exc: BaseException) -> str:
+    return f"the running values could not be kept for the next day ({exc!r})"
 
 
 def _added_to(now: Fingerprint | None, mark: dict[str, t.Any], in_place: bool) -> bool:

@@ -496,11 +496,24 @@ class RunningAggregates:
         self._next += 1
 
     # -- what a later run carries on from -------------------------------------------------------
+    def read_for_carry(self, columns: t.Collection[str]) -> None:
+        """Read what ``carry`` of ``columns`` needs from the engine (a fresh run's recent
+        sightings of distinct values), so that ``carry`` reads nothing and can run beside
+        other queries. After the last day applied."""
+        last = self._next - 1
+        for agg, col in self._kept(columns).items():
+            if agg.kind == "distinct" and col not in self._seen:
+                self._seen[col] = self._recent(agg, last)
+
+    def _kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
+        return {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
+
     def carry(self, columns: t.Collection[str]) -> Carried:
         """The state after the last day applied, of the aggregates in ``columns`` that can be
         carried on (``carries``)."""
+        self.read_for_carry(columns)
         last = self._next - 1
-        kept = {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
+        kept = self._kept(columns)
         marks = self._day_marks()
         running = {
             col: {
@@ -526,7 +539,7 @@ class RunningAggregates:
         sightings = {}
         for agg, col in kept.items():
             if agg.kind == "distinct":
-                seen = self._seen.get(col) or self._recent(agg, last)
+                seen = self._seen[col]
                 still = seen.leaves > last
                 # The values still seen, renumbered in order (a count per code: no sort).
                 used = np.flatnonzero(np.bincount(seen.codes[still], minlength=len(seen.values)))
