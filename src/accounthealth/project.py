@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 import typing as t
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from accounthealth.memory import (
     return_freed_memory,
     use_lasting_arrow_pool,
 )
-from accounthealth.metrics.carryover import CarryOver, Keeping
+from accounthealth.metrics.carryover import CarryOver
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
@@ -290,18 +291,13 @@ class Project(ActingOnHealth):
         in_force = overrides.in_force(self.store, dates[0], dates[-1])
         spec = resolved.model.trend_tiers
         batches = self._batches(dates, batch_days)
-        keeping: list[Keeping] = []
+        # Once the running values reach the last day, the state for the next is taken and
+        # written while the day is scored (a daily run of the benchmark's book spent 0.3-0.4 s
+        # keeping it after scoring): it is the data's, right whether or not the scores are
+        # written.
         start_keeping: t.Callable[[], None] | None = None
         if carry is not None and running is not None:
-            kept_by, kept_from = carry, running
-
-            def start_keeping() -> None:
-                # Once the running values reach the last day: the state is the data's, right
-                # whether or not the scores are written, and it is taken and written while
-                # the day is scored (a daily run of the benchmark's book spent 0.3-0.4 s
-                # keeping it after scoring).
-                keeping.append(kept_by.keeping(kept_from))
-
+            start_keeping = functools.partial(carry.start_keeping, running)
         try:
             with (
                 self.progress.task("scoring", total=len(dates)) as advance,
@@ -323,14 +319,14 @@ class Project(ActingOnHealth):
                     final = final_scores(scored, resolved, earlier=earlier, in_force=in_force)
                     history.finish(final)
                     advance(len(batch))
-                for kept in keeping:
+                if carry is not None:
                     # While the last batch is written.
-                    unkept = kept.finish()
+                    unkept = carry.finish_keeping()
                     if unkept:
                         self.progress.note(unkept)
         finally:
-            for kept in keeping:
-                kept.abandon()
+            if carry is not None:
+                carry.abandon_keeping()
         carried = resumed.carried if resumed is not None else None
         return ScoreReport(
             resolved.version,

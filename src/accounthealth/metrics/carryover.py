@@ -90,6 +90,11 @@ class CarryOver:
         # Each table's last ingest (or, read in place, its account ids), read once: a run
         # ingests nothing between resume and keep.
         self._prints: dict[str, Fingerprint | None] = {}
+        # The state being kept (``start_keeping``): of which running values, and written by a
+        # thread, or why not.
+        self._kept_from: RunningAggregates | None = None
+        self._staged: Future[tuple[Carried, Path]] | None = None
+        self._why_unkept: str | None = None
 
     def in_use(self, before: dt.date) -> bool:
         """Whether a state of a day before ``before`` is kept, of any model: the project's
@@ -144,13 +149,14 @@ class CarryOver:
         self._known = {table: meta["tables"][table] for table in quiet}
         return Resumed(carried, "; ".join(why) or None)
 
-    def keeping(self, running: RunningAggregates) -> Keeping:
+    def start_keeping(self, running: RunningAggregates) -> None:
         """Start keeping the state ``running`` has reached (its last day applied), for the
         aggregates of ingested tables and of append-only ones read in place: what it carries
         is taken and written in a thread while the caller goes on (scoring that day from
-        values it no longer changes); ``Keeping.finish`` then checks the tables and puts the
+        values it no longer changes); ``finish_keeping`` then counts the tables and puts the
         state in place. The run's scores do not depend on it: this failing only costs the next
         run a read of all history."""
+        self._kept_from, self._why_unkept = running, None
         try:
             prints = {agg.table: self._fingerprint(agg.table) for agg in running.aggregates}
             columns = [
@@ -161,13 +167,40 @@ class CarryOver:
                 # and the caller's queries have the engine to themselves.
                 running.read_for_carry(columns)
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
-            return Keeping(self, running, None, _unkept(exc))
-        if not columns:
-            return Keeping(self, running, None)
-        thread = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-carry")
-        staged = thread.submit(self._stage, running, columns)
-        thread.shutdown(wait=False)  # its one task still runs
-        return Keeping(self, running, staged)
+            self._why_unkept = _unkept(exc)
+            return
+        if columns:
+            thread = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-carry")
+            self._staged = thread.submit(self._stage, running, columns)
+            thread.shutdown(wait=False)  # its one task still runs
+
+    def finish_keeping(self) -> str | None:
+        """Once the caller is done with the engine: put the state started in place; why it
+        could not, if so."""
+        staged, running = self._staged, self._kept_from
+        if staged is None or running is None:
+            return self._why_unkept
+        try:
+            carried, work = staged.result()
+        except (OSError, pa.ArrowException) as exc:
+            self._staged = None
+            return _unkept(exc)
+        self._staged = None
+        try:
+            self._put_in_place(running, carried, work)
+        except (OSError, pa.ArrowException, duckdb.Error) as exc:
+            return _unkept(exc)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # gone once in place
+        return None
+
+    def abandon_keeping(self) -> None:
+        """After the run failed (or was interrupted while finishing): wait for the thread and
+        drop what it wrote."""
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            with contextlib.suppress(Exception):
+                shutil.rmtree(staged.result()[1], ignore_errors=True)
 
     def _stage(self, running: RunningAggregates, columns: list[str]) -> tuple[Carried, Path]:
         """The carried state, written to a folder of its own beside the kept days'."""
@@ -192,7 +225,7 @@ class CarryOver:
             raise
         return carried, work
 
-    def put_in_place(self, running: RunningAggregates, carried: Carried, work: Path) -> None:
+    def _put_in_place(self, running: RunningAggregates, carried: Carried, work: Path) -> None:
         """Count the carried tables' rows and put the state written in ``work`` in place."""
         times: dict[str, set[str]] = {}
         tables_of = {}
@@ -258,46 +291,6 @@ class CarryOver:
         rows are joined with, then its counts of rows by day, tell whether what was counted
         still holds (the same for every such table, read once)."""
         return Fingerprint(IN_PLACE, account_ids(self.compute), ())
-
-
-class Keeping:
-    """A state being kept in a thread (``CarryOver.keeping``)."""
-
-    def __init__(
-        self,
-        carry: CarryOver,
-        running: RunningAggregates,
-        staged: Future[tuple[Carried, Path]] | None,
-        why_not: str | None = None,
-    ) -> None:
-        self.carry, self.running, self.staged, self.why_not = carry, running, staged, why_not
-
-    def finish(self) -> str | None:
-        """Once the caller is done with the engine: put the state in place; why it could not,
-        if so."""
-        if self.staged is None:
-            return self.why_not
-        try:
-            carried, work = self.staged.result()
-        except (OSError, pa.ArrowException) as exc:
-            self.staged = None
-            return _unkept(exc)
-        self.staged = None
-        try:
-            self.carry.put_in_place(self.running, carried, work)
-        except (OSError, pa.ArrowException, duckdb.Error) as exc:
-            return _unkept(exc)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)  # gone once in place
-        return None
-
-    def abandon(self) -> None:
-        """After the run failed (or was interrupted while finishing): wait for the thread and
-        drop what it wrote."""
-        staged, self.staged = self.staged, None
-        if staged is not None:
-            with contextlib.suppress(Exception):
-                shutil.rmtree(staged.result()[1], ignore_errors=True)
 
 
 def _unkept(exc: BaseException) -> str:
