@@ -19,18 +19,18 @@ A scoring run allocates and frees large buffers every day it scores (Arrow resul
 arrays, the day's detail). glibc raises its mmap threshold to the size of each large block
 freed (up to 32 MB), so after the first few allocations a day's buffers come from the heap,
 and memory freed there mostly stays with the process. A scoring run therefore hands what was
-freed back to the system (malloc_trim) before its first batch and between batches of several
-days, while within a batch freed blocks are reused. On the benchmark book, against fixing the
-threshold at 128 KiB so that every large block is mapped and unmapped (which this module did
-before): a scoring pass took 5.1-5.4 s instead of 5.5-5.8 s (three runs each, alternating;
-60,000 fewer page faults in the scores alone), a 20-day backfill 30.4-32.7 s instead of
-33.9-34.0 s, and peaked at 1.24 GB resident instead of 1.21 GB. Between the one-day batches
-of a run of days (a backfill keeping running values) it trims no more: each day allocates
-what the day before freed, and trimming made the kernel map and zero those pages again each
-day. 30-day backfills of the benchmark book, three in turns with trimming every day: 0.67-0.70
-million page faults instead of 1.52-1.57 million, 3.9-4.5 s of system time instead of
-6.4-6.5 s, 20.4-21.5 s instead of 20.8-22.9 s, with peaks of 1,368-1,424 MB against
-1,403-1,410 MB.
+freed back to the system (malloc_trim) before its first batch and between its batches, while
+within a batch freed blocks are reused. On the benchmark book, against fixing the threshold
+at 128 KiB so that every large block is mapped and unmapped (which this module did before,
+and measured when it trimmed between a backfill's days too): a scoring pass took 5.1-5.4 s
+instead of 5.5-5.8 s (three runs each, alternating; 60,000 fewer page faults in the scores
+alone), a 20-day backfill 30.4-32.7 s instead of 33.9-34.0 s, and peaked at 1.24 GB resident
+instead of 1.21 GB. Between the one-day batches of a run keeping running values (a backfill
+on DuckDB) it trims no more: each day allocates what the day before freed, and trimming made
+the kernel map and zero those pages again each day. 30-day backfills of the benchmark book,
+three in turns with trimming every day: 0.67-0.70 million page faults instead of 1.52-1.57
+million, 3.9-4.5 s of system time instead of 6.4-6.5 s, 20.4-21.5 s instead of 20.8-22.9 s,
+with peaks of 1,368-1,424 MB against 1,403-1,410 MB.
 """
 
 from __future__ import annotations

@@ -305,10 +305,14 @@ class Project(ActingOnHealth):
             ):
                 return_freed_memory()  # what reading the data freed (memory.py)
                 for i, batch in enumerate(batches):
-                    if len(batch) > 1:
-                        return_freed_memory()  # what the last batch freed; days reuse it
-                    moved = start_keeping if i == len(batches) - 1 else None
-                    scored = score_table(self.compute, resolved, batch, cache, running, days, moved)
+                    if i and running is None:
+                        # What the last batch freed. Not between the one-day batches of a
+                        # run of running values: each day reuses what the day before freed.
+                        return_freed_memory()
+                    at_last_day = start_keeping if i == len(batches) - 1 else None
+                    scored = score_table(
+                        self.compute, resolved, batch, cache, running, days, at_last_day
+                    )
                     history.begin(scored, batch)
                     earlier = None
                     if spec is not None:

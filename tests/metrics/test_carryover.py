@@ -8,7 +8,11 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import tempfile
+import threading
+import time
+import typing as t
 from pathlib import Path
 
 import numpy as np
@@ -418,18 +422,40 @@ def test_a_run_failing_while_its_state_is_written_keeps_none_of_it(
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     day = X + dt.timedelta(days=1)
+    failed = threading.Event()
+    stage = carryover.CarryOver._stage
+
+    def late(self: carryover.CarryOver, *args: t.Any) -> t.Any:
+        failed.wait(timeout=60)  # still writing when the run fails
+        return stage(self, *args)
 
     def broken(*_: object, **__: object) -> None:
+        failed.set()
         raise RuntimeError("the tiers broke")
 
     with ah.open(carried_on) as p:
         with monkeypatch.context() as patched:
+            patched.setattr(carryover.CarryOver, "_stage", late)
             patched.setattr(project_module, "final_scores", broken)
             with pytest.raises(RuntimeError, match="the tiers broke"):
                 p.score(day)
         assert not list((carried_on / CARRIED).glob("*/.writing-*"))
         assert not list((carried_on / CARRIED).glob(f"*/{day}"))
         _carried_on(p, day, X)
+
+
+def test_what_a_killed_run_left_is_deleted_once_an_hour_old(carried_on: Path) -> None:
+    (kept,) = (carried_on / CARRIED).glob("*/")
+    old, recent = kept / ".writing-killed", kept / ".writing-now"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "ids.arrow").write_bytes(b"")
+    hour_ago = time.time() - carryover.LEFTOVER_AGE_SECONDS - 60
+    os.utime(old, (hour_ago, hour_ago))
+    with ah.open(carried_on) as p:
+        _carried_on(p, X + dt.timedelta(days=1), X)
+    assert not old.exists()
+    assert recent.exists()  # perhaps a run writing it now
 
 
 def _lake_project(folder: Path, append_only: bool) -> Path:

@@ -7,8 +7,9 @@ folder per day under the fingerprint of the model, the data's layout and account
 (the compiled queries' key): the running values, the rows still to leave a window, and the
 distinct values still counted. The next day's run starts from it and reads only that day's
 rows. The state is taken and written in a thread while the run scores its last day from the
-running values, and put in place once the tables it counts are counted (a run that fails
-drops it).
+running values, and put in place once the tables it counts are counted, while that day is
+written to history (a run that fails before then drops it; one whose history write fails
+keeps it, as it is the data's).
 
 It is kept only for what cannot have changed under it unseen: aggregates of tables that
 `accounthealth ingest` loads, and of tables read in place whose source says `append_only`. A
@@ -33,6 +34,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
 # What a kept state records as the settings of an append-only table read in place (it has
 # no ingest's): its source and columns are in the state's key (the queries' fingerprint).
 IN_PLACE = "read in place, append-only"
+# A state's folder being written or set aside that is older than this was left by a killed run.
+LEFTOVER_AGE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ class CarryOver:
         values it no longer changes); ``finish_keeping`` then counts the tables and puts the
         state in place. The run's scores do not depend on it: this failing only costs the next
         run a read of all history."""
+        self.abandon_keeping()  # one state at a time
         self._kept_from, self._why_unkept = running, None
         try:
             prints = {agg.table: self._fingerprint(agg.table) for agg in running.aggregates}
@@ -181,10 +186,13 @@ class CarryOver:
         if staged is None or running is None:
             return self._why_unkept
         try:
+            # Memory too: the thread copies the state (145 MB on the benchmark's book) while
+            # the day is scored.
             carried, work = staged.result()
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, MemoryError, pa.ArrowException) as exc:
             self._staged = None
             return _unkept(exc)
+        # Not before: interrupted while waiting, ``abandon_keeping`` drops what it wrote.
         self._staged = None
         try:
             self._put_in_place(running, carried, work)
@@ -204,7 +212,7 @@ class CarryOver:
 
     def _stage(self, running: RunningAggregates, columns: list[str]) -> tuple[Carried, Path]:
         """The carried state, written to a folder of its own beside the kept days'."""
-        carried = running.carry(columns)
+        carried = running.carry(columns, reading=False)
         self.folder.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
         try:
@@ -266,6 +274,12 @@ class CarryOver:
         os.replace(work, target)
         for day in _days(self.folder)[:-KEEP]:
             shutil.rmtree(self.folder / day.isoformat(), ignore_errors=True)
+        # What a killed run left; a folder being written by a run now is younger.
+        cutoff = time.time() - LEFTOVER_AGE_SECONDS
+        for left in [*self.folder.glob(".writing-*"), *self.folder.glob(".old-*")]:
+            with contextlib.suppress(OSError):
+                if left.stat().st_mtime < cutoff:
+                    shutil.rmtree(left, ignore_errors=True)
         # Another model's or code's states are never read again once this one's are kept.
         for other in self._keys():
             if other != self.folder:

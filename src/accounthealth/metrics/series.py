@@ -43,14 +43,15 @@ class Series:
 
     def take(self, rows: slice | np.ndarray, shift: int = 0) -> Series:
         """Some rows (a slice, a mask or an order), their days and day columns moved by
-        ``shift`` (between day indexes and days since the epoch)."""
-        # Unshifted columns of a slice stay views: a run's state kept for the next day is
-        # millions of rows, written out as they are.
+        ``shift`` (between day indexes and days since the epoch). Of a slice, the columns not
+        moved are views of this series' (not to be written to)."""
+        # Views, not copies: a run's state kept for the next day is millions of rows, written
+        # out as they are.
         return Series(
             self.accounts[rows],
-            _moved(self.days[rows], shift),
+            _shifted(self.days[rows], shift),
             {
-                name: _moved(values[rows], shift if name in DAY_COLUMNS else 0)
+                name: _shifted(values[rows], shift if name in DAY_COLUMNS else 0)
                 for name, values in self.columns.items()
             },
         )
@@ -66,7 +67,7 @@ class Series:
         return int(np.searchsorted(self.days, self.days.dtype.type(day + 1)))
 
 
-def _moved(values: np.ndarray, shift: int) -> np.ndarray:
+def _shifted(values: np.ndarray, shift: int) -> np.ndarray:
     return values + shift if shift else values
 
 

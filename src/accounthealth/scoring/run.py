@@ -40,28 +40,28 @@ def score_table(
     cache: QueryCache | None = None,
     running: RunningAggregates | None = None,
     days: DayGrid | None = None,
-    moved: t.Callable[[], None] | None = None,
+    at_last_day: t.Callable[[], None] | None = None,
 ) -> pa.Table:
     """One row per account and date with every metric, component and overall score. With a
     ``cache``, one date on an engine that binds parameters runs a query compiled once; with
     ``running``, the aggregates it keeps over a run of days come from it; with ``days``
-    (``day_grid``), one date's grid is worked out in memory from them. ``moved`` is called
-    once ``running`` has reached the last of ``dates``, before the dates are scored (the run
-    starts keeping its state for the next day then).
+    (``day_grid``), one date's grid is worked out in memory from them. ``at_last_day`` is
+    called once ``running`` has reached the last of ``dates``, before the dates are scored
+    (the run starts keeping its state for the next day then).
 
     The engine computes the metric values (the work that reads the data, where the data is);
     the scores are then computed here, on those values: a few arithmetic steps per account,
     for which a query of its own cost more than the steps (three windows and a union of
     segments, run and compiled each pass) and NumPy costs a fraction."""
-    moved = moved or _nothing
+    at_last_day = at_last_day or _nothing
     if days is not None and len(dates) == 1:
         grid = days.day(dates[0])
-        moved()
+        at_last_day()
     elif cache is not None and engine.prepares and len(dates) == 1:
-        grid = _prepared_grid(engine, resolved, dates[0], cache, running, moved)
+        grid = _prepared_grid(engine, resolved, dates[0], cache, running, at_last_day)
     else:
         values = running.table(dates) if running is not None else None
-        moved()
+        at_last_day()
         grid = engine.to_arrow(grid_query(engine, resolved, dates, running=values))
     return scored_rows(grid, resolved)
 
@@ -91,13 +91,13 @@ def _prepared_grid(
     day: dt.date,
     cache: QueryCache,
     running: RunningAggregates | None,
-    moved: t.Callable[[], None],
+    at_day: t.Callable[[], None],
 ) -> pa.Table:
     """The metric grid of ``day`` from the cached query. With ``running``, the grid joins the
-    day's running values, attached to the query as a table (``moved`` called once taken)."""
+    day's running values, attached to the query as a table (``at_day`` called once taken)."""
     query = _compiled_grid(engine, resolved, cache, running)
     values = running.values([day]) if running is not None else None
-    moved()
+    at_day()
     with engine.attached(RUNNING_TABLE, values):
         return engine.run_prepared(query, AsOf.parameter_values(day, query.parameters))
 
