@@ -29,7 +29,7 @@ from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import Carried, Series
 from accounthealth.project import CARRIED
 from accounthealth.sources.schema import TABLES
-from accounthealth.store.archive import HistoryArchive
+from accounthealth.store.archive import ORPHAN_AGE_SECONDS, HistoryArchive
 
 from builders import Notes, account, make_project, write_csv
 
@@ -244,7 +244,9 @@ def test_accounts_kept_in_another_order_carry_on_to_the_same_values(carried_on: 
         ran = running_aggregates(p.compute, p.model, before)
         for d in before:
             ran.raw(d)
-        kept = _reversed(ran.carry(list(ran.aggregates.values())))
+        columns = list(ran.aggregates.values())
+        ran.read_for_carry(columns)
+        kept = _reversed(ran.carry(columns))
         assert not kept.ids.equals(ran.ids)
         carrying = running_aggregates(p.compute, p.model, [day], kept)
         assert not carrying._same  # each carried row is moved to its account's position
@@ -269,7 +271,9 @@ def test_the_next_days_run_finds_the_accounts_where_the_kept_state_has_them(
     with ah.open(carried_on) as p:
         ran = running_aggregates(p.compute, p.model, [X])
         ran.raw(X)
-        kept = ran.carry(list(ran.aggregates.values()))
+        columns = list(ran.aggregates.values())
+        ran.read_for_carry(columns)
+        kept = ran.carry(columns)
     ids = kept.ids.to_pylist()
     assert ids == sorted(ids) and len(ids) == 3
     with ah.open(carried_on) as p:
@@ -450,7 +454,7 @@ def test_what_a_killed_run_left_is_deleted_once_an_hour_old(carried_on: Path) ->
     for folder in (old, recent):
         folder.mkdir()
         (folder / "ids.arrow").write_bytes(b"")
-    hour_ago = time.time() - carryover.LEFTOVER_AGE_SECONDS - 60
+    hour_ago = time.time() - ORPHAN_AGE_SECONDS - 60
     os.utime(old, (hour_ago, hour_ago))
     with ah.open(carried_on) as p:
         _carried_on(p, X + dt.timedelta(days=1), X)

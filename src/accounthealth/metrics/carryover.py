@@ -50,6 +50,7 @@ from accounthealth.engine.base import Engine
 from accounthealth.metrics.series import Carried, Series, Sightings
 from accounthealth.metrics.sliding import RunningAggregates
 from accounthealth.sources.incremental import Fingerprint, account_ids, last_fingerprint
+from accounthealth.store.archive import ORPHAN_AGE_SECONDS
 
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
 KEEP = 3
@@ -57,8 +58,6 @@ SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
 # What a kept state records as the settings of an append-only table read in place (it has
 # no ingest's): its source and columns are in the state's key (the queries' fingerprint).
 IN_PLACE = "read in place, append-only"
-# A state's folder being written or set aside that is older than this was left by a killed run.
-LEFTOVER_AGE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ class CarryOver:
 
     def _stage(self, running: RunningAggregates, columns: list[str]) -> tuple[Carried, Path]:
         """The carried state, written to a folder of its own beside the kept days'."""
-        carried = running.carry(columns, reading=False)
+        carried = running.carry(columns)
         self.folder.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
         try:
@@ -274,8 +273,9 @@ class CarryOver:
         os.replace(work, target)
         for day in _days(self.folder)[:-KEEP]:
             shutil.rmtree(self.folder / day.isoformat(), ignore_errors=True)
-        # What a killed run left; a folder being written by a run now is younger.
-        cutoff = time.time() - LEFTOVER_AGE_SECONDS
+        # What a killed run left, once as old as the history files left unlisted are when
+        # they are swept (a folder being written by a run now is younger).
+        cutoff = time.time() - ORPHAN_AGE_SECONDS
         for left in [*self.folder.glob(".writing-*"), *self.folder.glob(".old-*")]:
             with contextlib.suppress(OSError):
                 if left.stat().st_mtime < cutoff:

@@ -508,12 +508,10 @@ class RunningAggregates:
     def _kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
         return {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
 
-    def carry(self, columns: t.Collection[str], *, reading: bool = True) -> Carried:
+    def carry(self, columns: t.Collection[str]) -> Carried:
         """The state after the last day applied, of the aggregates in ``columns`` that can be
-        carried on (``carries``). ``reading=False``: what it needs was read already
-        (``read_for_carry``), and it must not query the engine (another thread may be)."""
-        if reading:
-            self.read_for_carry(columns)
+        carried on (``carries``), once ``read_for_carry`` has read what it needs: it queries
+        nothing itself (another thread may be using the engine)."""
         last = self._next - 1
         kept = self._kept(columns)
         marks = self._day_marks()
