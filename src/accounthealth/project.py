@@ -280,11 +280,10 @@ class Project(ActingOnHealth):
             if resumed.carried is not None or consecutive(dates) or carry.in_use(dates[0]):
                 # A run of days, or one that carries on from the day before or starts a state
                 # for the days after: each aggregate is kept day by day instead of recomputed
-                # per day, and each day is then scored alone, by the compiled queries.
+                # per day, and each day's grid is then worked out from them in memory
+                # (scoring/day_grid.py), or by the compiled query where it cannot be.
                 running = running_aggregates(self.compute, resolved, dates, resumed.carried)
-                if len(dates) > 1:
-                    # Reading the accounts and contracts costs a one-day run what it saves.
-                    days = day_grid(self.compute, resolved, running, cache)
+                days = day_grid(self.compute, resolved, running, cache)
                 batch_days = batch_days or 1
         # Written history carries the overrides in force; read once, each row keeps those of
         # its own date.

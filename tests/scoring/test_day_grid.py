@@ -194,6 +194,28 @@ components:
         assert day_grid(p.compute, p.model, running, p.query_cache) is None
 
 
+def test_an_account_id_held_twice_is_left_to_the_query(tmp_path: Path) -> None:
+    # A table read in place may hold an id twice (ingest rejects it); the query then joins
+    # both rows, which a grid by account position cannot.
+    model = """
+components:
+  all:
+    weight: 1
+    metrics:
+      n_3d: {count: events, window: 3d, score: boolean}
+"""
+    folder = make_project(
+        tmp_path / "p", model, {"accounts": [account("A1"), account("A2")], "events": []}
+    )
+    with ah.open(folder) as p:
+        p.ingest()
+        running = running_aggregates(p.compute, p.model, _dates())
+        assert day_grid(p.compute, p.model, running, None) is not None
+        p.compute.sql("INSERT INTO accounts SELECT * FROM accounts WHERE account_id = 'A2'")
+        running = running_aggregates(p.compute, p.model, _dates())
+        assert day_grid(p.compute, p.model, running, None) is None
+
+
 def test_a_backfill_scores_each_day_as_the_day_alone(project: Path) -> None:
     dates = _dates()
     with ah.open(project) as p:

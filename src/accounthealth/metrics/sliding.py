@@ -253,12 +253,19 @@ class RunningAggregates:
         kept = at >= 0
         return at[kept], kept
 
+    def placed(self, rows: ir.Table, *order: str) -> pa.Table:
+        """``rows`` (with an ``account_id``) run on the engine, each with its account's position
+        (``_position``) instead of its id, in the order of the ``order`` columns; rows of
+        unknown accounts are dropped. The engine joins the positions: looking 200,000 ids up
+        in Arrow took 0.05 s a table."""
+        positions = self._positions
+        known = rows.join(positions, rows.account_id == positions._account)
+        return self.engine.to_arrow(known.drop("account_id", "_account").order_by(list(order)))
+
     def _known(self, grouped: ir.Table, day: str = "_d") -> pa.Table:
         """Run a query grouped by account and day, in day order, with each account's position
         (``_position``) for its id; rows of unknown accounts are dropped."""
-        positions = self._positions
-        known = grouped.join(positions, grouped.account_id == positions._account)
-        return self.engine.to_arrow(known.drop("account_id", "_account").order_by(day))
+        return self.placed(grouped, day)
 
     def _fetch(self, grouped: ir.Table, day: str = "_d") -> Series:
         """``_known``'s rows as a series."""
