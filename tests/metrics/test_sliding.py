@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import accounthealth as ah
-from accounthealth.metrics.series import Series
+from accounthealth.metrics.series import Series, chain, stable_order
 
 from builders import account, make_project
 
@@ -125,3 +125,28 @@ def test_series_rows_of_a_day_across_gaps_and_outside_its_days() -> None:
     }  # fmt: skip
     empty = Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
     assert empty.accounts[empty.on(0)].size == 0
+
+
+# Positions and codes that fit in one int64 sort key with the days, and that do not.
+@pytest.mark.parametrize("top", [5, 2**31 - 2])
+def test_sightings_chain_by_account_value_and_day(top: int) -> None:
+    # Two accounts seeing values over days, in no order: each (account, value)'s sightings
+    # in day order, each leaving when the window passes it or the value is seen next.
+    accounts = np.array([top, 0, top, 0, top, 0], np.int32)
+    codes = np.array([3, 2, 3, top, 0, 2], np.int32)
+    days = np.array([9, 4, -2, 7, 5, 1], np.int32)
+    seen = chain(accounts, codes, days, o=0, w=5)
+    assert list(zip(seen.accounts, seen.codes, seen.days, strict=True)) == [
+        (0, 2, 1), (0, 2, 4), (0, top, 7), (top, 0, 5), (top, 3, -2), (top, 3, 9),
+    ]  # fmt: skip
+    assert seen.leaves.tolist() == [4, 9, 12, 10, 3, 14]
+    assert seen.latest.tolist() == [False, True, True, True, False, True]
+
+
+@pytest.mark.parametrize(
+    "values", [[3, -2, 3, 0, -2, 7], [3.0, 1.0, 3.0, 1.0], [40000, -5, 40000, 2]]
+)
+def test_stable_order_keeps_equal_values_in_their_order(values: list) -> None:
+    # Small whole numbers go through a 16-bit radix sort, others through a merge sort.
+    order = stable_order(np.array(values * 3))
+    assert order.tolist() == sorted(range(len(values) * 3), key=lambda i: (values * 3)[i])

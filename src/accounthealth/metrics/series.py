@@ -128,6 +128,16 @@ def no_rows() -> Series:
     return Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
 
 
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """The stable sort order of whole numbers (day indexes, codes): NumPy sorts them by radix
+    where they fit in 16 bits (6.4 million leaving days in 0.09-0.16 s against 0.8-0.9 s for
+    its merge sort of the float64 days), else by merge sort."""
+    small = np.iinfo(np.int16)
+    if len(values) and small.min <= values.min() and values.max() <= small.max:
+        return np.argsort(values.astype(np.int16), kind="stable")
+    return np.argsort(values, kind="stable")
+
+
 def pair_keys(accounts: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """One int64 per (account position, value code)."""
     return (accounts.astype(np.int64) << 32) | codes.astype(np.int64)
@@ -138,10 +148,21 @@ def chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: 
     or when its value is next seen (plus the offset), whichever is first; the last of each
     account and value is its latest. Codes index no dictionary yet (``values`` empty)."""
     keys = pair_keys(accounts, codes)
-    order = np.lexsort((days, keys))
+    order = _by_key_and_day(accounts, codes, days) if len(keys) else np.zeros(0, np.int64)
     keys, days = keys[order], days[order].astype(np.int64)
     again = np.r_[keys[1:] == keys[:-1], False] if len(keys) else np.zeros(0, bool)
     passed = days + o + w
     following = np.r_[days[1:], 0] + o if len(days) else days
     leaves = np.where(again, np.minimum(passed, following), passed)
     return Sightings(accounts[order], codes[order], days, leaves, ~again, pa.array([], pa.null()))
+
+
+def _by_key_and_day(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """The order of (account, code, day): one sort of a single int64 where the three fit in
+    it (for a backfill's 1.35 million sightings, 0.17 s against lexsort's 0.33 s)."""
+    first, span = int(days.min()), int(days.max()) - int(days.min()) + 1
+    width = int(codes.max()) + 1
+    if (int(accounts.max()) + 1) * width * span >= 2**63:
+        return np.lexsort((days, codes, accounts))
+    one = (accounts.astype(np.int64) * width + codes) * span + (days - first)
+    return np.argsort(one, kind="stable")

@@ -53,6 +53,7 @@ from accounthealth.metrics.series import (
     compact,
     no_rows,
     pair_keys,
+    stable_order,
 )
 
 Filter = t.Callable[[Aggregate, ir.Table], ir.BooleanValue]
@@ -241,7 +242,7 @@ class RunningAggregates:
         )
         if np.any(np.diff(series.days) < 0):
             # Closes carried for later days, and this run's closes, come in day order.
-            series = series.take(np.argsort(series.days, kind="stable"))
+            series = series.take(stable_order(series.days))
         return series
 
     def _still(self, accounts: np.ndarray) -> tuple[np.ndarray, slice | np.ndarray]:
@@ -381,7 +382,7 @@ class RunningAggregates:
         leave = np.where(np.isnan(seen_next), passed, np.minimum(passed, seen_next))
         # A sighting superseded before the first day enters and leaves on it: it counts once.
         leave = np.maximum(leave, 0)
-        order = np.argsort(leave, kind="stable")
+        order = stable_order(leave)
         leaves = Series(sightings.accounts[order], leave[order].astype(np.int32))
         return enters, leaves
 
@@ -439,9 +440,9 @@ class RunningAggregates:
         days_run = (self.last - self.first).days
         enter = seen.days + o
         entering = np.flatnonzero((enter >= 0) & (enter <= days_run))
-        entering = entering[np.argsort(enter[entering], kind="stable")]
+        entering = entering[stable_order(enter[entering])]
         leaving = np.flatnonzero(seen.leaves <= days_run)
-        leaving = leaving[np.argsort(seen.leaves[leaving], kind="stable")]
+        leaving = leaving[stable_order(seen.leaves[leaving])]
         return (
             Series(seen.accounts[entering], enter[entering].astype(np.int32)),
             Series(seen.accounts[leaving], seen.leaves[leaving].astype(np.int32)),
