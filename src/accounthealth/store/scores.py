@@ -112,7 +112,7 @@ def _details_table(scored: pa.Table, resolved: ResolvedModel) -> pa.Table:
     details = {
         "account_id": scored.column("account_id"),
         "as_of": scored.column("as_of").cast(pa.date32()),
-        "model_version": pa.array([resolved.version] * scored.num_rows, pa.string()),
+        "model_version": pa.repeat(pa.scalar(resolved.version, pa.string()), scored.num_rows),
         "segment_model": scored.column("segment_model"),
     }
     for column, source in detail_columns(resolved).items():
