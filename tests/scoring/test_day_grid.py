@@ -7,6 +7,7 @@ the day's ARR. And a backfill it serves scores every day as the day scored alone
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import pytest
 
 import accounthealth as ah
 from accounthealth.metrics.compute import running_aggregates
+from accounthealth.project import CARRIED
+from accounthealth.scoring.day_grid import DayGrid
 from accounthealth.scoring.grid import grid_query
 from accounthealth.scoring.run import day_grid
 
@@ -70,13 +73,14 @@ def contract(i: int, acc: str, start: str, end: str = "", arr: str = "500") -> d
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Not in id order: the grid places each by its position among the sorted ids.
     accounts = [
-        account("A1", segment="enterprise", licensed_seats=4),
-        account("A2", licensed_seats=0),  # no seats: no users per seat
-        account("A3", created_at=""),  # no creation date: always an account, no tenure
         account("A4", created_at="2026-03-06"),  # an account from the 6th
-        account("A5"),  # its only contract ends on the 5th: not a customer from then
+        account("A1", segment="enterprise", licensed_seats=4),
         account("A6"),  # no contracts: a customer with no ARR
+        account("A2", licensed_seats=0),  # no seats: no users per seat
+        account("A5"),  # its only contract ends on the 5th: not a customer from then
+        account("A3", created_at=""),  # no creation date: always an account, no tenure
     ]
     contracts = [
         contract(1, "A1", "2025-01-01", "2026-12-31", "1200"),
@@ -130,8 +134,9 @@ def _dates() -> list[dt.date]:
     return [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
 
 
-def test_each_day_is_the_grid_its_query_gives(project: Path) -> None:
-    dates = _dates()
+# A backfill's days, and a run of one day (the daily run's, when it keeps running values).
+@pytest.mark.parametrize("dates", [_dates(), [dt.date(2026, 3, 6)]], ids=["run", "one day"])
+def test_each_day_is_the_grid_its_query_gives(project: Path, dates: list[dt.date]) -> None:
     with ah.open(project) as p:
         engine, model = p.compute, p.model
         in_memory = day_grid(engine, model, running_aggregates(engine, model, dates), p.query_cache)
@@ -214,6 +219,48 @@ components:
         p.compute.sql("INSERT INTO accounts SELECT * FROM accounts WHERE account_id = 'A2'")
         running = running_aggregates(p.compute, p.model, _dates())
         assert day_grid(p.compute, p.model, running, None) is None
+
+
+def test_the_daily_run_carrying_on_scores_its_day_as_the_query_does(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One copy scores the last day alone with the day's query (no running values kept);
+    # the other backfills to the day before, and its daily run of the last day carries on
+    # and works the grid out in memory.
+    alone, daily = tmp_path / "alone", tmp_path / "daily"
+    for folder in (alone, daily):
+        shutil.copytree(project, folder)
+        shutil.rmtree(folder / CARRIED, ignore_errors=True)
+    with ah.open(alone) as p:
+        p.score(LAST)
+        expected = p.scores(LAST, LAST).set_index("account_id")
+        expected_values = _metric_values(p, LAST)
+    grids = []
+    real = DayGrid.day
+    monkeypatch.setattr(DayGrid, "day", lambda grid, day: grids.append(day) or real(grid, day))
+    with ah.open(daily) as p:
+        p.score(start=FIRST, end=LAST - dt.timedelta(days=1))
+        grids.clear()
+        report = p.score(LAST)
+        got = p.scores(LAST, LAST).set_index("account_id")
+        got_values = _metric_values(p, LAST)
+    assert report.carried_from == LAST - dt.timedelta(days=1), report.not_carried
+    assert grids == [LAST], "the daily run's grid is worked out in memory"
+    assert sorted(got.index) == sorted(expected.index)
+    for column in ("tier", "segment_model"):
+        assert got[column].to_dict() == expected[column].to_dict(), column
+    for column in ("score", "arr", "days_to_renewal"):
+        assert got[column].astype(float).to_dict() == pytest.approx(
+            expected[column].astype(float).to_dict(), nan_ok=True
+        ), column
+    assert got_values == pytest.approx(expected_values, nan_ok=True)
+
+
+def _metric_values(p: ah.Project, day: dt.date) -> dict[tuple[str, str], float]:
+    table = p.store.table("metric_values")
+    frame = p.store.execute(table.filter(table.as_of == day))
+    return {(r.account_id, r.metric): float("nan") if r.value is None else float(r.value)
+            for r in frame.itertuples()}  # fmt: skip
 
 
 def test_a_backfill_scores_each_day_as_the_day_alone(project: Path) -> None:

@@ -381,9 +381,9 @@ class RunningAggregates:
         seen_next = sightings.columns["next"] + o
         leave = np.where(np.isnan(seen_next), passed, np.minimum(passed, seen_next))
         # A sighting superseded before the first day enters and leaves on it: it counts once.
-        leave = np.maximum(leave, 0)
+        leave = np.maximum(leave, 0).astype(np.int32)  # whole days (``next`` is NULL-able)
         order = stable_order(leave)
-        leaves = Series(sightings.accounts[order], leave[order].astype(np.int32))
+        leaves = Series(sightings.accounts[order], leave[order])
         return enters, leaves
 
     def _sightings_after(

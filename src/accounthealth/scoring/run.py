@@ -75,8 +75,8 @@ def day_grid(
 ) -> DayGrid | None:
     """The grid of each day of ``running``'s run worked out in memory (scoring/day_grid.py),
     where it gives the day's query's results; else None. The day's query is compiled and
-    stored all the same (a run of one day, as the daily run carrying on, runs it), and its
-    columns are the grid's."""
+    stored all the same (a run the grid cannot serve runs it), and its columns are the
+    grid's."""
     if cache is not None and engine.prepares:
         types = ibis.schema(_compiled_grid(engine, resolved, cache, running).schema)
     else:
