@@ -184,41 +184,40 @@ def test_the_population_on_a_day(project: Path) -> None:
 
 def test_a_model_with_an_aggregate_kept_otherwise_is_left_to_the_query(tmp_path: Path) -> None:
     # Distinct values of rows open on a date are not kept running (metrics/sliding.py).
-    model = """
-components:
-  all:
-    weight: 1
-    metrics:
-      open_tickets: {count: tickets, active: true, score: boolean}
-      open_priorities: {distinct: tickets.priority, active: true, score: boolean}
-"""
+    model = _one_component(
+        "open_tickets: {count: tickets, active: true, score: boolean}",
+        "open_priorities: {distinct: tickets.priority, active: true, score: boolean}",
+    )
     folder = make_project(tmp_path / "p", model, {"accounts": [account("A1")], "tickets": []})
     with ah.open(folder) as p:
         p.ingest()
-        running = running_aggregates(p.compute, p.model, _dates())
-        assert day_grid(p.compute, p.model, running, p.query_cache) is None
+        assert _grid_of_run(p) is None
 
 
 def test_an_account_id_held_twice_is_left_to_the_query(tmp_path: Path) -> None:
     # A table read in place may hold an id twice (ingest rejects it); the query then joins
     # both rows, which a grid by account position cannot.
-    model = """
-components:
-  all:
-    weight: 1
-    metrics:
-      n_3d: {count: events, window: 3d, score: boolean}
-"""
+    model = _one_component("n_3d: {count: events, window: 3d, score: boolean}")
     folder = make_project(
         tmp_path / "p", model, {"accounts": [account("A1"), account("A2")], "events": []}
     )
     with ah.open(folder) as p:
         p.ingest()
-        running = running_aggregates(p.compute, p.model, _dates())
-        assert day_grid(p.compute, p.model, running, None) is not None
+        assert _grid_of_run(p) is not None
         p.compute.sql("INSERT INTO accounts SELECT * FROM accounts WHERE account_id = 'A2'")
-        running = running_aggregates(p.compute, p.model, _dates())
-        assert day_grid(p.compute, p.model, running, None) is None
+        assert _grid_of_run(p) is None
+
+
+def _one_component(*metrics: str) -> str:
+    """A model of one component holding ``metrics`` (YAML lines, ``name: {...}``)."""
+    lines = "".join(f"      {metric}\n" for metric in metrics)
+    return f"components:\n  all:\n    weight: 1\n    metrics:\n{lines}"
+
+
+def _grid_of_run(p: ah.Project) -> DayGrid | None:
+    """The in-memory grid of a run over the test's days, or None where the query serves."""
+    running = running_aggregates(p.compute, p.model, _dates())
+    return day_grid(p.compute, p.model, running, p.query_cache)
 
 
 def test_the_daily_run_carrying_on_scores_its_day_as_the_query_does(

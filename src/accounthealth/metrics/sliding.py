@@ -263,14 +263,9 @@ class RunningAggregates:
         known = rows.join(positions, rows.account_id == positions._account)
         return self.engine.to_arrow(known.drop("account_id", "_account").order_by(list(order)))
 
-    def _known(self, grouped: ir.Table, day: str = "_d") -> pa.Table:
-        """Run a query grouped by account and day, in day order, with each account's position
-        (``_position``) for its id; rows of unknown accounts are dropped."""
-        return self.placed(grouped, day)
-
     def _fetch(self, grouped: ir.Table, day: str = "_d") -> Series:
-        """``_known``'s rows as a series."""
-        data = self._known(grouped, day)
+        """A query grouped by account and day, ``placed`` in day order, as a series."""
+        data = self.placed(grouped, day)
         series = Series(
             accounts=data.column("_position").to_numpy(),  # int32 as given
             days=data.column(day).to_numpy().astype(np.int32),
@@ -464,7 +459,7 @@ class RunningAggregates:
         seen = rows.select(
             account_id=rows.account_id, _v=rows[column], _d=self._index(_day(time))
         ).distinct()
-        data = self._known(seen)
+        data = self.placed(seen, "_d")
         return (
             data.column("_position").to_numpy(),
             data.column("_d").to_numpy().astype(np.int32),

@@ -36,7 +36,7 @@ from accounthealth.metrics.definitions import (
     ResolvedModel,
     leaves,
 )
-from accounthealth.metrics.series import EPOCH
+from accounthealth.metrics.series import EPOCH, stable_order
 from accounthealth.metrics.sliding import RunningAggregates
 from accounthealth.scoring.functions import Values
 from accounthealth.scoring.grid import SEGMENT_MODEL, segment_label
@@ -169,7 +169,7 @@ class DayGrid:
         rows = np.flatnonzero(customers)
         # Each segment's rows together, as scoring takes them (scoring/run.py): sorting the
         # positions here spares it sorting the whole grid.
-        rows = rows[np.argsort(labels[rows], kind="stable")]
+        rows = rows[stable_order(labels[rows])]
         if not np.array_equal(rows, self._rows):
             # The day's population differs from the day before's (most days it does not).
             self._rows, self._taken = rows, {}

@@ -15,6 +15,7 @@ from accounthealth.engine.base import Engine
 from accounthealth.engine.parameters import PreparedQuery
 from accounthealth.metrics.compute import AsOf, value_column
 from accounthealth.metrics.definitions import ResolvedModel
+from accounthealth.metrics.series import stable_order
 from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
 from accounthealth.scoring.combine import score_segment
 from accounthealth.scoring.day_grid import DayGrid
@@ -132,7 +133,7 @@ def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
     which = grid.column(SEGMENT_MODEL).to_numpy()
     if np.any(np.diff(which) < 0):
         # Each segment's rows together: its scores are then slices, stacked without copying.
-        order = np.argsort(which, kind="stable")
+        order = stable_order(which)
         grid, which = grid.take(order), which[order]
     bounds = np.searchsorted(which, np.arange(len(segments) + 1))
     types = {c: pa.type_for_alias(type_) for c, type_ in SCORE_COLUMNS.items()}
