@@ -27,6 +27,7 @@ import accounthealth.project as project_module
 from accounthealth.metrics import carryover
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import Carried, Series
+from accounthealth.metrics.sliding import RunningAggregates
 from accounthealth.project import CARRIED
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS, HistoryArchive
@@ -109,13 +110,20 @@ def _event(i: int, a: str, d: int, h: int, u: str, q: int) -> dict:
     }
 
 
-def _project(folder: Path, evs: list, tks: list, events: dict | None = None) -> Path:
-    """Events as daily files (all up to X in the first), or from ``events``; tickets as one
-    file, unchanged."""
+def _project(
+    folder: Path,
+    evs: list,
+    tks: list,
+    events: dict | None = None,
+    contracts: list[dict] | None = None,
+) -> Path:
+    """Events as daily files (all up to X in the first), or from ``events``; tickets (and any
+    ``contracts``) as one file, unchanged."""
     make_project(
         folder,
         MODEL,
         {
+            **({"contracts": contracts} if contracts is not None else {}),
             "accounts": [account("A1"), account("A2"), account("A3")],
             "tickets": [
                 {
@@ -362,6 +370,84 @@ def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path)
             "same files: it was changed other than by an ingest"
         )
         assert _carried_on(p, X + dt.timedelta(days=1), X, why)[("A2", "csat")] is None
+
+
+def _placed_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The columns of each read with account positions from now on (the day grid reads the
+    accounts and contracts so)."""
+    reads: list[set[str]] = []
+    real = RunningAggregates.placed
+
+    def placed(self: RunningAggregates, rows: t.Any, *order: str) -> pa.Table:
+        reads.append(set(rows.columns))
+        return real(self, rows, *order)
+
+    monkeypatch.setattr(RunningAggregates, "placed", placed)
+    return reads
+
+
+# A model whose every aggregate carries on (no distinct values over all history), so the
+# day grid serves the days carried on too.
+GRID_MODEL = "\n".join(line for line in MODEL.splitlines() if "all_users" not in line)
+DEAL = {
+    "contract_id": "c1",
+    "account_id": "A1",
+    "start_date": "2025-01-01",
+    "end_date": "2027-01-01",
+    "arr": 1000,
+}
+
+
+@pytest.fixture
+def grid_carried(tmp_path: Path) -> Path:
+    """A project of GRID_MODEL with a contract, backfilled to X."""
+    evs = [("A1", d, 10, "u1" if d % 2 else "u2", 2) for d in range(-40, 1, 3)]
+    folder = _project(tmp_path / "p", evs, [], contracts=[DEAL])
+    (folder / "model.yaml").write_text(GRID_MODEL)
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score(start=X - dt.timedelta(days=1), end=X)
+    return folder
+
+
+def test_the_grids_accounts_carry_on_until_their_file_changes(
+    grid_carried: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _placed_reads(monkeypatch)
+    day = X + dt.timedelta(days=1)
+    with ah.open(grid_carried) as p:
+        # A1's two users over 28 days, of its 10 seats.
+        assert _carried_on(p, day, X)[("A1", "seats")] == 0.2
+    assert not any("licensed_seats" in read for read in reads)  # as the backfill read them
+    write_csv(
+        grid_carried / "data" / "accounts.csv",
+        [account("A1", licensed_seats=2), account("A2"), account("A3")],
+    )
+    with ah.open(grid_carried) as p:
+        p.ingest()
+        assert _carried_on(p, day + dt.timedelta(days=1), day)[("A1", "seats")] == 1.0
+    assert any("licensed_seats" in read for read in reads)
+
+
+def test_the_grids_contracts_carry_on_until_their_file_changes(
+    grid_carried: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _placed_reads(monkeypatch)
+    day = X + dt.timedelta(days=1)
+
+    def arr(p: ah.Project, on: dt.date) -> float:
+        return float(p.scores(on, on).set_index("account_id").loc["A1", "arr"])
+
+    with ah.open(grid_carried) as p:
+        _carried_on(p, day, X)
+        assert arr(p, day) == 1000
+    assert not any("arr" in read for read in reads)
+    write_csv(grid_carried / "data" / "contracts.csv", [{**DEAL, "arr": 2500}])
+    with ah.open(grid_carried) as p:
+        p.ingest()
+        _carried_on(p, day + dt.timedelta(days=1), day)
+        assert arr(p, day + dt.timedelta(days=1)) == 2500
+    assert any("arr" in read for read in reads)
 
 
 def _two_days_of_events(folder: Path) -> tuple[dt.date, dt.date]:

@@ -5,8 +5,10 @@ A run of consecutive days keeps each aggregate's value running (metrics/sliding.
 ends, what a run of the next day needs to go on is kept in the project's cache folder, one
 folder per day under the fingerprint of the model, the data's layout and accounthealth's code
 (the compiled queries' key): the running values, the rows still to leave a window, and the
-distinct values still counted. The next day's run starts from it and reads only that day's
-rows. The state is taken and written in a thread while the run scores its last day from the
+distinct values still counted; and the day grid's inputs (the accounts and contracts as
+scoring/day_grid.py reads them) where their tables are ingested, carried on while each
+table's last ingest is the one recorded. The next day's run starts from it and reads only that
+day's rows. The state is taken and written in a thread while the run scores its last day from the
 running values, and put in place once the tables it counts are counted, while that day is
 written to history (a run that fails before then drops it; one whose history write fails
 keeps it, as it is the data's).
@@ -90,6 +92,8 @@ class CarryOver:
         self.appended = frozenset(table for table, append_only in in_place.items() if append_only)
         # The marks of the tables a resumed state found quiet (see ``resume``).
         self._known: dict[str, dict[str, t.Any]] = {}
+        # The day grid's inputs a resumed state carried, and the files they were read from.
+        self._inputs: dict[str, tuple[pa.Table, Path]] = {}
         # Each table's last ingest (or, read in place, its account ids), read once: a run
         # ingests nothing between resume and keep.
         self._prints: dict[str, Fingerprint | None] = {}
@@ -118,7 +122,8 @@ class CarryOver:
             return Resumed(None)
         good, quiet, why = set(), set(), []
         try:
-            prints = {table: self._fingerprint(table) for table in meta["tables"]}
+            inputs = meta.get("inputs", {})
+            prints = {table: self._fingerprint(table) for table in [*meta["tables"], *inputs]}
             # Rows by day are counted only where rows may have been added (files ingested
             # since, or read in place): a table ingested from the same files is checked by its
             # count of rows alone (no scan).
@@ -126,6 +131,8 @@ class CarryOver:
                 table: list(mark["until"]) if self._added_to(table, prints[table], mark) else []
                 for table, mark in meta["tables"].items()
             }
+            for table in inputs:
+                times.setdefault(table, [])
             census = _census(self.compute, times, day)
             for table, mark in meta["tables"].items():
                 changed, still = _changed(
@@ -137,7 +144,12 @@ class CarryOver:
                 good.add(table)
                 if still:
                     quiet.add(table)
-            carried = _read(folder, meta, day, good, frozenset(quiet)) if good else None
+            unchanged = {
+                table
+                for table, mark in inputs.items()
+                if _as_kept(prints[table], mark, census.get(table))
+            }
+            carried = _read(folder, meta, day, good, frozenset(quiet), unchanged) if good else None
         except (
             OSError,
             AttributeError,
@@ -150,6 +162,10 @@ class CarryOver:
             return Resumed(None, f"the running values kept of {day} could not be read ({exc!r})")
         # A quiet table's counts hold for any later day too.
         self._known = {table: meta["tables"][table] for table in quiet}
+        if carried is not None:
+            self._inputs = {
+                table: (data, _input_file(folder, table)) for table, data in carried.inputs.items()
+            }
         return Resumed(carried, "; ".join(why) or None)
 
     def start_keeping(self, running: RunningAggregates) -> None:
@@ -173,9 +189,16 @@ class CarryOver:
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
             self._why_unkept = _unkept(exc)
             return
+        # The day grid's inputs are carried where their tables are ingested: only an ingest
+        # changes those, and it records what it read.
+        inputs = {
+            table
+            for table in running.inputs
+            if table not in self.in_place and self._fingerprint(table) is not None
+        }
         if columns:
             thread = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-carry")
-            self._staged = thread.submit(self._stage, running, columns)
+            self._staged = thread.submit(self._stage, running, columns, inputs)
             thread.shutdown(wait=False)  # its one task still runs
 
     def finish_keeping(self) -> str | None:
@@ -209,9 +232,13 @@ class CarryOver:
             with contextlib.suppress(Exception):
                 shutil.rmtree(staged.result()[1], ignore_errors=True)
 
-    def _stage(self, running: RunningAggregates, columns: list[str]) -> tuple[Carried, Path]:
-        """The carried state, written to a folder of its own beside the kept days'."""
+    def _stage(
+        self, running: RunningAggregates, columns: list[str], inputs: set[str]
+    ) -> tuple[Carried, Path]:
+        """The carried state (with the day grid's ``inputs`` of those tables), written to a
+        folder of its own beside the kept days'."""
         carried = running.carry(columns)
+        carried.inputs = {table: data for table, data in carried.inputs.items() if table in inputs}
         self.folder.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
         try:
@@ -227,10 +254,26 @@ class CarryOver:
                     {c: getattr(seen, c) for c in SIGHTING_COLUMNS},
                 )
                 _write_table(pa.table({"value": seen.values}), work / f"values-{col}.arrow")
+            for table, data in carried.inputs.items():
+                if not self._linked(table, data, _input_file(work, table)):
+                    _write_table(data, _input_file(work, table))
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
         return carried, work
+
+    def _linked(self, table: str, data: pa.Table, target: Path) -> bool:
+        """Whether ``data``, the input of ``table`` carried as it was, is now at ``target`` as
+        a second name of the file it was read from (the accounts alone are 22 MB of strings
+        on the benchmark's book, the same every day they are carried on)."""
+        carried, source = self._inputs.get(table, (None, None))
+        if data is not carried or source is None:
+            return False
+        try:
+            os.link(source, target)
+        except OSError:
+            return False  # a file system without hard links: written again
+        return True
 
     def _put_in_place(self, running: RunningAggregates, carried: Carried, work: Path) -> None:
         """Count the carried tables' rows and put the state written in ``work`` in place."""
@@ -261,6 +304,11 @@ class CarryOver:
             "series": {name: f"series-{i}.arrow" for i, name in enumerate(carried.series)},
             "sightings": list(carried.sightings),
             "tables": tables,
+            # What the run's ingest recorded of each input's table (``_as_kept``).
+            "inputs": {
+                table: json.loads(t.cast(Fingerprint, self._prints[table]).to_json())
+                for table in carried.inputs
+            },
         }
         (work / "state.json").write_text(json.dumps(meta))
         target = self.folder / carried.day.isoformat()
@@ -356,6 +404,17 @@ def _changed(
     return None, False
 
 
+def _as_kept(
+    now: Fingerprint | None, mark: dict[str, t.Any], counted: dict[str, t.Any] | None
+) -> bool:
+    """Whether a table holds what it held when the day grid's input read of it was kept: its
+    last ingest is the one ``mark`` recorded (the same files, settings, columns and rows) and
+    it holds that many rows (``counted``, its ``_census``)."""
+    if now is None or counted is None:
+        return False
+    return json.loads(now.to_json()) == mark and counted["rows"] == mark["rows"]
+
+
 def _days(folder: Path) -> list[dt.date]:
     """The days of the states kept in ``folder``, in order."""
     days = []
@@ -410,6 +469,10 @@ def _census(
     return out
 
 
+def _input_file(folder: Path, table: str) -> Path:
+    return folder / f"input-{table}.arrow"
+
+
 def _write_arrays(path: Path, columns: t.Mapping[str, np.ndarray]) -> None:
     _write_table(pa.table({name: pa.array(values) for name, values in columns.items()}), path)
 
@@ -429,9 +492,15 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read(
-    folder: Path, meta: dict[str, t.Any], day: dt.date, good: set[str], quiet: frozenset[str]
+    folder: Path,
+    meta: dict[str, t.Any],
+    day: dt.date,
+    good: set[str],
+    quiet: frozenset[str],
+    inputs: set[str],
 ) -> Carried:
-    """The kept state of the aggregates of the ``good`` tables."""
+    """The kept state of the aggregates of the ``good`` tables, and the day grid's
+    ``inputs``."""
     columns = tuple(col for col, table in meta["columns"].items() if table in good)
     ids = feather.read_table(folder / "ids.arrow").column("id").combine_chunks()
     running = {col: _arrays(folder / f"running-{col}.arrow") for col in columns}
@@ -448,4 +517,5 @@ def _read(
         sightings[col] = Sightings(
             *(arrays[c] for c in SIGHTING_COLUMNS), dictionary.combine_chunks()
         )
-    return Carried(day, ids, columns, running, series, sightings, quiet)
+    kept = {table: feather.read_table(_input_file(folder, table)) for table in inputs}
+    return Carried(day, ids, columns, running, series, sightings, quiet, kept)

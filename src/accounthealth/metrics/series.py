@@ -111,6 +111,10 @@ class Carried:
     sightings: dict[str, Sightings]
     # Tables known to hold no rows after ``day``: a run carrying on reads nothing of them.
     quiet: frozenset[str] = frozenset()
+    # The day grid's inputs as that run read them (scoring/day_grid.py: the accounts and their
+    # contracts, each row with its account's position), by table: carried only while their
+    # tables hold what they held then.
+    inputs: dict[str, pa.Table] = field(default_factory=dict)
 
 
 def compact(values: np.ndarray) -> np.ndarray:
@@ -154,10 +158,12 @@ def chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: 
     account and value is its latest. Codes index no dictionary yet (``values`` empty)."""
     keys = pair_keys(accounts, codes)
     order = _by_key_and_day(accounts, codes, days) if len(keys) else np.zeros(0, np.int64)
-    keys, days = keys[order], days[order].astype(np.int64)
+    # Day indexes as int32: a backfill carries millions of sightings to the next day's run.
+    keys, days = keys[order], days[order].astype(np.int32)
     again = np.r_[keys[1:] == keys[:-1], False] if len(keys) else np.zeros(0, bool)
-    passed = days + o + w
-    following = np.r_[days[1:], 0] + o if len(days) else days
+    passed = days + np.int32(o + w)
+    # The next sighting's day, where it is of the same account and value (``again``).
+    following = np.roll(days, -1) + np.int32(o)
     leaves = np.where(again, np.minimum(passed, following), passed)
     return Sightings(accounts[order], codes[order], days, leaves, ~again, pa.array([], pa.null()))
 

@@ -127,9 +127,13 @@ class RunningAggregates:
         # In order: DuckDB lists distinct values in an order that varies with its threads (three
         # orders in ten runs of the benchmark's accounts), and a carried state whose accounts
         # come in the same order is used as it is (below); sorting costs 15 ms.
-        accounts = engine.table("accounts").select("account_id").distinct()
-        ids = engine.to_arrow(accounts.order_by("account_id"))
-        self.ids = ids.column("account_id").combine_chunks()
+        if carried is not None and "accounts" in carried.inputs:
+            # The accounts table holds what it held (metrics/carryover.py): so do its ids.
+            self.ids = carried.ids
+        else:
+            accounts = engine.table("accounts").select("account_id").distinct()
+            ids = engine.to_arrow(accounts.order_by("account_id"))
+            self.ids = ids.column("account_id").combine_chunks()
         n = len(self.ids)
         # Each account's position, for the engine to join: a series then comes back as
         # positions, not ids to look up (that look-up was a fifth of reading a 90-day run).
@@ -146,6 +150,8 @@ class RunningAggregates:
             if carried is not None and not self._same
             else np.arange(n if carried is not None else 0, dtype=np.int32)
         )
+        # The day grid's inputs read (or carried) in this run, by table (``placed_input``).
+        self.inputs: dict[str, pa.Table] = {}
         self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
         self._series: dict[tuple[t.Any, ...], Series] = {}
         # Per group of aggregates over open rows: rows by the day they open, and they close.
@@ -262,6 +268,15 @@ class RunningAggregates:
         positions = self._positions
         known = rows.join(positions, rows.account_id == positions._account)
         return self.engine.to_arrow(known.drop("account_id", "_account").order_by(list(order)))
+
+    def placed_input(self, table: str, rows: ir.Table, *order: str) -> pa.Table:
+        """``rows`` of the day grid's input ``table``, ``placed``; or as the day before's run
+        read them, where it carried them on (its table holds what it held). Either way they
+        are carried to the next day's run."""
+        carried = self._carried.inputs.get(table) if self._carried is not None else None
+        data = carried if carried is not None else self.placed(rows, *order)
+        self.inputs[table] = data
+        return data
 
     def _fetch(self, grouped: ir.Table, day: str = "_d") -> Series:
         """A query grouped by account and day, ``placed`` in day order, as a series."""
@@ -518,13 +533,17 @@ class RunningAggregates:
         last = self._next - 1
         kept = self._kept(columns)
         marks = self._day_marks()
-        running = {
-            col: {
-                name: self._running[name] + (self._base if name in marks else 0)
-                for name in _starting(agg, col, 0)
-            }
-            for agg, col in kept.items()
-        }
+        running: dict[str, dict[str, np.ndarray]] = {}
+        for agg, col in kept.items():
+            running[col] = {}
+            for name, start in _starting(agg, col, 1).items():
+                values = self._running[name]
+                if name in marks:
+                    running[col][name] = values + self._base
+                elif start[0] != 0 or values.any():
+                    # Not a copy: the last day's values change no more. One still as it
+                    # starts (a count of NaN or infinite values, mostly) is left out.
+                    running[col][name] = values
         series = {}
         for key, group in self._groups.items():
             if not all(agg in kept for agg in group):
@@ -557,7 +576,9 @@ class RunningAggregates:
                     seen.values.take(pa.array(used)),
                 )
         day = self.first + dt.timedelta(days=last)
-        return Carried(day, self.ids, tuple(kept.values()), running, series, sightings)
+        return Carried(
+            day, self.ids, tuple(kept.values()), running, series, sightings, inputs=self.inputs
+        )
 
     def _recent(self, agg: Aggregate, last: int) -> Sightings:
         """A fresh run's sightings that may still count after day ``last``: those of the

@@ -8,7 +8,8 @@ top. Here the accounts and their contracts are read once per run, each row with 
 position (joined by the engine), and each day's population, metric values and segment model
 are worked out by position, in NumPy (about 0.05 s), with the query's columns, types and
 values. A daily run of one day uses it too: reading the accounts and contracts (0.2 s) costs
-it less than the query.
+it less than the query, and one carrying on takes them as the day before read them while
+their tables are as they were (metrics/carryover.py).
 
 It serves where the running values hold every aggregate the model reads, account ids are
 unique, dates are dates and what metrics read of an account is a number or yes/no; the day's
@@ -106,7 +107,7 @@ class DayGrid:
         if running.ids.null_count:
             return None  # an account without an id: the query joins them as they are
         # In the running values' order: row i is running.ids[i]'s.
-        accounts = running.placed(engine.table("accounts"), "_position")
+        accounts = running.placed_input("accounts", engine.table("accounts"), "_position")
         if accounts.num_rows != len(running.ids):
             return None  # ids repeated: the query joins each row
         accounts = accounts.drop_columns("_position").append_column("account_id", running.ids)
@@ -122,7 +123,8 @@ class DayGrid:
             # the one it renews next (NumPy's minimum.at took 20 ms a day for this; those with
             # no end are left out there, wherever they come). Then by the other columns, so
             # that each account's ARR is summed in the same order every run, to the last bit.
-            data = running.placed(
+            data = running.placed_input(
+                "contracts",
                 table.select("account_id", "start_date", "end_date", "arr"),
                 "_position",
                 "end_date",
