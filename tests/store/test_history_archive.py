@@ -81,6 +81,23 @@ def test_each_day_is_a_scores_file_and_a_detail_file_of_its_version_and_date(
     assert scores[("B", DAYS[0])][0] > scores[("B", DAYS[2])][0]
 
 
+def test_each_days_files_keep_the_statistics_that_let_a_read_of_a_date_skip_them(
+    folder: Path,
+) -> None:
+    with ah.open(folder) as p:
+        p.score(start=DAYS[0], end=DAYS[1])
+        version = p.model.version
+    for file in day_files(folder):
+        group = pq.ParquetFile(folder / ARCHIVE / file).metadata.row_group(0)
+        stats = {
+            group.column(i).path_in_schema: group.column(i).statistics
+            for i in range(group.num_columns)
+        }
+        day = pq.read_table(folder / ARCHIVE / file).column("as_of")[0].as_py()
+        assert (stats["as_of"].min, stats["as_of"].max) == (day, day)
+        assert (stats["model_version"].min, stats["model_version"].max) == (version, version)
+
+
 def test_a_large_days_detail_is_two_files_that_read_as_one(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,6 +61,11 @@ _DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet(\.partial)?")
 SPLIT_ROWS = 100_000
 # Columns of a detail row before the metric and component ones.
 KEY_COLUMNS = ("account_id", "as_of", "model_version", "segment_model")
+# The columns whose Parquet statistics a day file keeps: the views' filters on a date or a
+# model version skip whole files by them. A file is one row group whose other columns span
+# every account and value, so their statistics would skip nothing; the strings' cost most to
+# compute (a day's scores file took 0.083 s of CPU without them against 0.095 s).
+STATISTICS = ("as_of", "model_version", "segment_model")
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,7 @@ class HistoryArchive:
                 compression="zstd",
                 compression_level=1,
                 use_dictionary=dictionaries,
+                write_statistics=[c for c in STATISTICS if c in day_rows.column_names],
             )
             written.append(DayFile(day, name, day_rows.num_rows))
         _sync_directory(self.folder / folder)  # the new files' entries, once for all
