@@ -361,6 +361,21 @@ def test_a_day_not_following_a_kept_one_reads_all_history(carried_on: Path) -> N
         assert _stored(p, day) == _from_all_history(p, day)
 
 
+def test_a_kept_state_that_cannot_be_read_costs_a_read_of_all_history(carried_on: Path) -> None:
+    (state,) = (carried_on / CARRIED).glob(f"*/{X.isoformat()}")
+    (series,) = list(state.glob("series-*.arrow"))[:1]
+    series.write_bytes(series.read_bytes()[:100])  # cut short
+    day = X + dt.timedelta(days=1)
+    with ah.open(carried_on) as p:
+        report = p.score(day)
+        assert report.carried_from is None
+        assert report.not_carried is not None
+        assert report.not_carried.startswith(f"the running values kept of {X} could not be read")
+        assert _stored(p, day) == _from_all_history(p, day)
+        # That run kept its own: the next day carries on from it.
+        _carried_on(p, day + dt.timedelta(days=1), day)
+
+
 def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path) -> None:
     # Its files are the ones the kept state saw, so only its count of rows can tell.
     with ah.open(carried_on) as p:
