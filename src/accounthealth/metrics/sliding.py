@@ -273,7 +273,10 @@ class RunningAggregates:
         """``rows`` of the day grid's input ``table``, ``placed``; or as the day before's run
         read them, where it carried them on (its table holds what it held). Either way they
         are carried to the next day's run."""
-        carried = self._carried.inputs.get(table) if self._carried is not None else None
+        # Its rows hold the carried accounts' positions: good while the accounts are those.
+        carried = None
+        if self._carried is not None and self._same:
+            carried = self._carried.inputs.get(table)
         data = carried if carried is not None else self.placed(rows, *order)
         self.inputs[table] = data
         return data
