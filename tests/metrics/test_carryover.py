@@ -363,7 +363,7 @@ def test_a_day_not_following_a_kept_one_reads_all_history(carried_on: Path) -> N
 
 def test_a_kept_state_that_cannot_be_read_costs_a_read_of_all_history(carried_on: Path) -> None:
     (state,) = (carried_on / CARRIED).glob(f"*/{X.isoformat()}")
-    (series,) = list(state.glob("series-*.arrow"))[:1]
+    series = next(state.glob("series-*.arrow"))
     series.write_bytes(series.read_bytes()[:100])  # cut short
     day = X + dt.timedelta(days=1)
     with ah.open(carried_on) as p:
@@ -434,14 +434,23 @@ def test_the_grids_accounts_carry_on_until_their_file_changes(
         # A1's two users over 28 days, of its 10 seats.
         assert _carried_on(p, day, X)[("A1", "seats")] == 0.2
     assert not any("licensed_seats" in read for read in reads)  # as the backfill read them
+    # Carried on as they were, the kept accounts are the day before's file under a new name.
+    assert _input(grid_carried, day).stat().st_ino == _input(grid_carried, X).stat().st_ino
     write_csv(
         grid_carried / "data" / "accounts.csv",
         [account("A1", licensed_seats=2), account("A2"), account("A3")],
     )
+    after = day + dt.timedelta(days=1)
     with ah.open(grid_carried) as p:
         p.ingest()
-        assert _carried_on(p, day + dt.timedelta(days=1), day)[("A1", "seats")] == 1.0
+        assert _carried_on(p, after, day)[("A1", "seats")] == 1.0
     assert any("licensed_seats" in read for read in reads)
+    assert _input(grid_carried, after).stat().st_ino != _input(grid_carried, day).stat().st_ino
+
+
+def _input(folder: Path, day: dt.date) -> Path:
+    """The accounts the day grid read, as the state kept of ``day`` keeps them."""
+    return next((folder / CARRIED).glob(f"*/{day.isoformat()}/input-accounts.arrow"))
 
 
 def test_the_grids_contracts_carry_on_until_their_file_changes(
