@@ -237,8 +237,7 @@ class CarryOver:
     ) -> tuple[Carried, Path]:
         """The carried state (with the day grid's ``inputs`` of those tables), written to a
         folder of its own beside the kept days'."""
-        carried = running.carry(columns)
-        carried.inputs = {table: data for table, data in carried.inputs.items() if table in inputs}
+        carried = running.carry(columns, inputs)
         self.folder.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
         try:

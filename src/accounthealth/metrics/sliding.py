@@ -530,10 +530,11 @@ class RunningAggregates:
     def _kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
         return {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
 
-    def carry(self, columns: t.Collection[str]) -> Carried:
+    def carry(self, columns: t.Collection[str], inputs: t.Collection[str] = ()) -> Carried:
         """The state after the last day applied, of the aggregates in ``columns`` that can be
-        carried on (``carries``), once ``read_for_carry`` has read what it needs: it queries
-        nothing itself (another thread may be using the engine)."""
+        carried on (``carries``), with the day grid's inputs of the tables in ``inputs``, once
+        ``read_for_carry`` has read what it needs: it queries nothing itself (another thread
+        may be using the engine)."""
         last = self._next - 1
         kept = self._kept(columns)
         marks = self._day_marks()
@@ -580,8 +581,9 @@ class RunningAggregates:
                     seen.values.take(pa.array(used)),
                 )
         day = self.first + dt.timedelta(days=last)
+        carried = {table: data for table, data in self.inputs.items() if table in inputs}
         return Carried(
-            day, self.ids, tuple(kept.values()), running, series, sightings, inputs=self.inputs
+            day, self.ids, tuple(kept.values()), running, series, sightings, inputs=carried
         )
 
     def _recent(self, agg: Aggregate, last: int) -> Sightings:
