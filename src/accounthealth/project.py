@@ -43,7 +43,7 @@ from accounthealth.metrics.sliding import consecutive
 from accounthealth.progress import SILENT, Progress
 from accounthealth.scoring.finish import final_scores, split_by_trend
 from accounthealth.scoring.querycache import QueryCache
-from accounthealth.scoring.run import day_grid, score_table
+from accounthealth.scoring.run import compiled_queries, day_grid, score_table
 from accounthealth.sources.ingest import IngestReport, ingest
 from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
@@ -282,7 +282,10 @@ class Project(ActingOnHealth):
                 # for the days after: each aggregate is kept day by day instead of recomputed
                 # per day, and each day's grid is then worked out from them in memory
                 # (scoring/day_grid.py), or by the compiled query where it cannot be.
-                running = running_aggregates(self.compute, resolved, dates, resumed.carried)
+                compiled = compiled_queries(self.compute, resolved, cache)
+                running = running_aggregates(
+                    self.compute, resolved, dates, resumed.carried, compiled
+                )
                 days = day_grid(self.compute, resolved, running, cache)
                 batch_days = batch_days or 1
         # Written history carries the overrides in force; read once, each row keeps those of

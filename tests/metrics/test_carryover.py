@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 
 import accounthealth as ah
 import accounthealth.project as project_module
+from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.metrics import carryover
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import Carried, Series
-from accounthealth.metrics.sliding import RunningAggregates
+from accounthealth.metrics.sliding import POSITIONS_TABLE, RunningAggregates
 from accounthealth.project import CARRIED
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS, HistoryArchive
@@ -385,6 +386,40 @@ def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path)
             "same files: it was changed other than by an ingest"
         )
         assert _carried_on(p, X + dt.timedelta(days=1), X, why)[("A2", "csat")] is None
+
+
+def test_the_daily_runs_compile_their_reads_once(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day carrying on reads its own day's rows by queries that differ from day to day only
+    in their dates: the first such run compiles them with the dates as parameters and keeps
+    them beside the grid's query; the next day's run, in another process, compiles none and
+    its values are still those of all history."""
+    compiles: list[str] = []
+    real = DuckDBEngine.prepare
+
+    def prepare(self: DuckDBEngine, expr: t.Any) -> t.Any:
+        query = real(self, expr)
+        compiles.append(query.sql)
+        return query
+
+    monkeypatch.setattr(DuckDBEngine, "prepare", prepare)
+    for k in (1, 2):
+        day = X + dt.timedelta(days=k)
+        _events_file(carried_on, f"{k:04d}", [_event(900 + k, "A1", k, 9, "u7", 3)])
+        compiles.clear()
+        with ah.open(carried_on) as p:
+            p.ingest()
+            _carried_on(p, day, day - dt.timedelta(days=1))
+        if k == 1:
+            reads = [sql for sql in compiles if POSITIONS_TABLE in sql]
+            # The events' rows, their users, the tickets' opened and closed: each its query.
+            assert len(reads) >= 4, compiles
+            assert all("getvariable('accounthealth_first')" in sql.lower() for sql in reads)
+            assert not any(str(day) in sql for sql in reads)  # no date written in
+    assert compiles == []
+    names = [entry.name for entry in (carried_on / ".accounthealth-cache" / "queries").iterdir()]
+    assert sum("-read-" in name for name in names) >= 4
 
 
 def _placed_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:

@@ -30,7 +30,7 @@ from accounthealth.metrics.definitions import (
     leaves,
 )
 from accounthealth.metrics.series import Carried
-from accounthealth.metrics.sliding import RunningAggregates, RunningValues
+from accounthealth.metrics.sliding import Compiled, RunningAggregates, RunningValues
 
 
 def dates_table(dates: t.Sequence[dt.date]) -> ir.Table:
@@ -319,10 +319,14 @@ def running_aggregates(
     resolved: ResolvedModel,
     dates: t.Sequence[dt.date],
     carried: Carried | None = None,
+    compiled: Compiled | None = None,
 ) -> RunningAggregates:
     """The model's aggregates kept day by day over the consecutive ``dates`` (from where
-    ``carried`` ended, the day before, for what it carries)."""
-    return RunningAggregates(engine, aggregate_columns(resolved), dates, own_filter, carried)
+    ``carried`` ended, the day before, for what it carries; with its queries ``compiled``
+    once)."""
+    return RunningAggregates(
+        engine, aggregate_columns(resolved), dates, own_filter, carried, compiled
+    )
 
 
 def value_column(metric: str) -> str:

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
+from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.metrics.definitions import Aggregate
 from accounthealth.metrics.series import (
     EPOCH,
@@ -64,6 +65,10 @@ SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
 # The name the running values of one day take in a compiled metric query.
 RUNNING_TABLE = "_accounthealth_running"
+# The name the accounts' positions take in a run's queries compiled once.
+POSITIONS_TABLE = "_accounthealth_positions"
+# A query by name, compiled once (by the function given, on the first call for that name).
+Compiled = t.Callable[[str, t.Callable[[], ir.Table]], PreparedQuery]
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class RunningAggregates:
         dates: t.Sequence[dt.date],
         where_of: Filter,
         carried: Carried | None = None,
+        compiled: Compiled | None = None,
     ) -> None:
         self.aggregates = {
             agg: col for agg, col in aggregates.items() if covers(agg) and _numeric(engine, agg)
@@ -114,6 +120,10 @@ class RunningAggregates:
         self.first, self.last = dates[0], dates[-1]
         self.engine, self.where_of = engine, where_of
         self._carried = carried
+        # A run carrying on is the daily one: its queries are the same each day but for the
+        # dates, so they are compiled once with the dates as parameters (compiling each
+        # through Ibis took 10-15 ms of its 20-35 ms).
+        self._compiled = compiled if carried is not None else None
         # The aggregates that carry on from ``carried`` (the day before's); the others start
         # from all history.
         self._resumes: set[str] = set()
@@ -137,9 +147,10 @@ class RunningAggregates:
         n = len(self.ids)
         # Each account's position, for the engine to join: a series then comes back as
         # positions, not ids to look up (that look-up was a fifth of reading a 90-day run).
-        self._positions = ibis.memtable(
-            pa.table({"_account": self.ids, "_position": pa.array(np.arange(n, dtype=np.int32))})
+        self._position_rows = pa.table(
+            {"_account": self.ids, "_position": pa.array(np.arange(n, dtype=np.int32))}
         )
+        self._positions = ibis.memtable(self._position_rows)
         # Whether the carried accounts are these, in this order (as they are while no account
         # is added or removed): their rows then keep their positions, with no look-up of
         # 200,000 ids (0.07 s) and no copies of millions of carried rows to drop none.
@@ -206,23 +217,20 @@ class RunningAggregates:
             if agg.kind != "distinct":
                 groups.setdefault(self._series_key(agg), []).append(agg)
         for key, group in groups.items():
-            rows = _rows(self.engine, group[0], self.where_of)
             self._groups[key] = group
             name, carried = self._name(group), self._carried
             resumed = carried is not None and self.aggregates[group[0]] in self._resumes
             # A quiet table has no rows after the carried day: nothing to read.
             quiet = resumed and group[0].table in t.cast(Carried, carried).quiet
             if group[0].active:
-                opens, closes = (
-                    (no_rows(), no_rows()) if quiet else self._open_rows(group, rows, resumed)
-                )
+                opens, closes = (no_rows(), no_rows()) if quiet else self._open_rows(group, resumed)
                 if resumed:
                     kept = t.cast(Carried, carried).series
                     opens = self._after_carried(kept[f"{name}|opens"], opens)
                     closes = self._after_carried(kept[f"{name}|closes"], closes)
                 self._open[key] = (opens, closes)
             else:
-                series = no_rows() if quiet else self._day_rows(group, rows, resumed)
+                series = no_rows() if quiet else self._day_rows(group, resumed)
                 if resumed:
                     series = self._after_carried(t.cast(Carried, carried).series[name], series)
                 self._series[key] = series
@@ -265,10 +273,33 @@ class RunningAggregates:
         (``_position``) instead of its id, in the order of the ``order`` columns (without
         them, in any); rows of unknown accounts are dropped. The engine joins the positions:
         looking 200,000 ids up in Arrow took 0.05 s a table."""
-        positions = self._positions
-        known = rows.join(positions, rows.account_id == positions._account)
-        known = known.drop("account_id", "_account")
-        return self.engine.to_arrow(known.order_by(list(order)) if order else known)
+        return self.engine.to_arrow(_joined(rows, self._positions, order))
+
+    def _read(
+        self,
+        name: str,
+        rows: t.Callable[[ir.DateValue, ir.DateValue], ir.Table],
+        *order: str,
+    ) -> pa.Table:
+        """The rows the query ``rows(first, last)`` builds of the run's first and last days,
+        ``placed``: compiled once, as the query ``name``, with those days as the parameters
+        ``first`` and ``last`` where the run has compiled queries; else with them as
+        literals."""
+        if self._compiled is None:
+            first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
+            return self.placed(rows(first, last), *order)
+        positions = ibis.table(
+            ibis.Schema.from_pyarrow(self._position_rows.schema), name=POSITIONS_TABLE
+        )
+        query = self._compiled(
+            name,
+            lambda: _joined(
+                rows(parameter("first", "date"), parameter("last", "date")), positions, order
+            ),
+        )
+        values = {"first": self.first, "last": self.last}
+        with self.engine.attached(POSITIONS_TABLE, self._position_rows):
+            return self.engine.run_prepared(query, {p: values[p] for p in query.parameters})
 
     def placed_input(self, table: str, rows: ir.Table, *order: str) -> pa.Table:
         """``rows`` of the day grid's input ``table``, ``placed``; or as the day before's run
@@ -282,9 +313,13 @@ class RunningAggregates:
         self.inputs[table] = data
         return data
 
-    def _fetch(self, grouped: ir.Table, day: str = "_d") -> Series:
-        """A query grouped by account and day, ``placed`` in day order, as a series."""
-        data = self.placed(grouped, day)
+    def _fetch(
+        self, query: str, grouped: t.Callable[[ir.DateValue, ir.DateValue], ir.Table]
+    ) -> Series:
+        """A query grouped by account and day (``_d``), ``_read`` in day order as the query
+        named ``query``, as a series."""
+        day = "_d"
+        data = self._read(query, grouped, day)
         series = Series(
             accounts=data.column("_position").to_numpy(),  # int32 as given
             days=data.column(day).to_numpy().astype(np.int32),
@@ -302,52 +337,42 @@ class RunningAggregates:
                 series.columns[name] = compact(values)
         return series
 
-    def _index(self, day: ir.DateValue) -> ir.IntegerValue:
-        """The day as an index from the run's first day."""
-        return day.delta(ibis.literal(self.first, "date"), unit="day")
-
-    def _day_rows(self, group: list[Aggregate], rows: ir.Table, resumed: bool) -> Series:
+    def _day_rows(self, group: list[Aggregate], resumed: bool) -> Series:
         """Per account and day: the row count, each summed column's count and sum, the last
         day and for latest the last time and its value. Days before any window of the group
         begins are folded into one row per account, so all history counts once; ``resumed``:
         only the run's own days are read, the rest being carried."""
-        u = _day(rows[group[0].time])
         floor = min(-a.offset - (a.window or 0) for a in group)
-        index = self._index(u)
-        rows = rows.filter(u <= ibis.literal(self.last, "date"))
-        if resumed:
-            rows = rows.filter(_from(rows[group[0].time], self.first))
-        rows = rows.mutate(_d=ibis.greatest(index, floor), _u=index)
-        measures: dict[str, ir.Value] = {"cnt": rows.count(), "last_u": rows._u.max()}
-        for agg in group:
-            if agg.kind in ("sum", "avg"):
-                measures |= _sum_measures(rows, t.cast(str, agg.column))
-            elif agg.kind == "latest":
-                # The time itself orders the rows (as the per-date argmax does); a timestamp
-                # comes back as microseconds.
-                measures["last_t"] = rows[agg.time].cast("timestamp").max()
-                measures[f"v_{agg.column}"] = (
-                    rows[t.cast(str, agg.column)].cast("float64").argmax(rows[agg.time])
-                )
-        return self._fetch(rows.group_by(["account_id", "_d"]).aggregate(**measures))
 
-    def _open_rows(
-        self, group: list[Aggregate], rows: ir.Table, resumed: bool
-    ) -> tuple[Series, Series]:
+        def grouped(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+            rows = _rows(self.engine, group[0], self.where_of)
+            u = _day(rows[group[0].time])
+            index = u.delta(first, unit="day")
+            rows = rows.filter(u <= last)
+            if resumed:
+                rows = rows.filter(_from(rows[group[0].time], first))
+            rows = rows.mutate(_d=ibis.greatest(index, floor), _u=index)
+            measures: dict[str, ir.Value] = {"cnt": rows.count(), "last_u": rows._u.max()}
+            for agg in group:
+                if agg.kind in ("sum", "avg"):
+                    measures |= _sum_measures(rows, t.cast(str, agg.column))
+                elif agg.kind == "latest":
+                    # The time itself orders the rows (as the per-date argmax does); a
+                    # timestamp comes back as microseconds.
+                    measures["last_t"] = rows[agg.time].cast("timestamp").max()
+                    measures[f"v_{agg.column}"] = (
+                        rows[t.cast(str, agg.column)].cast("float64").argmax(rows[agg.time])
+                    )
+            return rows.group_by(["account_id", "_d"]).aggregate(**measures)
+
+        return self._fetch(f"rows {resumed} {self._name(group)}", grouped)
+
+    def _open_rows(self, group: list[Aggregate], resumed: bool) -> tuple[Series, Series]:
         """Rows open on some day of the run, counted per account on the day they open (days
         before the run folded into one) and on the day they close; ``resumed``: only the rows
         opened on the run's own days."""
         agg = group[0]
-        o, last = agg.offset, ibis.literal(self.last, "date")
-        u, end = _day(rows[agg.time]), _day(rows[agg.until])
-        first_read = ibis.literal(self.first - dt.timedelta(days=o), "date")
-        # Rows closed before the first day read nothing; a row closed on or before the day it
-        # opened is never open.
-        rows = rows.filter(
-            u <= last - ibis.interval(days=o), end.isnull() | ((end > first_read) & (end > u))
-        )
-        if resumed:
-            rows = rows.filter(_from(rows[agg.time], self.first))
+        o = agg.offset
         columns = {c for a in group if a.kind in ("sum", "avg") for c in [t.cast(str, a.column)]}
 
         def measures(table: ir.Table) -> dict[str, ir.Value]:
@@ -356,13 +381,32 @@ class RunningAggregates:
                 out |= _sum_measures(table, c)
             return out
 
-        opens = rows.mutate(_d=ibis.greatest(self._index(u), -o))
-        closes = rows.filter(rows[agg.until].notnull())
-        closes = closes.mutate(_d=self._index(_day(closes[agg.until])))
-        return (
-            self._fetch(opens.group_by(["account_id", "_d"]).aggregate(**measures(opens))),
-            self._fetch(closes.group_by(["account_id", "_d"]).aggregate(**measures(closes))),
-        )
+        def read(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+            rows = _rows(self.engine, agg, self.where_of)
+            u, end = _day(rows[agg.time]), _day(rows[agg.until])
+            first_read = first - ibis.interval(days=o)
+            # Rows closed before the first day read nothing; a row closed on or before the
+            # day it opened is never open.
+            rows = rows.filter(
+                u <= last - ibis.interval(days=o), end.isnull() | ((end > first_read) & (end > u))
+            )
+            if resumed:
+                rows = rows.filter(_from(rows[agg.time], first))
+            return rows
+
+        def opens(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+            rows = read(first, last)
+            rows = rows.mutate(_d=ibis.greatest(_day(rows[agg.time]).delta(first, unit="day"), -o))
+            return rows.group_by(["account_id", "_d"]).aggregate(**measures(rows))
+
+        def closes(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+            rows = read(first, last)
+            rows = rows.filter(rows[agg.until].notnull())
+            rows = rows.mutate(_d=_day(rows[agg.until]).delta(first, unit="day"))
+            return rows.group_by(["account_id", "_d"]).aggregate(**measures(rows))
+
+        name = f"{resumed} {self._name(group)}"
+        return self._fetch(f"opens {name}", opens), self._fetch(f"closes {name}", closes)
 
     def _sightings(self, agg: Aggregate, col: str) -> tuple[Series, Series]:
         """The days a distinct value enters and leaves the window of each account: it enters
@@ -372,23 +416,34 @@ class RunningAggregates:
         if col in self._resumes:
             return self._sightings_after(agg, col, t.cast(Carried, self._carried).sightings[col])
         column = t.cast(str, agg.column)
-        rows = _rows(self.engine, agg, self.where_of)
         o, w = agg.offset, agg.window
-        u = _day(rows[agg.time])
-        rows = rows.filter(rows[column].notnull(), u <= ibis.literal(self.last, "date"))
-        if w is not None:
-            rows = rows.filter(u > ibis.literal(self.first - dt.timedelta(days=o + w), "date"))
-        seen = rows.select(
-            account_id=rows.account_id, _v=rows[column], _u=self._index(_day(rows[agg.time]))
-        ).distinct()
+
+        def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+            rows = _rows(self.engine, agg, self.where_of)
+            u = _day(rows[agg.time])
+            rows = rows.filter(rows[column].notnull(), u <= last)
+            if w is not None:
+                rows = rows.filter(u > first - ibis.interval(days=o + w))
+            return rows.select(
+                account_id=rows.account_id, _v=rows[column], _u=u.delta(first, unit="day")
+            ).distinct()
+
         if w is None:
-            firsts = seen.group_by(["account_id", "_v"]).aggregate(_d=seen._u.min())
-            enters = self._fetch(firsts.select("account_id", "_d"))
+
+            def firsts(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+                rows = seen(first, last)
+                return rows.group_by(["account_id", "_v"]).aggregate(_d=rows._u.min()).drop("_v")
+
+            enters = self._fetch(f"firsts {col}", firsts)
             enters.days = np.maximum(enters.days + o, 0)
             return enters, Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
-        following = ibis.window(group_by=["account_id", "_v"], order_by="_u")
-        seen = seen.select("account_id", _d=seen._u, next=seen._u.lead().over(following))
-        sightings = self._fetch(seen)
+
+        def following(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+            rows = seen(first, last)
+            after = ibis.window(group_by=["account_id", "_v"], order_by="_u")
+            return rows.select("account_id", _d=rows._u, next=rows._u.lead().over(after))
+
+        sightings = self._fetch(f"sightings {col}", following)
         # Days in order stay in order when moved by the offset; leaving days are sorted again.
         enters = Series(sightings.accounts, np.maximum(sightings.days + o, 0))
         passed = sightings.days + (o + w)
@@ -411,7 +466,7 @@ class RunningAggregates:
             none = np.zeros(0, np.int32)
             accounts, days, values = none, none, carried.values.slice(0, 0)
         else:
-            accounts, days, values = self._seen_between(agg, -1, (self.last - self.first).days)
+            accounts, days, values = self._seen_between(agg, col)
         dictionary = carried.values
         unknown = values.filter(pc.is_null(pc.index_in(values, value_set=dictionary)))
         if len(unknown):
@@ -463,22 +518,23 @@ class RunningAggregates:
         )
 
     def _seen_between(
-        self, agg: Aggregate, after: int, upto: int
+        self, agg: Aggregate, col: str, back: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-        """A distinct aggregate's (account position, day index, value) sightings on the days
-        (after, upto], in no order: ``chain`` sorts them."""
+        """A distinct aggregate's (account position, day index, value) sightings on the run's
+        days, or with ``back``, on the ``back`` days up to its last; in no order: ``chain``
+        sorts them."""
         column = t.cast(str, agg.column)
-        rows = _rows(self.engine, agg, self.where_of)
-        time = rows[agg.time]
-        rows = rows.filter(
-            rows[column].notnull(),
-            _from(time, self.first + dt.timedelta(days=after + 1)),
-            _day(time) <= ibis.literal(self.first + dt.timedelta(days=upto), "date"),
-        )
-        seen = rows.select(
-            account_id=rows.account_id, _v=rows[column], _d=self._index(_day(time))
-        ).distinct()
-        data = self.placed(seen)
+
+        def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
+            rows = _rows(self.engine, agg, self.where_of)
+            time = rows[agg.time]
+            since = first if back is None else last - ibis.interval(days=back - 1)
+            rows = rows.filter(rows[column].notnull(), _from(time, since), _day(time) <= last)
+            return rows.select(
+                account_id=rows.account_id, _v=rows[column], _d=_day(time).delta(first, unit="day")
+            ).distinct()
+
+        data = self._read(f"seen {col} {back}", seen)
         return (
             data.column("_position").to_numpy(),
             data.column("_d").to_numpy().astype(np.int32),
@@ -522,10 +578,10 @@ class RunningAggregates:
         """Read what ``carry`` of ``columns`` needs from the engine (a fresh run's recent
         sightings of distinct values), so that ``carry`` reads nothing and can run beside
         other queries. After the last day applied."""
-        last = self._next - 1
+        assert self.first + dt.timedelta(days=self._next - 1) == self.last, "the last day applied"
         for agg, col in self._kept(columns).items():
             if agg.kind == "distinct" and col not in self._seen:
-                self._seen[col] = self._recent(agg, last)
+                self._seen[col] = self._recent(agg, col)
 
     def _kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
         return {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
@@ -586,11 +642,11 @@ class RunningAggregates:
             day, self.ids, tuple(kept.values()), running, series, sightings, inputs=carried
         )
 
-    def _recent(self, agg: Aggregate, last: int) -> Sightings:
-        """A fresh run's sightings that may still count after day ``last``: those of the
+    def _recent(self, agg: Aggregate, col: str) -> Sightings:
+        """A fresh run's sightings that may still count after its last day: those of the
         offset and window's days up to it (earlier ones have left)."""
         o, w = agg.offset, t.cast(int, agg.window)
-        accounts, days, values = self._seen_between(agg, last - o - w, last)
+        accounts, days, values = self._seen_between(agg, col, o + w)
         encoded = pc.dictionary_encode(values)
         codes = encoded.indices.to_numpy().astype(np.int32)
         seen = chain(accounts, codes, days, o, w)
@@ -756,9 +812,15 @@ def _starting(agg: Aggregate, col: str, n: int) -> dict[str, np.ndarray]:
     return {col: np.zeros(n)}
 
 
-def _from(column: ir.Value, day: dt.date) -> ir.BooleanValue:
-    """The column's day is ``day`` or later, against a literal bound (which an engine prunes
-    by): the day's midnight for a timestamp."""
-    if column.type().is_timestamp():
-        return column >= ibis.literal(dt.datetime.combine(day, dt.time()), "timestamp")
-    return column >= ibis.literal(day, "date")
+def _joined(rows: ir.Table, positions: ir.Table, order: t.Sequence[str]) -> ir.Table:
+    """``rows`` with their account's ``_position`` from ``positions`` instead of its id, in
+    the order of the ``order`` columns (without them, in any)."""
+    known = rows.join(positions, rows.account_id == positions._account)
+    known = known.drop("account_id", "_account")
+    return known.order_by(list(order)) if order else known
+
+
+def _from(column: ir.Value, day: ir.DateValue) -> ir.BooleanValue:
+    """The column's day is ``day`` or later, against the column itself (which an engine prunes
+    by, ``day`` being a constant once bound): the day's midnight for a timestamp."""
+    return column >= (day.cast("timestamp") if column.type().is_timestamp() else day)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import typing as t
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from accounthealth.versions import code_digest
 
 # Raised when the entries' layout changes, so older files are ignored.
 FORMAT = 3
-# Entries kept: one per model version and data layout, the most recently used first.
-KEEP = 16
+# Entries kept, the most recently used first: a model's daily run uses about twenty (its grid's
+# query and each of its carried-on reads), so this is a few models' or data layouts' worth.
+KEEP = 64
 
 
 def fingerprint(engine: Engine, resolved: ResolvedModel) -> str:
@@ -90,6 +92,14 @@ class QueryCache:
         with contextlib.suppress(OSError):
             path.touch()  # recently used: kept when older entries are pruned
         self._read[key] = query
+        return query
+
+    def prepared(self, key: str, compile: t.Callable[[], PreparedQuery]) -> PreparedQuery:
+        """The query stored under ``key``; else ``compile()``, stored there."""
+        query = self.get(key)
+        if query is None:
+            query = compile()
+            self.put(key, query)
         return query
 
     def put(self, key: str, query: PreparedQuery) -> None:

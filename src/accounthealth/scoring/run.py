@@ -4,6 +4,7 @@ steps that need the whole book come after, in scoring/finish.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import typing as t
 
 import ibis
@@ -16,7 +17,7 @@ from accounthealth.engine.parameters import PreparedQuery
 from accounthealth.metrics.compute import AsOf, value_column
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.metrics.series import stable_order
-from accounthealth.metrics.sliding import RUNNING_TABLE, RunningAggregates
+from accounthealth.metrics.sliding import RUNNING_TABLE, Compiled, RunningAggregates
 from accounthealth.scoring.combine import score_segment
 from accounthealth.scoring.day_grid import DayGrid
 from accounthealth.scoring.functions import Grid, Values, names_at
@@ -113,16 +114,31 @@ def _compiled_grid(
         # The aggregates joined from running values are left out of the query: one query per
         # set of them (a run carrying on keeps fewer than a fresh one).
         key += "-running-" + "-".join(sorted(running.aggregates.values()))
-    query = cache.get(key)
-    if query is None:
-        placeholder = running.placeholder() if running is not None else None
-        # Compiled with a date that stands for any (a parameter): the first is as good as any.
-        first = running.first if running is not None else dt.date.today()
-        query = engine.prepare(
+    placeholder = running.placeholder() if running is not None else None
+    # Compiled with a date that stands for any (a parameter): the first is as good as any.
+    first = running.first if running is not None else dt.date.today()
+    return cache.prepared(
+        key,
+        lambda: engine.prepare(
             grid_query(engine, resolved, [first], parameters=True, running=placeholder)
-        )
-        cache.put(key, query)
-    return query
+        ),
+    )
+
+
+def compiled_queries(
+    engine: Engine, resolved: ResolvedModel, cache: QueryCache | None
+) -> Compiled | None:
+    """The queries of running values compiled once (``RunningAggregates``), kept in ``cache``
+    beside the grid's; None where the engine runs no compiled queries."""
+    if cache is None or not engine.prepares:
+        return None
+
+    def compiled(name: str, build: t.Callable[[], ibis.Table]) -> PreparedQuery:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        key = f"{cache.key(engine, resolved)}-read-{digest}"
+        return cache.prepared(key, lambda: engine.prepare(build()))
+
+    return compiled
 
 
 def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
