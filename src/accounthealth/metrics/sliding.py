@@ -45,6 +45,7 @@ from accounthealth.engine.base import Engine
 from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.metrics.definitions import Aggregate
 from accounthealth.metrics.series import (
+    DAY_COLUMNS,
     EPOCH,
     Carried,
     Raw,
@@ -52,6 +53,7 @@ from accounthealth.metrics.series import (
     Sightings,
     chain,
     compact,
+    joined,
     no_rows,
     pair_keys,
     stable_order,
@@ -242,20 +244,22 @@ class RunningAggregates:
     def _after_carried(self, carried: Series, new: Series) -> Series:
         """The carried rows (of accounts that still are) and then this run's."""
         accounts, kept = self._still(carried.accounts)
-        old = carried.take(kept, -self._base)
-        columns = {
-            name: np.concatenate(
-                [part.columns.get(name, np.zeros(len(part.days))) for part in (old, new)]
-            )
-            for name in dict.fromkeys([*old.columns, *new.columns])
-        }
+        days = carried.days[kept]
+        columns = {}
+        for name in dict.fromkeys([*carried.columns, *new.columns]):
+            old_values = carried.columns.get(name)
+            old_values = np.zeros(len(days)) if old_values is None else old_values[kept]
+            new_values = new.columns.get(name, np.zeros(len(new.days)))
+            shift = -self._base if name in DAY_COLUMNS else 0
+            columns[name] = joined(old_values, new_values, shift)
         series = Series(
-            accounts=np.concatenate([accounts, new.accounts]).astype(np.int32),
-            days=np.concatenate([old.days, new.days]).astype(np.int32),
+            accounts=joined(accounts, new.accounts).astype(np.int32, copy=False),
+            days=joined(days, new.days, -self._base).astype(np.int32, copy=False),
             columns=columns,
         )
-        if np.any(np.diff(series.days) < 0):
-            # Closes carried for later days, and this run's closes, come in day order.
+        # Each part is in day order: the whole is unless the carried closes of later days
+        # meet this run's.
+        if len(days) and len(new.days) and days[-1] - self._base > new.days[0]:
             series = series.take(stable_order(series.days))
         return series
 
@@ -474,36 +478,29 @@ class RunningAggregates:
         codes = pc.index_in(values, value_set=dictionary).to_numpy().astype(np.int32)
         new = chain(accounts, codes, days, o, w)
         still, kept = self._still(carried.accounts)
-        old = Sightings(
-            still,
-            carried.codes[kept],
-            carried.days[kept] - self._base,
-            carried.leaves[kept] - self._base,
-            carried.latest[kept].copy(),
-            dictionary,
-        )
+        old_codes, old_latest = carried.codes[kept], carried.latest[kept]
         # The first sighting now of each account and value (``new`` is in that order).
         keys = pair_keys(new.accounts, new.codes)
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
         firsts, first_days = keys[first], new.days[first]
-        old_keys = pair_keys(old.accounts, old.codes)
+        old_keys = pair_keys(still, old_codes)
         i = np.minimum(np.searchsorted(firsts, old_keys), max(len(firsts) - 1, 0))
         again = (
-            old.latest & (firsts[i] == old_keys) if len(firsts) else np.zeros(len(old_keys), bool)
+            np.flatnonzero(old_latest & (firsts[i] == old_keys))
+            if len(firsts)
+            else np.zeros(0, np.int64)
         )
-        old.leaves[again] = np.minimum(old.leaves[again], first_days[i[again]] + o)
-        old.latest[again] = False
+        # The kept rows, moved to this run's day indexes, then this run's.
         seen = Sightings(
-            *(
-                np.concatenate([a, b])
-                for a, b in zip(
-                    (old.accounts, old.codes, old.days, old.leaves, old.latest),
-                    (new.accounts, new.codes, new.days, new.leaves, new.latest),
-                    strict=True,
-                )
-            ),
+            joined(still, new.accounts),
+            joined(old_codes, new.codes),
+            joined(carried.days[kept], new.days, -self._base),
+            joined(carried.leaves[kept], new.leaves, -self._base),
+            joined(old_latest, new.latest),
             dictionary,
         )
+        seen.leaves[again] = np.minimum(seen.leaves[again], first_days[i[again]] + o)
+        seen.latest[again] = False
         self._seen[col] = seen
         # Only what enters or leaves on the run's days: the rest is for later runs.
         days_run = (self.last - self.first).days
