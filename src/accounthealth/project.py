@@ -275,14 +275,16 @@ class Project(ActingOnHealth):
                 for name, source in self.loaded.config.sources.items()
                 if source.in_engine
             }
-            carry = CarryOver(self.folder / CARRIED, key, self.store, self.compute, in_place)
+            compiled = compiled_queries(self.compute, resolved, cache)
+            carry = CarryOver(
+                self.folder / CARRIED, key, self.store, self.compute, in_place, compiled
+            )
             resumed = carry.resume(dates[0])
             if resumed.carried is not None or consecutive(dates) or carry.in_use(dates[0]):
                 # A run of days, or one that carries on from the day before or starts a state
                 # for the days after: each aggregate is kept day by day instead of recomputed
                 # per day, and each day's grid is then worked out from them in memory
                 # (scoring/day_grid.py), or by the compiled query where it cannot be.
-                compiled = compiled_queries(self.compute, resolved, cache)
                 running = running_aggregates(
                     self.compute, resolved, dates, resumed.carried, compiled
                 )

@@ -391,10 +391,12 @@ def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path)
 def test_the_daily_runs_compile_their_reads_once(
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A day carrying on reads its own day's rows by queries that differ from day to day only
-    in their dates: the first such run compiles them with the dates as parameters and keeps
-    them beside the grid's query; the next day's run, in another process, compiles none and
-    its values are still those of all history."""
+    """A day carrying on reads its own day's rows, and counts the tables' rows, by queries that
+    differ from day to day only in their dates: the first such run compiles them with the
+    dates as parameters and keeps them beside the grid's query; the next day's run, in another
+    process, compiles no read, and once the tables' counts take the shape they keep from day
+    to day (the day after a backfill counts the grid's inputs too), no count either; the
+    values are still those of all history."""
     compiles: list[str] = []
     real = DuckDBEngine.prepare
 
@@ -404,7 +406,7 @@ def test_the_daily_runs_compile_their_reads_once(
         return query
 
     monkeypatch.setattr(DuckDBEngine, "prepare", prepare)
-    for k in (1, 2):
+    for k in (1, 2, 3):
         day = X + dt.timedelta(days=k)
         _events_file(carried_on, f"{k:04d}", [_event(900 + k, "A1", k, 9, "u7", 3)])
         compiles.clear()
@@ -417,6 +419,10 @@ def test_the_daily_runs_compile_their_reads_once(
             assert len(reads) >= 4, compiles
             assert all("getvariable('accounthealth_first')" in sql.lower() for sql in reads)
             assert not any(str(day) in sql for sql in reads)  # no date written in
+            # And the tables' counts that check the kept state and mark the next.
+            assert any("getvariable('accounthealth_after')" in sql.lower() for sql in compiles)
+        else:
+            assert not any(POSITIONS_TABLE in sql for sql in compiles)
     assert compiles == []
     names = [entry.name for entry in (carried_on / ".accounthealth-cache" / "queries").iterdir()]
     assert sum("-read-" in name for name in names) >= 4
