@@ -191,6 +191,8 @@ class CarryOver:
                 # What carrying needs from the engine is read here: the thread reads nothing,
                 # and the caller's queries have the engine to themselves.
                 running.read_for_carry(columns)
+                # And the next day's reads compiled now: its run is the one to keep short.
+                running.compile_carrying_on(columns)
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
             self._why_unkept = _unkept(exc)
             return

@@ -71,6 +71,8 @@ RUNNING_TABLE = "_accounthealth_running"
 POSITIONS_TABLE = "_accounthealth_positions"
 # A query by name, compiled once (by the function given, on the first call for that name).
 Compiled = t.Callable[[str, t.Callable[[], ir.Table]], PreparedQuery]
+# A read of the run's days: its name, and the query of the run's first and last day it makes.
+Read = tuple[str, t.Callable[[ir.DateValue, ir.DateValue], ir.Table]]
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,9 @@ class RunningAggregates:
         self._carried = carried
         # A run carrying on is the daily one: its queries are the same each day but for the
         # dates, so they are compiled once with the dates as parameters (compiling each
-        # through Ibis took 10-15 ms of its 20-35 ms).
-        self._compiled = compiled if carried is not None else None
+        # through Ibis took 10-15 ms of its 20-35 ms). Any run compiles the next day's.
+        self._compile = compiled
+        self._compiled = carried is not None and compiled is not None
         # The aggregates that carry on from ``carried`` (the day before's); the others start
         # from all history.
         self._resumes: set[str] = set()
@@ -225,14 +228,17 @@ class RunningAggregates:
             # A quiet table has no rows after the carried day: nothing to read.
             quiet = resumed and group[0].table in t.cast(Carried, carried).quiet
             if group[0].active:
-                opens, closes = (no_rows(), no_rows()) if quiet else self._open_rows(group, resumed)
+                opens, closes = no_rows(), no_rows()
+                if not quiet:
+                    opening, closing = self._open_rows(group, resumed)
+                    opens, closes = self._fetch(opening), self._fetch(closing)
                 if resumed:
                     kept = t.cast(Carried, carried).series
                     opens = self._after_carried(kept[f"{name}|opens"], opens)
                     closes = self._after_carried(kept[f"{name}|closes"], closes)
                 self._open[key] = (opens, closes)
             else:
-                series = no_rows() if quiet else self._day_rows(group, resumed)
+                series = no_rows() if quiet else self._fetch(self._day_rows(group, resumed))
                 if resumed:
                     series = self._after_carried(t.cast(Carried, carried).series[name], series)
                 self._series[key] = series
@@ -279,31 +285,32 @@ class RunningAggregates:
         looking 200,000 ids up in Arrow took 0.05 s a table."""
         return self.engine.to_arrow(_joined(rows, self._positions, order))
 
-    def _read(
-        self,
-        name: str,
-        rows: t.Callable[[ir.DateValue, ir.DateValue], ir.Table],
-        *order: str,
-    ) -> pa.Table:
-        """The rows the query ``rows(first, last)`` builds of the run's first and last days,
-        ``placed``: compiled once, as the query ``name``, with those days as the parameters
-        ``first`` and ``last`` where the run has compiled queries; else with them as
-        literals."""
-        if self._compiled is None:
+    def _read(self, read: Read, *order: str) -> pa.Table:
+        """The rows of a ``read`` (its query of the run's first and last days), ``placed``:
+        compiled once where the run has compiled queries, else with the days as literals."""
+        if not self._compiled:
+            _, rows = read
             first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
             return self.placed(rows(first, last), *order)
+        query = self._compiled_read(read, order)
+        values = {"first": self.first, "last": self.last}
+        with self.engine.attached(POSITIONS_TABLE, self._position_rows):
+            return self.engine.run_prepared(query, {p: values[p] for p in query.parameters})
+
+    def _compiled_read(self, read: Read, order: t.Sequence[str]) -> PreparedQuery:
+        """A ``read`` compiled once under its name (or as compiled before), its days the
+        parameters ``first`` and ``last``, the accounts' positions the table
+        ``POSITIONS_TABLE``."""
+        name, rows = read
         positions = ibis.table(
             ibis.Schema.from_pyarrow(self._position_rows.schema), name=POSITIONS_TABLE
         )
-        query = self._compiled(
+        return t.cast(Compiled, self._compile)(
             name,
             lambda: _joined(
                 rows(parameter("first", "date"), parameter("last", "date")), positions, order
             ),
         )
-        values = {"first": self.first, "last": self.last}
-        with self.engine.attached(POSITIONS_TABLE, self._position_rows):
-            return self.engine.run_prepared(query, {p: values[p] for p in query.parameters})
 
     def placed_input(self, table: str, rows: ir.Table, *order: str) -> pa.Table:
         """``rows`` of the day grid's input ``table``, ``placed``; or as the day before's run
@@ -317,13 +324,10 @@ class RunningAggregates:
         self.inputs[table] = data
         return data
 
-    def _fetch(
-        self, query: str, grouped: t.Callable[[ir.DateValue, ir.DateValue], ir.Table]
-    ) -> Series:
-        """A query grouped by account and day (``_d``), ``_read`` in day order as the query
-        named ``query``, as a series."""
+    def _fetch(self, grouped: Read) -> Series:
+        """A read grouped by account and day (``_d``), ``_read`` in day order, as a series."""
         day = "_d"
-        data = self._read(query, grouped, day)
+        data = self._read(grouped, day)
         series = Series(
             accounts=data.column("_position").to_numpy(),  # int32 as given
             days=data.column(day).to_numpy().astype(np.int32),
@@ -341,7 +345,7 @@ class RunningAggregates:
                 series.columns[name] = compact(values)
         return series
 
-    def _day_rows(self, group: list[Aggregate], resumed: bool) -> Series:
+    def _day_rows(self, group: list[Aggregate], resumed: bool) -> Read:
         """Per account and day: the row count, each summed column's count and sum, the last
         day and for latest the last time and its value. Days before any window of the group
         begins are folded into one row per account, so all history counts once; ``resumed``:
@@ -369,9 +373,9 @@ class RunningAggregates:
                     )
             return rows.group_by(["account_id", "_d"]).aggregate(**measures)
 
-        return self._fetch(f"rows {resumed} {self._name(group)}", grouped)
+        return f"rows {resumed} {self._name(group)}", grouped
 
-    def _open_rows(self, group: list[Aggregate], resumed: bool) -> tuple[Series, Series]:
+    def _open_rows(self, group: list[Aggregate], resumed: bool) -> tuple[Read, Read]:
         """Rows open on some day of the run, counted per account on the day they open (days
         before the run folded into one) and on the day they close; ``resumed``: only the rows
         opened on the run's own days."""
@@ -410,7 +414,7 @@ class RunningAggregates:
             return rows.group_by(["account_id", "_d"]).aggregate(**measures(rows))
 
         name = f"{resumed} {self._name(group)}"
-        return self._fetch(f"opens {name}", opens), self._fetch(f"closes {name}", closes)
+        return (f"opens {name}", opens), (f"closes {name}", closes)
 
     def _sightings(self, agg: Aggregate, col: str) -> tuple[Series, Series]:
         """The days a distinct value enters and leaves the window of each account: it enters
@@ -438,7 +442,7 @@ class RunningAggregates:
                 rows = seen(first, last)
                 return rows.group_by(["account_id", "_v"]).aggregate(_d=rows._u.min()).drop("_v")
 
-            enters = self._fetch(f"firsts {col}", firsts)
+            enters = self._fetch((f"firsts {col}", firsts))
             enters.days = np.maximum(enters.days + o, 0)
             return enters, Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
 
@@ -447,7 +451,7 @@ class RunningAggregates:
             after = ibis.window(group_by=["account_id", "_v"], order_by="_u")
             return rows.select("account_id", _d=rows._u, next=rows._u.lead().over(after))
 
-        sightings = self._fetch(f"sightings {col}", following)
+        sightings = self._fetch((f"sightings {col}", following))
         # Days in order stay in order when moved by the offset; leaving days are sorted again.
         enters = Series(sightings.accounts, np.maximum(sightings.days + o, 0))
         passed = sightings.days + (o + w)
@@ -520,6 +524,15 @@ class RunningAggregates:
         """A distinct aggregate's (account position, day index, value) sightings on the run's
         days, or with ``back``, on the ``back`` days up to its last; in no order: ``chain``
         sorts them."""
+        data = self._read(self._sightings_read(agg, col, back))
+        return (
+            data.column("_position").to_numpy(),
+            data.column("_d").to_numpy().astype(np.int32),
+            data.column("_v").combine_chunks(),
+        )
+
+    def _sightings_read(self, agg: Aggregate, col: str, back: int | None = None) -> Read:
+        """The read of ``_seen_between``."""
         column = t.cast(str, agg.column)
 
         def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
@@ -531,12 +544,29 @@ class RunningAggregates:
                 account_id=rows.account_id, _v=rows[column], _d=_day(time).delta(first, unit="day")
             ).distinct()
 
-        data = self._read(f"seen {col} {back}", seen)
-        return (
-            data.column("_position").to_numpy(),
-            data.column("_d").to_numpy().astype(np.int32),
-            data.column("_v").combine_chunks(),
-        )
+        return f"seen {col} {back}", seen
+
+    def compile_carrying_on(self, columns: t.Collection[str]) -> None:
+        """Compile the reads of a run carrying the aggregates in ``columns`` on from this one
+        (each kept series' and distinct value's rows of its own days), so that the day after
+        a backfill does not compile them (0.15-0.2 s of a daily run of the benchmark's book).
+        Where this run has compiled queries."""
+        if self._compile is None:
+            return
+        kept = self._kept(columns)
+        groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
+        for agg in kept:
+            if agg.kind != "distinct":
+                groups.setdefault(self._series_key(agg), []).append(agg)
+        for group in groups.values():
+            if group[0].active:
+                for read in self._open_rows(group, resumed=True):
+                    self._compiled_read(read, ["_d"])
+            else:
+                self._compiled_read(self._day_rows(group, resumed=True), ["_d"])
+        for agg, col in kept.items():
+            if agg.kind == "distinct":
+                self._compiled_read(self._sightings_read(agg, col), [])
 
     # -- the running values, day by day ---------------------------------------------------------
     def _advance(self) -> None:
