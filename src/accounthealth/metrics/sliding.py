@@ -36,6 +36,7 @@ import typing as t
 from dataclasses import dataclass
 
 import ibis
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
@@ -392,11 +393,11 @@ class RunningAggregates:
         def read(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
             rows = _rows(self.engine, agg, self.where_of)
             u, end = _day(rows[agg.time]), _day(rows[agg.until])
-            first_read = first - ibis.interval(days=o)
             # Rows closed before the first day read nothing; a row closed on or before the
             # day it opened is never open.
             rows = rows.filter(
-                u <= last - ibis.interval(days=o), end.isnull() | ((end > first_read) & (end > u))
+                u <= _before(last, o),
+                end.isnull() | ((end > _before(first, o)) & (end > u)),
             )
             if resumed:
                 rows = rows.filter(_from(rows[agg.time], first))
@@ -431,7 +432,7 @@ class RunningAggregates:
             u = _day(rows[agg.time])
             rows = rows.filter(rows[column].notnull(), u <= last)
             if w is not None:
-                rows = rows.filter(u > first - ibis.interval(days=o + w))
+                rows = rows.filter(u > _before(first, o + w))
             return rows.select(
                 account_id=rows.account_id, _v=rows[column], _u=u.delta(first, unit="day")
             ).distinct()
@@ -538,7 +539,7 @@ class RunningAggregates:
         def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
             rows = _rows(self.engine, agg, self.where_of)
             time = rows[agg.time]
-            since = first if back is None else last - ibis.interval(days=back - 1)
+            since = first if back is None else _before(last, back - 1)
             rows = rows.filter(rows[column].notnull(), _from(time, since), _day(time) <= last)
             return rows.select(
                 account_id=rows.account_id, _v=rows[column], _d=_day(time).delta(first, unit="day")
@@ -845,6 +846,15 @@ def _joined(rows: ir.Table, positions: ir.Table, order: t.Sequence[str]) -> ir.T
     known = rows.join(positions, rows.account_id == positions._account)
     known = known.drop("account_id", "_account")
     return known.order_by(list(order)) if order else known
+
+
+def _before(day: ir.DateValue, days: int) -> ir.DateValue:
+    """The date ``days`` before ``day``: a literal date of a literal (the engine then compares
+    dates with a date, where a date less an interval is a timestamp each row is cast to)."""
+    op = day.op()
+    if isinstance(op, ops.Literal):
+        return ibis.literal(op.value - dt.timedelta(days=days), "date")
+    return (day - ibis.interval(days=days)).cast("date")
 
 
 def _from(column: ir.Value, day: ir.DateValue) -> ir.BooleanValue:
