@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from accounthealth.project import QUERY_CACHE
+from accounthealth.project import CARRIED, QUERY_CACHE
 from bench.book import END, add_day, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,8 +171,8 @@ def main() -> None:
         "--repeats",
         type=int,
         default=3,
-        help="runs of the reference and of the pass with queries reused, taken in turns; the "
-        "median of each is reported",
+        help="runs of the reference, of each kind of pass, of the backfill and of the "
+        "incremental day; the median of each is reported",
     )
     parser.add_argument("--skip-engines", action="store_true")
     parser.add_argument(
@@ -200,29 +200,44 @@ def main() -> None:
     ingest = step("ingest", files)
     # The first run compiles the metric query (and makes the store's history); later ones
     # forget the compiled queries first. The same day again with them kept is the daily run
-    # of an unchanged model. Each kind in turns with the reference, so that all meet the
-    # machine in the same moods (run to run, each varies by about 15% on a 2-core machine).
+    # of an unchanged model. The backfill and the next day run where the daily job runs: on
+    # the ingested files, the same book; each backfill starts as the first does, with nothing
+    # compiled or kept. Each kind in turns with the reference, so that all meet the machine in
+    # the same moods (run to run, each varies by 15-20% on a 2-core machine).
+    first = as_of - dt.timedelta(days=args.backfill_days - 1)
     fulls = [step("score", project, as_of)]
-    refs, warms = [], []
+    refs, warms, backfills = [], [], []
     for repeat in range(max(1, args.repeats)):
         refs.append(step("reference", project, as_of))
         if repeat:
             shutil.rmtree(project / QUERY_CACHE, ignore_errors=True)
             fulls.append(step("score", project, as_of))
         warms.append(step("score", project, as_of))
-    full, ref, warm = _median(fulls), _median(refs), _median(warms)
+        for kept in (QUERY_CACHE, CARRIED):
+            shutil.rmtree(files / kept, ignore_errors=True)
+        backfills.append(step("backfill", files, first, as_of))
+    full, ref, warm, backfill = map(_median, (fulls, refs, warms, backfills))
     agree = agreement(project, as_of)
     print(f"  agreement  {json.dumps(agree)}", flush=True)
-    # The backfill and the next day run where the daily job runs: on the ingested files, the
-    # same book. The backfill keeps its running values; the new day's file is appended, and
-    # the day scored carries them on (metrics/carryover.py).
-    backfill = step("backfill", files, as_of - dt.timedelta(days=args.backfill_days - 1), as_of)
+    # The last backfill kept its running values; the new day's file is appended, and the day
+    # scored carries them on (metrics/carryover.py), each time from the same kept state and
+    # compiled queries.
     day = as_of + dt.timedelta(days=1)
     with duckdb.connect(str(project / "accounthealth.duckdb")) as con:
         add_day(con, day, max(1, args.events // 365))
     new_events_file(project, files, day)
     ingest_day = step("ingest", files)
-    incremental = step("score", files, day)
+    kept_before = args.work / "kept-before"
+    for kept in (QUERY_CACHE, CARRIED):
+        shutil.copytree(files / kept, kept_before / kept)
+    incrementals = []
+    for _ in range(max(1, args.repeats)):
+        for kept in (QUERY_CACHE, CARRIED):
+            shutil.rmtree(files / kept)
+            shutil.copytree(kept_before / kept, files / kept)
+        incrementals.append(step("score", files, day))
+    shutil.rmtree(kept_before)
+    incremental = _median(incrementals)
     agree_day = agreement(files, day)
     print(f"  agreement  {json.dumps(agree_day)} (incremental day)", flush=True)
     shutil.rmtree(files)
@@ -249,8 +264,10 @@ def main() -> None:
         "warm_full_vs_reference": warm["seconds"] / ref["seconds"],
         "agreement": agree,
         "agreement_incremental_day": agree_day,
-        "incremental_carried_from": incremental.get("carried_from"),
+        "incremental_carried_from": sorted({str(r.get("carried_from")) for r in incrementals}),
         "backfill_days": args.backfill_days,
+        "backfill_runs": [r["seconds"] for r in backfills],
+        "incremental_runs": [r["seconds"] for r in incrementals],
         "backfill_seconds": backfill["seconds"],
         "backfill_vs_full": backfill["seconds"] / full["seconds"],
         "incremental_seconds": incremental["seconds"],
@@ -281,16 +298,17 @@ def main() -> None:
         "ingest_vs_full": ingest["seconds"] / full["seconds"],
         "ingest_day_seconds": ingest_day["seconds"],
         "ingest_day_vs_full": ingest_day["seconds"] / full["seconds"],
+        # The highest of every run's, not the median's.
         "peak_mb": {
-            "full": full["peak_mb"],
-            "backfill": backfill["peak_mb"],
+            "full": max(r["peak_mb"] for r in fulls + warms),
+            "backfill": max(r["peak_mb"] for r in backfills),
+            "incremental": max(r["peak_mb"] for r in incrementals),
             "ingest": ingest["peak_mb"],
         },
-        "peak_vs_event_data": max(full["peak_mb"], backfill["peak_mb"], ingest["peak_mb"])
-        / event_mb,
         "engines": engines,
         "total_seconds": time.perf_counter() - started,
     }
+    results["peak_vs_event_data"] = max(results["peak_mb"].values()) / event_mb
     if engines:
         results["postgres_vs_duckdb"] = (
             engines["postgres"]["seconds"] / engines["duckdb"]["seconds"]
@@ -325,8 +343,10 @@ def print_summary(r: dict) -> None:
         f"backfill {r['backfill_seconds']:.2f}s, incremental {r['incremental_seconds']:.2f}s"
     )
     print(
-        f"medians of {r['repeats']} runs in turns: reference {r['reference_runs']}, "
-        f"pass compiling its query {r['full_runs']}, pass with queries reused {r['warm_runs']}"
+        f"medians of {r['repeats']} runs each (in turns but the incremental day's): "
+        f"reference {r['reference_runs']}, "
+        f"pass compiling its query {r['full_runs']}, pass with queries reused {r['warm_runs']}, "
+        f"backfill {r['backfill_runs']}, incremental day {r['incremental_runs']}"
     )
     print(f"agreement with the reference: {r['agreement']}")
     print(
