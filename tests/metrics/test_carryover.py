@@ -289,6 +289,41 @@ def test_the_next_days_run_finds_the_accounts_where_the_kept_state_has_them(
         assert running_aggregates(p.compute, p.model, [day], kept)._same
 
 
+def test_a_fresh_run_keeps_the_sightings_its_own_read_found(carried_on: Path) -> None:
+    """A run that starts afresh finds the distinct values still seen after its last day in
+    its own read of them: keeping them reads nothing more, and they are those a read of the
+    window's last days alone gives."""
+
+    def still_seen(seen: t.Any, last: int) -> list[tuple[int, str, int, int, bool]]:
+        values = seen.values.to_pylist()
+        rows = zip(seen.accounts, seen.codes, seen.days, seen.leaves, seen.latest, strict=True)
+        return sorted(
+            (int(a), values[c], int(d), int(gone), bool(latest))
+            for a, c, d, gone, latest in rows
+            if gone > last
+        )
+
+    days = [X - dt.timedelta(days=k) for k in (2, 1, 0)]
+    with ah.open(carried_on) as p:
+        ran = running_aggregates(p.compute, p.model, days)
+        for d in days:
+            ran.raw(d)
+        windowed = {a: c for a, c in ran.aggregates.items() if a.kind == "distinct" and a.window}
+        assert len(windowed) >= 2  # users in 28 days, and in 5 days and the 5 before
+        real_read = ran._read
+
+        def no_read(*_: t.Any) -> t.NoReturn:
+            raise AssertionError("read at the end of the run")
+
+        ran._read = no_read  # type: ignore[method-assign]
+        ran.read_for_carry(list(ran.aggregates.values()))
+        ran._read = real_read  # type: ignore[method-assign]
+        for agg, col in windowed.items():
+            kept = still_seen(ran._seen[col], len(days) - 1)
+            assert kept, col
+            assert kept == still_seen(ran._recent(agg, col), len(days) - 1), col
+
+
 def test_a_row_for_a_day_already_counted_reads_that_table_again(carried_on: Path) -> None:
     day = X + dt.timedelta(days=1)
     late = _event(900, "A3", -2, 8, "u9", 4)  # two days before X, in the new day's file

@@ -183,10 +183,12 @@ def chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: 
 
 def _by_key_and_day(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray) -> np.ndarray:
     """The order of (account, code, day): one sort of a single int64 where the three fit in
-    it (for a backfill's 1.35 million sightings, 0.17 s against lexsort's 0.33 s)."""
+    it (for a backfill's 1.35 million sightings, 0.17 s against lexsort's 0.33 s). Not a
+    stable sort: rows of equal keys are the same sighting, and NumPy's quicksort took half
+    the time of its stable sort (2 million keys: 0.15 s against 0.29 s)."""
     first, span = int(days.min()), int(days.max()) - int(days.min()) + 1
     width = int(codes.max()) + 1
     if (int(accounts.max()) + 1) * width * span >= 2**63:
         return np.lexsort((days, codes, accounts))
     one = (accounts.astype(np.int64) * width + codes) * span + (days.astype(np.int64) - first)
-    return np.argsort(one, kind="stable")
+    return np.argsort(one)
