@@ -169,16 +169,16 @@ def chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: 
     """Sightings in (account, value, day) order, each leaving when the window has passed it
     or when its value is next seen (plus the offset), whichever is first; the last of each
     account and value is its latest. Codes index no dictionary yet (``values`` empty)."""
-    keys = pair_keys(accounts, codes)
-    order = _by_key_and_day(accounts, codes, days) if len(keys) else np.zeros(0, np.int64)
+    order = _by_key_and_day(accounts, codes, days) if len(days) else np.zeros(0, np.int64)
+    accounts, codes = accounts[order], codes[order]
     # Day indexes as int32: a backfill carries millions of sightings to the next day's run.
-    keys, days = keys[order], days[order].astype(np.int32)
+    keys, days = pair_keys(accounts, codes), days[order].astype(np.int32)
     again = np.r_[keys[1:] == keys[:-1], False] if len(keys) else np.zeros(0, bool)
     passed = days + np.int32(o + w)
     # The next sighting's day, where it is of the same account and value (``again``).
     following = np.roll(days, -1) + np.int32(o)
     leaves = np.where(again, np.minimum(passed, following), passed)
-    return Sightings(accounts[order], codes[order], days, leaves, ~again, pa.array([], pa.null()))
+    return Sightings(accounts, codes, days, leaves, ~again, pa.array([], pa.null()))
 
 
 def _by_key_and_day(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray) -> np.ndarray:
