@@ -27,7 +27,7 @@ import accounthealth.project as project_module
 from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.metrics import carryover
 from accounthealth.metrics.compute import running_aggregates
-from accounthealth.metrics.series import Carried, Series
+from accounthealth.metrics.series import EPOCH, Carried, Series
 from accounthealth.metrics.sliding import POSITIONS_TABLE, RunningAggregates
 from accounthealth.project import CARRIED
 from accounthealth.sources.schema import TABLES
@@ -254,7 +254,6 @@ def test_accounts_kept_in_another_order_carry_on_to_the_same_values(carried_on: 
         for d in before:
             ran.raw(d)
         columns = list(ran.aggregates.values())
-        ran.read_for_carry(columns)
         kept = _reversed(ran.carry(columns))
         assert not kept.ids.equals(ran.ids)
         carrying = running_aggregates(p.compute, p.model, [day], kept)
@@ -281,7 +280,6 @@ def test_the_next_days_run_finds_the_accounts_where_the_kept_state_has_them(
         ran = running_aggregates(p.compute, p.model, [X])
         ran.raw(X)
         columns = list(ran.aggregates.values())
-        ran.read_for_carry(columns)
         kept = ran.carry(columns)
     ids = kept.ids.to_pylist()
     assert ids == sorted(ids) and len(ids) == 3
@@ -290,38 +288,53 @@ def test_the_next_days_run_finds_the_accounts_where_the_kept_state_has_them(
 
 
 def test_a_fresh_run_keeps_the_sightings_its_own_read_found(carried_on: Path) -> None:
-    """A run that starts afresh finds the distinct values still seen after its last day in
-    its own read of them: keeping them reads nothing more, and they are those a read of the
-    window's last days alone gives."""
-
-    def still_seen(seen: t.Any, last: int) -> list[tuple[int, str, int, int, bool]]:
-        values = seen.values.to_pylist()
-        rows = zip(seen.accounts, seen.codes, seen.days, seen.leaves, seen.latest, strict=True)
-        return sorted(
-            (int(a), values[c], int(d), int(gone), bool(latest))
-            for a, c, d, gone, latest in rows
-            if gone > last
-        )
-
+    """A run that starts afresh keeps, of each windowed distinct aggregate, the sightings still
+    counted after its last day from its own read of them: carrying them on reads nothing
+    more, and they are those worked out by hand from the events."""
     days = [X - dt.timedelta(days=k) for k in (2, 1, 0)]
+    last = len(days) - 1
     with ah.open(carried_on) as p:
         ran = running_aggregates(p.compute, p.model, days)
         for d in days:
             ran.raw(d)
-        windowed = {a: c for a, c in ran.aggregates.items() if a.kind == "distinct" and a.window}
-        assert len(windowed) >= 2  # users in 28 days, and in 5 days and the 5 before
-        real_read = ran._read
+        events = p.compute.to_arrow(p.compute.table("events")).to_pylist()
 
         def no_read(*_: t.Any) -> t.NoReturn:
-            raise AssertionError("read at the end of the run")
+            raise AssertionError("read while carrying on")
 
         ran._read = no_read  # type: ignore[method-assign]
-        ran.read_for_carry(list(ran.aggregates.values()))
-        ran._read = real_read  # type: ignore[method-assign]
-        for agg, col in windowed.items():
-            kept = still_seen(ran._seen[col], len(days) - 1)
-            assert kept, col
-            assert kept == still_seen(ran._recent(agg, col), len(days) - 1), col
+        carried = ran.carry(list(ran.aggregates.values()))
+    position = {account: i for i, account in enumerate(ran.ids.to_pylist())}
+    windowed = {a: c for a, c in ran.aggregates.items() if a.kind == "distinct" and a.window}
+    assert len(windowed) >= 2  # users in 28 days, and in 5 days and the 5 before
+    for agg, col in windowed.items():
+        kept = carried.sightings[col]
+        values, base = kept.values.to_pylist(), (days[0] - EPOCH).days  # kept: epoch days
+        rows = zip(kept.accounts, kept.codes, kept.days, kept.leaves, kept.latest, strict=True)
+        found = sorted(
+            (int(a), values[c], int(day) - base, int(gone) - base, bool(latest))
+            for a, c, day, gone, latest in rows
+        )
+        # By hand: each (account, value, day) seen up to the last day leaves when the window
+        # has passed it or the value is seen next (plus the offset); those leaving later count.
+        seen = sorted(
+            {
+                (position[e["account_id"]], e[agg.column], (e[agg.time].date() - days[0]).days)
+                for e in events
+                if e["account_id"] in position
+                and e[agg.column] is not None
+                and e[agg.time].date() <= X
+            }
+        )
+        o, w = agg.offset, t.cast(int, agg.window)
+        expected = []
+        for i, (a, v, u) in enumerate(seen):
+            after = seen[i + 1] if i + 1 < len(seen) and seen[i + 1][:2] == (a, v) else None
+            gone = u + o + w if after is None else min(u + o + w, after[2] + o)
+            if gone > last:
+                expected.append((a, v, u, gone, after is None))
+        assert expected, col
+        assert found == expected, col
 
 
 def test_a_row_for_a_day_already_counted_reads_that_table_again(carried_on: Path) -> None:

@@ -188,10 +188,9 @@ class CarryOver:
                 col for agg, col in running.aggregates.items() if prints[agg.table] is not None
             ]
             if columns:
-                # What carrying needs from the engine is read here: the thread reads nothing,
-                # and the caller's queries have the engine to themselves.
-                running.read_for_carry(columns)
-                # And the next day's reads compiled now: its run is the one to keep short.
+                # The next day's reads compiled now, here (the thread queries nothing, and the
+                # caller's queries have the engine to themselves): its run is the one to keep
+                # short.
                 running.compile_carrying_on(columns)
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
             self._why_unkept = _unkept(exc)

@@ -29,7 +29,6 @@ are shaped in metrics/series.py.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import typing as t
@@ -454,7 +453,7 @@ class RunningAggregates:
         # Each value's next sighting is found here, by ``chain``'s sort of the sightings with
         # their values, not by a window in the query: that took as long as the sort and the
         # values' fetch, and the sightings still seen after the last day are then at hand for
-        # carrying on (``read_for_carry`` read them again: 1.3-2.3 s for the benchmark's two).
+        # carrying on (reading them again at the end took 1.3-2.3 s for the benchmark's two).
         data = self._read((f"values seen {col}", values_seen))
         encoded = pc.dictionary_encode(data.column("_v").combine_chunks())
         accounts, days = data.column("_position").to_numpy(), data.column("_d").to_numpy()
@@ -535,33 +534,29 @@ class RunningAggregates:
             Series(seen.accounts[leaving], seen.leaves[leaving].astype(np.int32)),
         )
 
-    def _seen_between(
-        self, agg: Aggregate, col: str, back: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    def _seen_between(self, agg: Aggregate, col: str) -> tuple[np.ndarray, np.ndarray, pa.Array]:
         """A distinct aggregate's (account position, day index, value) sightings on the run's
-        days, or with ``back``, on the ``back`` days up to its last; in no order: ``chain``
-        sorts them."""
-        data = self._read(self._sightings_read(agg, col, back))
+        days, in no order: ``chain`` sorts them."""
+        data = self._read(self._sightings_read(agg, col))
         return (
             data.column("_position").to_numpy(),
             data.column("_d").to_numpy().astype(np.int32),
             data.column("_v").combine_chunks(),
         )
 
-    def _sightings_read(self, agg: Aggregate, col: str, back: int | None = None) -> Read:
+    def _sightings_read(self, agg: Aggregate, col: str) -> Read:
         """The read of ``_seen_between``."""
         column = t.cast(str, agg.column)
 
         def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
             rows = _rows(self.engine, agg, self.where_of)
             time = rows[agg.time]
-            since = first if back is None else _before(last, back - 1)
-            rows = rows.filter(rows[column].notnull(), _from(time, since), _day(time) <= last)
+            rows = rows.filter(rows[column].notnull(), _from(time, first), _day(time) <= last)
             return rows.select(
                 account_id=rows.account_id, _v=rows[column], _d=_day(time).delta(first, unit="day")
             ).distinct()
 
-        return f"seen {col} {back}", seen
+        return f"seen {col}", seen
 
     def compile_carrying_on(self, columns: t.Collection[str]) -> None:
         """Compile the reads of a run carrying the aggregates in ``columns`` on from this one
@@ -618,23 +613,14 @@ class RunningAggregates:
         self._next += 1
 
     # -- what a later run carries on from -------------------------------------------------------
-    def read_for_carry(self, columns: t.Collection[str]) -> None:
-        """Read what ``carry`` of ``columns`` needs from the engine (a fresh run's recent
-        sightings of distinct values), so that ``carry`` reads nothing and can run beside
-        other queries. After the last day applied."""
-        assert self.first + dt.timedelta(days=self._next - 1) == self.last, "the last day applied"
-        for agg, col in self._kept(columns).items():
-            if agg.kind == "distinct" and col not in self._seen:
-                self._seen[col] = self._recent(agg, col)
-
     def _kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
         return {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
 
     def carry(self, columns: t.Collection[str], inputs: t.Collection[str] = ()) -> Carried:
         """The state after the last day applied, of the aggregates in ``columns`` that can be
-        carried on (``carries``), with the day grid's inputs of the tables in ``inputs``, once
-        ``read_for_carry`` has read what it needs: it queries nothing itself (another thread
-        may be using the engine)."""
+        carried on (``carries``), with the day grid's inputs of the tables in ``inputs``. It
+        queries nothing (another thread may be using the engine): each distinct aggregate's
+        sightings are those its run read (``_sightings``, ``_sightings_after``)."""
         last = self._next - 1
         kept = self._kept(columns)
         marks = self._day_marks()
@@ -685,16 +671,6 @@ class RunningAggregates:
         return Carried(
             day, self.ids, tuple(kept.values()), running, series, sightings, inputs=carried
         )
-
-    def _recent(self, agg: Aggregate, col: str) -> Sightings:
-        """A fresh run's sightings that may still count after its last day: those of the
-        offset and window's days up to it (earlier ones have left)."""
-        o, w = agg.offset, t.cast(int, agg.window)
-        accounts, days, values = self._seen_between(agg, col, o + w)
-        encoded = pc.dictionary_encode(values)
-        codes = encoded.indices.to_numpy().astype(np.int32)
-        seen = chain(accounts, codes, days, o, w)
-        return dataclasses.replace(seen, values=encoded.dictionary)
 
     def _add(
         self, agg: Aggregate, col: str, series: Series, rows: slice, sign: float = 1.0
