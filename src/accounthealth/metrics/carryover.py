@@ -89,7 +89,7 @@ class CarryOver:
         self.root, self.folder = root, root / key
         self.store, self.compute = store, compute
         # The tables' counts (``_census``) compiled once, as the day's reads are.
-        self.compiled = compiled if compute.prepares else None
+        self.compiled = compiled
         # The tables read in place, and of those the ones whose sources say their rows are
         # only ever added (the others are never carried on).
         in_place = in_place or {}

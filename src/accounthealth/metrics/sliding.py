@@ -454,12 +454,11 @@ class RunningAggregates:
         # their values, not by a window in the query: that took as long as the sort and the
         # values' fetch, and the sightings still seen after the last day are then at hand for
         # carrying on (reading them again at the end took 1.3-2.3 s for the benchmark's two).
-        data = self._read((f"values seen {col}", values_seen))
-        encoded = pc.dictionary_encode(data.column("_v").combine_chunks())
-        accounts, days = data.column("_position").to_numpy(), data.column("_d").to_numpy()
+        accounts, days, values = self._seen_rows((f"values seen {col}", values_seen))
+        encoded = pc.dictionary_encode(values)
         codes = encoded.indices.to_numpy().astype(np.int32, copy=False)
         dictionary = encoded.dictionary
-        del data, encoded  # a 90-day backfill's 6.4 million values, freed before the sort
+        del values, encoded  # a 90-day backfill's 6.4 million values, freed before the sort
         sightings = chain(accounts, codes, days, o, w)
         del accounts, codes, days
         still = sightings.leaves > (self.last - self.first).days
@@ -490,7 +489,7 @@ class RunningAggregates:
             none = np.zeros(0, np.int32)
             accounts, days, values = none, none, carried.values.slice(0, 0)
         else:
-            accounts, days, values = self._seen_between(agg, col)
+            accounts, days, values = self._seen_rows(self._sightings_read(agg, col))
         dictionary = carried.values
         unknown = values.filter(pc.is_null(pc.index_in(values, value_set=dictionary)))
         if len(unknown):
@@ -534,10 +533,10 @@ class RunningAggregates:
             Series(seen.accounts[leaving], seen.leaves[leaving].astype(np.int32)),
         )
 
-    def _seen_between(self, agg: Aggregate, col: str) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-        """A distinct aggregate's (account position, day index, value) sightings on the run's
-        days, in no order: ``chain`` sorts them."""
-        data = self._read(self._sightings_read(agg, col))
+    def _seen_rows(self, read: Read) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+        """A ``read`` of sightings as (account positions, int32 day indexes, values), in no
+        order: ``chain`` sorts them."""
+        data = self._read(read)
         return (
             data.column("_position").to_numpy(),
             data.column("_d").to_numpy().astype(np.int32),
@@ -545,7 +544,7 @@ class RunningAggregates:
         )
 
     def _sightings_read(self, agg: Aggregate, col: str) -> Read:
-        """The read of ``_seen_between``."""
+        """A distinct aggregate's sightings on the run's own days (a run carrying on)."""
         column = t.cast(str, agg.column)
 
         def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
@@ -566,11 +565,7 @@ class RunningAggregates:
         if self._compile is None:
             return
         kept = self._kept(columns)
-        groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
-        for agg in kept:
-            if agg.kind != "distinct":
-                groups.setdefault(self._series_key(agg), []).append(agg)
-        for group in groups.values():
+        for group in self._kept_groups(kept).values():
             if group[0].active:
                 for read in self._open_rows(group, resumed=True):
                     self._compiled_read(read, ["_d"])
@@ -616,6 +611,13 @@ class RunningAggregates:
     def _kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
         return {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
 
+    def _kept_groups(
+        self, kept: t.Collection[Aggregate]
+    ) -> dict[tuple[t.Any, ...], list[Aggregate]]:
+        """The series groups whose aggregates are all ``kept`` (a table's are kept or not
+        together), as the next day's run groups them."""
+        return {key: group for key, group in self._groups.items() if all(a in kept for a in group)}
+
     def carry(self, columns: t.Collection[str], inputs: t.Collection[str] = ()) -> Carried:
         """The state after the last day applied, of the aggregates in ``columns`` that can be
         carried on (``carries``), with the day grid's inputs of the tables in ``inputs``. It
@@ -636,9 +638,7 @@ class RunningAggregates:
                     # starts (a count of NaN or infinite values, mostly) is left out.
                     running[col][name] = values
         series = {}
-        for key, group in self._groups.items():
-            if not all(agg in kept for agg in group):
-                continue
+        for key, group in self._kept_groups(kept).items():
             name = self._name(group)
             if key in self._open:
                 # Offset 0: rows opened so far have entered; of their closes, the later ones.
