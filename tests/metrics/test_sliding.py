@@ -143,6 +143,40 @@ def test_sightings_chain_by_account_value_and_day(top: int) -> None:
     assert seen.latest.tolist() == [False, True, True, True, False, True]
 
 
+# Sightings whose keys pack into one int64 with no bits for the code or the day (one value,
+# one day), with a few bits each, and with all 63 bits; and ones that need 64 bits or more.
+@pytest.mark.parametrize(
+    ("accounts", "codes", "days"),
+    [
+        (50, 1, 1),
+        (50, 3, 20),
+        (2**21, 2**21, 2**21),
+        (2**22, 2**22, 2**20),
+        (2**31 - 1, 2**31 - 1, 9),
+    ],
+)
+def test_sightings_chain_as_worked_out_one_by_one(accounts: int, codes: int, days: int) -> None:
+    rng = np.random.default_rng(accounts + codes + days)
+    rows = {
+        (int(rng.integers(accounts)), int(rng.integers(codes)), int(rng.integers(days)) - 7)
+        for _ in range(300)
+    }
+    a, c, d = (np.array(column, np.int32) for column in zip(*rows, strict=True))
+    seen = chain(a, c, d, o=2, w=5)
+    expected = sorted(rows)
+    leaves, latest = [], []
+    for i, (position, code, day) in enumerate(expected):
+        after = expected[i + 1] if i + 1 < len(expected) else None
+        again = after is not None and after[:2] == (position, code)
+        leaves.append(min(day + 7, after[2] + 2) if again else day + 7)
+        latest.append(not again)
+    got = list(zip(seen.accounts.tolist(), seen.codes.tolist(), seen.days.tolist(), strict=True))
+    assert got == expected
+    assert seen.leaves.tolist() == leaves
+    assert seen.latest.tolist() == latest
+    assert {seen.accounts.dtype, seen.codes.dtype, seen.days.dtype} == {np.dtype(np.int32)}
+
+
 # Small integers (a 16-bit radix sort), large ones, fractions and NaN (merge sorts).
 @pytest.mark.parametrize(
     "values",

@@ -169,11 +169,8 @@ def chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: 
     """Sightings in (account, value, day) order, each leaving when the window has passed it
     or when its value is next seen (plus the offset), whichever is first; the last of each
     account and value is its latest. Codes index no dictionary yet (``values`` empty)."""
-    order = _by_key_and_day(accounts, codes, days) if len(days) else np.zeros(0, np.int64)
-    accounts, codes = accounts[order], codes[order]
-    # Day indexes as int32: a backfill carries millions of sightings to the next day's run.
-    keys, days = pair_keys(accounts, codes), days[order].astype(np.int32)
-    again = np.r_[keys[1:] == keys[:-1], False] if len(keys) else np.zeros(0, bool)
+    accounts, codes, days, pairs = _by_key_and_day(accounts, codes, days)
+    again = np.r_[pairs[1:] == pairs[:-1], False] if len(pairs) else np.zeros(0, bool)
     passed = days + np.int32(o + w)
     # The next sighting's day, where it is of the same account and value (``again``).
     following = np.roll(days, -1) + np.int32(o)
@@ -181,14 +178,33 @@ def chain(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray, o: int, w: 
     return Sightings(accounts, codes, days, leaves, ~again, pa.array([], pa.null()))
 
 
-def _by_key_and_day(accounts: np.ndarray, codes: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """The order of (account, code, day): one sort of a single int64 where the three fit in
-    it (for a backfill's 1.35 million sightings, 0.17 s against lexsort's 0.33 s). Not a
-    stable sort: rows of equal keys are the same sighting, and NumPy's quicksort took half
-    the time of its stable sort (2 million keys: 0.15 s against 0.29 s)."""
-    first, span = int(days.min()), int(days.max()) - int(days.min()) + 1
-    width = int(codes.max()) + 1
-    if (int(accounts.max()) + 1) * width * span >= 2**63:
-        return np.lexsort((days, codes, accounts))
-    one = (accounts.astype(np.int64) * width + codes) * span + (days.astype(np.int64) - first)
-    return np.argsort(one)
+def _by_key_and_day(
+    accounts: np.ndarray, codes: np.ndarray, days: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sightings in (account, code, day) order, as int32 accounts, codes and days (a
+    backfill carries millions of them to the next day's run), with a key per (account,
+    code). Where the three fit in one int64, that is sorted itself and they are taken back
+    out of it: NumPy sorts numbers several times faster than it finds their order, and the
+    order then moves no column (a 90-day backfill's 6.4 million sightings of users: 0.37-0.54 s
+    against 2.25-2.33 s). Rows of equal keys are the same sighting, so none is lost."""
+    if not len(days):
+        none = np.zeros(0, np.int32)
+        return none, none, none, np.zeros(0, np.int64)
+    first = int(days.min())
+    day_bits = (int(days.max()) - first).bit_length()
+    code_bits = int(codes.max()).bit_length()
+    if int(accounts.max()).bit_length() + code_bits + day_bits > 63:
+        order = np.lexsort((days, codes, accounts))
+        accounts, codes = accounts[order].astype(np.int32), codes[order].astype(np.int32)
+        return accounts, codes, days[order].astype(np.int32), pair_keys(accounts, codes)
+    keys = accounts.astype(np.int64) << (code_bits + day_bits)
+    keys |= codes.astype(np.int64) << day_bits
+    keys |= days.astype(np.int64) - first
+    keys.sort()
+    pairs = keys >> day_bits
+    return (
+        (pairs >> code_bits).astype(np.int32),
+        (pairs & ((1 << code_bits) - 1)).astype(np.int32),
+        (keys & ((1 << day_bits) - 1)).astype(np.int32) + np.int32(first),
+        pairs,
+    )
