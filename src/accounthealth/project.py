@@ -41,6 +41,7 @@ from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
 from accounthealth.progress import SILENT, Progress
+from accounthealth.scoring.day_grid import INPUTS
 from accounthealth.scoring.finish import final_scores, split_by_trend
 from accounthealth.scoring.querycache import QueryCache
 from accounthealth.scoring.run import compiled_queries, day_grid, score_table
@@ -277,7 +278,7 @@ class Project(ActingOnHealth):
             }
             compiled = compiled_queries(self.compute, resolved, cache)
             carry = CarryOver(
-                self.folder / CARRIED, key, self.store, self.compute, in_place, compiled
+                self.folder / CARRIED, key, self.store, self.compute, in_place, compiled, INPUTS
             )
             resumed = carry.resume(dates[0])
             if resumed.carried is not None or consecutive(dates) or carry.in_use(dates[0]):

@@ -442,8 +442,9 @@ def test_the_daily_runs_reads_are_compiled_once(
     """A day carrying on reads its own day's rows by queries that differ from day to day only
     in their dates: the backfill's end compiles them, with the dates as parameters, beside
     the grid's query, and no daily run compiles a read. The counts of the tables' rows are
-    compiled by the first days, until they take the shape they keep from day to day (the day
-    after a backfill counts the grid's inputs too). The values are those of all history."""
+    one query too, whichever tables had files ingested and whatever the run carries (each
+    count switched on or off): the backfill compiles it, and no daily run compiles a count.
+    The values are those of all history."""
     queries = carried_on / ".accounthealth-cache" / "queries"
     kept = [json.loads(entry.read_text())["query"]["sql"] for entry in queries.glob("*.json")]
     reads = [sql for sql in kept if POSITIONS_TABLE in sql]
@@ -467,10 +468,12 @@ def test_the_daily_runs_reads_are_compiled_once(
         with ah.open(carried_on) as p:  # each day in a process of its own
             p.ingest()
             _carried_on(p, day, day - dt.timedelta(days=1))
+        counts = [sql for sql in compiles if "getvariable('accounthealth_after')" in sql.lower()]
         assert not any(POSITIONS_TABLE in sql for sql in compiles)
-        if k == 1:
-            assert any("getvariable('accounthealth_after')" in sql.lower() for sql in compiles)
+        assert counts == [], k
     assert compiles == []
+    census = [sql for sql in kept if "getvariable('accounthealth_after')" in sql.lower()]
+    assert len(census) == 1
 
 
 def _placed_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
@@ -735,3 +738,52 @@ def test_a_source_no_longer_append_only_reads_all_history_again(tmp_path: Path) 
     with ah.open(folder) as p:
         _carried_on(p, day, X, "events: it is neither ingested nor read in place with append_only")
     assert _kept_tables(folder, day) == {"tickets"}
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_one_compiled_census_counts_whichever_tables_a_run_asks_for(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The compiled census counts every table and time column of the state, each count on
+    or off: for any tables and columns asked, the counts are those of a census of just them
+    (run with literals), and it is compiled once."""
+    from accounthealth.engine.postgres import PostgresEngine
+
+    engine: t.Any = (
+        DuckDBEngine()
+        if kind == "duckdb"
+        else PostgresEngine(request.getfixturevalue("postgres_server").new_database())
+    )
+    engine.sql("CREATE TABLE events (account_id VARCHAR, event_time TIMESTAMP)")
+    engine.sql("CREATE TABLE tickets (account_id VARCHAR, opened_at DATE, closed_at DATE)")
+    engine.sql(
+        "INSERT INTO events VALUES ('a', '2026-01-01 10:00'), ('a', '2026-01-03 00:00'), "
+        "('b', '2026-01-02 23:59'), ('b', NULL)"
+    )
+    engine.sql(
+        "INSERT INTO tickets VALUES ('a', '2026-01-01', '2026-01-05'), "
+        "('b', '2026-01-03', NULL), ('c', '2026-01-02', '2026-01-02')"
+    )
+    every = {"events": ["event_time"], "tickets": ["closed_at", "opened_at"], "accounts": []}
+    compiled: dict[str, t.Any] = {}
+
+    def compile_once(name: str, build: t.Callable[[], t.Any]) -> t.Any:
+        if name not in compiled:
+            compiled[name] = engine.prepare(build())
+        return compiled[name]
+
+    day = dt.date(2026, 1, 2)
+    asked: list[dict[str, list[str]]] = [
+        {"events": ["event_time"], "tickets": []},
+        {"tickets": ["closed_at"]},
+        {"events": [], "tickets": ["opened_at", "closed_at"]},
+    ]
+    for times in asked:
+        expected = carryover._census(engine, times, day)
+        assert carryover._census(engine, times, day, compile_once, every) == expected
+    assert carryover._census(engine, asked[2], day, compile_once, every)["tickets"] == {
+        "rows": 3,
+        "later": {"opened_at": 1, "closed_at": 1},
+        "until": {"opened_at": 2, "closed_at": 1},
+    }
+    assert len(compiled) == 1
