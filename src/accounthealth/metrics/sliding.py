@@ -502,13 +502,16 @@ class RunningAggregates:
         keys = pair_keys(new.accounts, new.codes)
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
         firsts, first_days = keys[first], new.days[first]
-        old_keys = pair_keys(still, old_codes)
+        # The kept latest sightings of values seen again: only accounts seen now can have one,
+        # so only their rows are looked up (on the benchmark's book a quarter of the kept
+        # rows: 14 ms against 49 ms for all 1.35 million).
+        seen_now = np.zeros(len(self.ids), bool)
+        seen_now[new.accounts] = True
+        rows = np.flatnonzero(old_latest & seen_now[still])
+        old_keys = pair_keys(still[rows], old_codes[rows])
         i = np.minimum(np.searchsorted(firsts, old_keys), max(len(firsts) - 1, 0))
-        again = (
-            np.flatnonzero(old_latest & (firsts[i] == old_keys))
-            if len(firsts)
-            else np.zeros(0, np.int64)
-        )
+        hit = firsts[i] == old_keys if len(firsts) else np.zeros(0, bool)
+        again, i = rows[hit], i[hit]
         # The kept rows, moved to this run's day indexes, then this run's.
         seen = Sightings(
             joined(still, new.accounts),
@@ -518,7 +521,7 @@ class RunningAggregates:
             joined(old_latest, new.latest),
             dictionary,
         )
-        seen.leaves[again] = np.minimum(seen.leaves[again], first_days[i[again]] + o)
+        seen.leaves[again] = np.minimum(seen.leaves[again], first_days[i] + o)
         seen.latest[again] = False
         self._seen[col] = seen
         # Only what enters or leaves on the run's days: the rest is for later runs.
