@@ -475,11 +475,7 @@ def _census(
         for table in sorted({*wanted, *every})
         if table in wanted or compute.has_table(table)
     }
-    parts_of = [
-        (table, what, column)
-        for table, columns in universe.items()
-        for what, column in [("rows", ""), *[(w, c) for c in columns for w in ("later", "empty")]]
-    ]
+    parts_of = _count_parts(universe)
 
     def counts(
         bound: t.Callable[[ir.Value], ir.Value], parts: list[tuple[str, str, str]]
@@ -520,6 +516,16 @@ def _census(
         values = {"after": after, **switches}
         found = compute.run_prepared(query, {p: values[p] for p in query.parameters})
     return _counted([r for r in found.to_pylist() if asked(r["table"], r["what"], r["column"])])
+
+
+def _count_parts(tables: t.Mapping[str, t.Sequence[str]]) -> list[tuple[str, str, str]]:
+    """The census's counts of ``tables``, in order, as (table, what, column): each table's
+    rows, then per time column its rows after the day and its rows without a time."""
+    parts = []
+    for table, columns in tables.items():
+        parts.append((table, "rows", ""))
+        parts += [(table, what, column) for column in columns for what in ("later", "empty")]
+    return parts
 
 
 def _counted(found: list[dict[str, t.Any]]) -> dict[str, dict[str, t.Any]]:

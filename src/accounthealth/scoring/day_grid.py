@@ -110,7 +110,7 @@ class DayGrid:
         if running.ids.null_count:
             return None  # an account without an id: the query joins them as they are
         # In the running values' order: row i is running.ids[i]'s.
-        accounts = running.placed_input(INPUTS[0], engine.table(INPUTS[0]), "_position")
+        accounts = running.placed_input("accounts", engine.table("accounts"), "_position")
         if accounts.num_rows != len(running.ids):
             return None  # ids repeated: the query joins each row
         accounts = accounts.drop_columns("_position").append_column("account_id", running.ids)
@@ -120,14 +120,14 @@ class DayGrid:
             if name not in DERIVED_FACTS and not _numeric(accounts.schema.field(name).type):
                 return None
         contracts = None
-        if engine.has_table(INPUTS[1]):
-            table = engine.table(INPUTS[1])
+        if engine.has_table("contracts"):
+            table = engine.table("contracts")
             # By account, then end: each account's first live contract with an end is then
             # the one it renews next (NumPy's minimum.at took 20 ms a day for this; those with
             # no end are left out there, wherever they come). Then by the other columns, so
             # that each account's ARR is summed in the same order every run, to the last bit.
             data = running.placed_input(
-                INPUTS[1],
+                "contracts",
                 table.select("account_id", "start_date", "end_date", "arr"),
                 "_position",
                 "end_date",
