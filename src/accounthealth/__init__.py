@@ -12,11 +12,12 @@ The Python API for notebooks::
     project.backtest(horizon=90).figures  # how well the score predicted churn
 """
 
-# First, before anything loads pyarrow: Arrow's C++ code reads its memory pool once, when it
-# loads (accounthealth/memory.py says why the pool matters).
-from accounthealth.memory import choose_arrow_pool_early
+# First, before anything loads pyarrow or NumPy: Arrow's C++ code reads its memory pool once,
+# when it loads, and NumPy its use of huge pages (accounthealth/memory.py says why both matter).
+from accounthealth.memory import choose_arrow_pool_early, leave_huge_pages_early
 
 choose_arrow_pool_early()
+leave_huge_pages_early()
 
 from accounthealth.errors import AccountHealthError, ConfigError, DataError, NotFoundError  # noqa: E402
 from accounthealth.project import Project, ScoreReport, open  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from accounthealth.memory import ARROW_POOL_VARIABLE
+from accounthealth.memory import ARROW_POOL_VARIABLE, HUGE_PAGES_VARIABLE
 
 from builders import CHURN_MODEL, account, make_project
 
@@ -103,3 +103,24 @@ def test_arrow_allocates_from_a_pool_that_keeps_freed_memory(tmp_path: Path) -> 
     # A pool the user chose is left alone.
     assert arrow_pool(project, "accounthealth", "mimalloc") == ("mimalloc", "mimalloc")
     assert arrow_pool(project, "pyarrow", "mimalloc") == ("mimalloc", "mimalloc")
+
+
+def numpy_asks_for_huge_pages(chosen: str | None) -> bool:
+    env = {k: v for k, v in os.environ.items() if k != HUGE_PAGES_VARIABLE}
+    if chosen is not None:
+        env[HUGE_PAGES_VARIABLE] = chosen
+    script = "import accounthealth, numpy\nprint(numpy._core.multiarray._get_madvise_hugepage())"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    return out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="NumPy asks only on Linux")
+def test_numpy_does_not_ask_for_huge_pages_unless_the_user_says_so() -> None:
+    # Imported first, accounthealth turns NumPy's requests off (accounthealth.memory): on a
+    # kernel that compacts memory for them, each new large array stalled.
+    assert not numpy_asks_for_huge_pages(None)
+    # The user's own setting is left alone.
+    assert numpy_asks_for_huge_pages("1")
+    assert not numpy_asks_for_huge_pages("0")
