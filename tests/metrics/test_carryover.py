@@ -233,8 +233,8 @@ def _reversed(carried: Carried) -> Carried:
             for col, arrays in carried.running.items()
         },
         series={
-            name: Series(moved(rows.accounts), rows.days, rows.columns)
-            for name, rows in carried.series.items()
+            name: [Series(moved(rows.accounts), rows.days, rows.columns) for rows in pieces]
+            for name, pieces in carried.series.items()
         },
         sightings={
             col: dataclasses.replace(seen, accounts=moved(seen.accounts))
@@ -285,6 +285,43 @@ def test_the_next_days_run_finds_the_accounts_where_the_kept_state_has_them(
     assert ids == sorted(ids) and len(ids) == 3
     with ah.open(carried_on) as p:
         assert running_aggregates(p.compute, p.model, [day], kept)._same
+
+
+def _series_files(folder: Path, day: dt.date, table: str) -> list[Path]:
+    """The files of the pieces of the series of ``table``'s rows the state kept of ``day``
+    holds (the model's aggregates of it share one)."""
+    (state,) = (folder / CARRIED).glob(f"*/{day.isoformat()}/state.json")
+    meta = json.loads(state.read_text())
+    (files,) = [
+        files
+        for name, files in meta["series"].items()
+        if "|" not in name and meta["columns"][name.split(",")[0]] == table
+    ]
+    return [state.parent / file for file in files]
+
+
+def test_a_kept_series_links_its_pieces_and_writes_only_new_days(carried_on: Path) -> None:
+    """Each daily run keeps the series' pieces it carried on as they were (the kept state
+    links their files) and writes only its own day's rows, merged with the newest pieces as a
+    binary counter merges: after six days of one event each, the backfill's piece is still
+    the file the backfill wrote, beside two pieces (days 1-4 and 5-6), and every day's
+    values are those of all history."""
+    backfilled = _series_files(carried_on, X, "events")
+    assert len(backfilled) == 1
+    inode = backfilled[0].stat().st_ino
+    for k in range(1, 7):
+        day = X + dt.timedelta(days=k)
+        _events_file(carried_on, f"{k:04d}", [_event(100 + k, "A1", k, 10, "u1", 1)])
+        with ah.open(carried_on) as p:
+            p.ingest()
+            _carried_on(p, day, day - dt.timedelta(days=1))
+        files = _series_files(carried_on, day, "events")
+        assert files[0].stat().st_ino == inode, k
+        # Beside the backfill's: day 1; days 1-2; 1-2 and 3; 1-4; 1-4 and 5; 1-4 and 5-6.
+        assert len(files) == (2, 2, 3, 2, 3, 3)[k - 1], k
+    # Days 1-4's piece, written when day 4 merged it, is linked by days 5 and 6.
+    kept = [_series_files(carried_on, X + dt.timedelta(days=k), "events")[1] for k in (4, 5, 6)]
+    assert len({f.stat().st_ino for f in kept}) == 1
 
 
 def test_a_fresh_run_keeps_the_sightings_its_own_read_found(carried_on: Path) -> None:

@@ -101,8 +101,10 @@ class CarryOver:
         self.appended = frozenset(table for table, append_only in in_place.items() if append_only)
         # The marks of the tables a resumed state found quiet (see ``resume``).
         self._known: dict[str, dict[str, t.Any]] = {}
-        # The day grid's inputs a resumed state carried, and the files they were read from.
-        self._inputs: dict[str, tuple[pa.Table, Path]] = {}
+        # What a resumed state carried as it was read (the day grid's inputs, the series'
+        # pieces), by id, with the file each was read from: kept on as they are, they are
+        # linked there, not written again.
+        self._read_from: dict[int, tuple[object, Path]] = {}
         # Each table's last ingest (or, read in place, its account ids), read once: a run
         # ingests nothing between resume and keep.
         self._prints: dict[str, Fingerprint | None] = {}
@@ -173,9 +175,13 @@ class CarryOver:
         # A quiet table's counts hold for any later day too.
         self._known = {table: meta["tables"][table] for table in quiet}
         if carried is not None:
-            self._inputs = {
-                table: (data, _input_file(folder, table)) for table, data in carried.inputs.items()
-            }
+            read = [(data, _input_file(folder, table)) for table, data in carried.inputs.items()]
+            for name, pieces in carried.series.items():
+                read += [
+                    (piece, folder / file)
+                    for piece, file in zip(pieces, meta["series"][name], strict=True)
+                ]
+            self._read_from = {id(kept): (kept, path) for kept, path in read}
         return Resumed(carried, "; ".join(why) or None)
 
     def start_keeping(self, running: RunningAggregates) -> None:
@@ -255,9 +261,11 @@ class CarryOver:
             _write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
             for col in carried.columns:
                 _write_arrays(work / f"running-{col}.arrow", carried.running[col])
-            for i, series in enumerate(carried.series.values()):
-                columns_of = {"_account": series.accounts, "_day": series.days, **series.columns}
-                _write_arrays(work / f"series-{i}.arrow", columns_of)
+            for name, files in _piece_files(carried).items():
+                for piece, file in zip(carried.series[name], files, strict=True):
+                    if not self._linked(piece, work / file):
+                        columns_of = {"_account": piece.accounts, "_day": piece.days}
+                        _write_arrays(work / file, columns_of | piece.columns)
             for col, seen in carried.sightings.items():
                 _write_arrays(
                     work / f"sightings-{col}.arrow",
@@ -265,19 +273,20 @@ class CarryOver:
                 )
                 _write_table(pa.table({"value": seen.values}), work / f"values-{col}.arrow")
             for table, data in carried.inputs.items():
-                if not self._linked(table, data, _input_file(work, table)):
+                if not self._linked(data, _input_file(work, table)):
                     _write_table(data, _input_file(work, table))
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
         return carried, work
 
-    def _linked(self, table: str, data: pa.Table, target: Path) -> bool:
-        """Whether ``data``, the input of ``table`` carried as it was, is now at ``target`` as
-        a second name of the file it was read from (the accounts alone are 22 MB of strings
-        on the benchmark's book, the same every day they are carried on)."""
-        carried, source = self._inputs.get(table, (None, None))
-        if data is not carried or source is None:
+    def _linked(self, kept: object, target: Path) -> bool:
+        """Whether ``kept``, carried on as it was read, is now at ``target`` as a second name
+        of the file it was read from: the accounts the day grid read (22 MB of strings on the
+        benchmark's book, the same every day they are carried on), a series' piece (its
+        events series was 41 MB, written every day, of which one day's rows were new)."""
+        read, source = self._read_from.get(id(kept), (None, None))
+        if kept is not read or source is None:
             return False
         try:
             os.link(source, target)
@@ -314,7 +323,7 @@ class CarryOver:
         meta = {
             "day": carried.day.isoformat(),
             "columns": tables_of,
-            "series": {name: f"series-{i}.arrow" for i, name in enumerate(carried.series)},
+            "series": _piece_files(carried),
             "sightings": list(carried.sightings),
             "tables": tables,
             # What the run's ingest recorded of each input's table (``_as_kept``).
@@ -544,6 +553,14 @@ def _counted(found: list[dict[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
     return out
 
 
+def _piece_files(carried: Carried) -> dict[str, list[str]]:
+    """The file of each piece of each series ``carried`` keeps, by series."""
+    return {
+        name: [f"series-{i}-{j}.arrow" for j in range(len(pieces))]
+        for i, (name, pieces) in enumerate(carried.series.items())
+    }
+
+
 def _input_file(folder: Path, table: str) -> Path:
     return folder / f"input-{table}.arrow"
 
@@ -589,11 +606,13 @@ def _read(
     ids = _kept_table(folder / "ids.arrow").column("id").combine_chunks()
     running = {col: _arrays(folder / f"running-{col}.arrow") for col in columns}
     series = {}
-    for name, file in meta["series"].items():
+    for name, files in meta["series"].items():
         if set(name.split("|")[0].split(",")) <= set(columns):
-            arrays = _arrays(folder / file)
-            accounts, days = arrays.pop("_account"), arrays.pop("_day")
-            series[name] = Series(accounts, days, arrays)
+            series[name] = []
+            for file in files:
+                arrays = _arrays(folder / file)
+                accounts, days = arrays.pop("_account"), arrays.pop("_day")
+                series[name].append(Series(accounts, days, arrays))
     sightings = {}
     for col in set(meta["sightings"]) & set(columns):
         arrays = _arrays(folder / f"sightings-{col}.arrow")

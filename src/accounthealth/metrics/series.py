@@ -56,6 +56,15 @@ class Series:
             },
         )
 
+    def day(self, day: int) -> Series:
+        """The rows of one day, as views of this series'."""
+        return self.take(self.on(day))
+
+    def kept(self, after: int, upto: int, base: int) -> list[Series]:
+        """The rows of the days in (after, upto], their days since the epoch (``base`` is day
+        index 0's), as the pieces a kept state holds: one."""
+        return [self.take(self.between(after, upto), base)]
+
     def between(self, after: int | None, upto: int | None) -> slice:
         """The rows of the days in (after, upto] (None: all earlier, or later, days too)."""
         lo = 0 if after is None else self._first_after(after)
@@ -65,6 +74,81 @@ class Series:
         # The day in the days' own type: NumPy would search a Python int in a copy of the
         # days made int64 (1.5 ms for 3 million int32 days, at every call).
         return int(np.searchsorted(self.days, self.days.dtype.type(day + 1)))
+
+
+@dataclass
+class Pieces:
+    """A series a run carries on with: the pieces of it the kept state held (``pieces``, in day
+    order, their days and DAY_COLUMNS since the epoch, as read from its files) and then the
+    run's own rows (``new``, day indexes from ``base``, the run's first day since the epoch).
+
+    The kept pieces are used where they lie, not joined into one series with the new rows:
+    that copied the 41 MB of the benchmark's events series every day. Those still in reach are
+    kept as they are, so that the next state links their files instead of writing them again;
+    the run writes only its own rows as a new piece. Pieces are merged as a binary counter
+    does (``_merged``): a state holds a few, and each row is written again a few times over
+    the days it is kept."""
+
+    pieces: list[Series]
+    base: int
+    new: Series
+
+    def day(self, day: int) -> Series:
+        """The rows of one day, in day indexes."""
+        rows = self.new.on(day)
+        if rows.stop > rows.start:
+            return self.new.take(rows)
+        for piece in self.pieces:
+            rows = piece.on(day + self.base)
+            if rows.stop > rows.start:
+                return piece.take(rows, -self.base)
+        return no_rows()
+
+    def kept(self, after: int, upto: int, base: int) -> list[Series]:
+        """``Series.kept``: the kept pieces still holding a day after ``after``, as they are,
+        and the run's own rows up to ``upto``, merged where due."""
+        assert base == self.base, "kept by the run that made them"
+        cut = after + base
+        pieces = [piece for piece in self.pieces if len(piece.days) and piece.days[-1] > cut]
+        own = self.new.take(self.new.between(after, upto), base)
+        if len(own.days):
+            pieces.append(own)
+        return _merged(pieces, cut)
+
+
+# Pieces a kept series holds at most (``_merged``).
+MOST_PIECES = 12
+
+
+def _merged(pieces: list[Series], cut: int) -> list[Series]:
+    """``pieces`` with the newest merged into the one before while it holds as many rows or
+    more (or while there are more than ``MOST_PIECES``), dropping days up to ``cut``: as a
+    binary counter adds, so that a state holds about log2(days) pieces and a row is written
+    again about as often, not every day."""
+    pieces = list(pieces)
+    while len(pieces) > 1 and (
+        len(pieces) > MOST_PIECES or len(pieces[-1].days) >= len(pieces[-2].days)
+    ):
+        older, newer = pieces[-2], pieces[-1]
+        pieces[-2:] = [stacked(older.take(older.between(cut, None)), newer)]
+    return pieces
+
+
+def stacked(first: Series, second: Series, shift: int = 0) -> Series:
+    """``first``'s rows, their days (and DAY_COLUMNS) moved by ``shift``, then ``second``'s,
+    as one new series; a column only one has is zero in the other's rows."""
+    columns = {}
+    for name in dict.fromkeys([*first.columns, *second.columns]):
+        columns[name] = joined(
+            first.columns.get(name, np.zeros(len(first.days))),
+            second.columns.get(name, np.zeros(len(second.days))),
+            shift if name in DAY_COLUMNS else 0,
+        )
+    return Series(
+        accounts=joined(first.accounts, second.accounts).astype(np.int32, copy=False),
+        days=joined(first.days, second.days, shift).astype(np.int32, copy=False),
+        columns=columns,
+    )
 
 
 def _shifted(values: np.ndarray, shift: int) -> np.ndarray:
@@ -114,13 +198,14 @@ class Carried:
     """Where a run of running values ended, for the next run to start from: its last day, its
     accounts, the aggregate columns it carries, each of their running values (day marks as days
     since the epoch), per series (named by its aggregates' columns) the rows a later day still
-    reads (days, and DAY_COLUMNS, since the epoch), and per distinct aggregate its sightings."""
+    reads (days, and DAY_COLUMNS, since the epoch) in pieces of consecutive days, in order
+    (see ``Pieces``), and per distinct aggregate its sightings."""
 
     day: dt.date
     ids: pa.Array
     columns: tuple[str, ...]
     running: dict[str, dict[str, np.ndarray]]
-    series: dict[str, Series]
+    series: dict[str, list[Series]]
     sightings: dict[str, Sightings]
     # Tables known to hold no rows after ``day``: a run carrying on reads nothing of them.
     quiet: frozenset[str] = frozenset()

@@ -45,9 +45,9 @@ from accounthealth.engine.base import Engine
 from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.metrics.definitions import Aggregate
 from accounthealth.metrics.series import (
-    DAY_COLUMNS,
     EPOCH,
     Carried,
+    Pieces,
     Raw,
     Series,
     Sightings,
@@ -57,6 +57,7 @@ from accounthealth.metrics.series import (
     no_rows,
     pair_keys,
     stable_order,
+    stacked,
 )
 
 Filter = t.Callable[[Aggregate, ir.Table], ir.BooleanValue]
@@ -169,7 +170,7 @@ class RunningAggregates:
         # The day grid's inputs read (or carried) in this run, by table (``placed_input``).
         self.inputs: dict[str, pa.Table] = {}
         self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
-        self._series: dict[tuple[t.Any, ...], Series] = {}
+        self._series: dict[tuple[t.Any, ...], Series | Pieces] = {}
         # Per group of aggregates over open rows: rows by the day they open, and they close.
         self._open: dict[tuple[t.Any, ...], tuple[Series, Series]] = {}
         self._running: dict[str, np.ndarray] = {}
@@ -240,34 +241,34 @@ class RunningAggregates:
             else:
                 series = no_rows() if quiet else self._fetch(self._day_rows(group, resumed))
                 if resumed:
-                    series = self._after_carried(t.cast(Carried, carried).series[name], series)
+                    pieces = t.cast(Carried, carried).series[name]
+                    series = Pieces([self._placed(p) for p in pieces], self._base, series)
                 self._series[key] = series
 
     def _name(self, group: list[Aggregate]) -> str:
         """A series' name in a ``Carried``: its aggregates' columns."""
         return ",".join(sorted(self.aggregates[agg] for agg in group))
 
-    def _after_carried(self, carried: Series, new: Series) -> Series:
-        """The carried rows (of accounts that still are) and then this run's."""
-        accounts, kept = self._still(carried.accounts)
-        days = carried.days[kept]
-        columns = {}
-        for name in dict.fromkeys([*carried.columns, *new.columns]):
-            old_values = carried.columns.get(name)
-            old_values = np.zeros(len(days)) if old_values is None else old_values[kept]
-            new_values = new.columns.get(name, np.zeros(len(new.days)))
-            shift = -self._base if name in DAY_COLUMNS else 0
-            columns[name] = joined(old_values, new_values, shift)
-        series = Series(
-            accounts=joined(accounts, new.accounts).astype(np.int32, copy=False),
-            days=joined(days, new.days, -self._base).astype(np.int32, copy=False),
-            columns=columns,
-        )
+    def _after_carried(self, pieces: list[Series], new: Series) -> Series:
+        """The carried rows (of accounts that still are) and then this run's, as one series:
+        for rows open on the date, whose carried closes may fall on the run's days."""
+        series = new
+        for piece in reversed(pieces):
+            series = stacked(self._placed(piece), series, -self._base)
         # Each part is in day order: the whole is unless the carried closes of later days
         # meet this run's.
-        if len(days) and len(new.days) and days[-1] - self._base > new.days[0]:
+        if len(series.days) and np.any(np.diff(series.days) < 0):
             series = series.take(stable_order(series.days))
         return series
+
+    def _placed(self, piece: Series) -> Series:
+        """A carried ``piece``'s rows of accounts that still are, at their positions now: the
+        piece itself while the accounts are the same."""
+        if self._same:
+            return piece
+        accounts, kept = self._still(piece.accounts)
+        columns = {name: values[kept] for name, values in piece.columns.items()}
+        return Series(accounts, piece.days[kept], columns)
 
     def _still(self, accounts: np.ndarray) -> tuple[np.ndarray, slice | np.ndarray]:
         """Carried rows' ``accounts`` as positions now, of the rows whose account still is,
@@ -594,20 +595,24 @@ class RunningAggregates:
             fold = k == 0 and col not in self._resumes
             if agg.active:
                 opens, closes = self._open[key]
-                self._add(agg, col, opens, opens.between(None, -o) if fold else opens.on(k - o))
-                self._add(agg, col, closes, closes.on(k - o), sign=-1.0)
+                self._add(
+                    agg, col, opens.take(opens.between(None, -o)) if fold else opens.day(k - o)
+                )
+                self._add(agg, col, closes.day(k - o), sign=-1.0)
                 continue
             series = self._series[key]
             if fold:
-                entering = series.between(None if w is None else -o - w, -o)
+                # A fresh run's (a carried one's series is in pieces, and never folds).
+                whole = t.cast(Series, series)
+                entering = whole.take(whole.between(None if w is None else -o - w, -o))
             else:
-                entering = series.on(k - o)
+                entering = series.day(k - o)
             if agg.kind in ("days_since", "latest"):
-                self._raise(agg, col, series, entering)
+                self._raise(agg, col, entering)
                 continue
-            self._add(agg, col, series, entering)
+            self._add(agg, col, entering)
             if w is not None and not fold:
-                self._add(agg, col, series, series.on(k - o - w), sign=-1.0)
+                self._add(agg, col, series.day(k - o - w), sign=-1.0)
         self._next += 1
 
     # -- what a later run carries on from -------------------------------------------------------
@@ -646,12 +651,11 @@ class RunningAggregates:
             if key in self._open:
                 # Offset 0: rows opened so far have entered; of their closes, the later ones.
                 opens, closes = self._open[key]
-                series[f"{name}|opens"] = opens.take(slice(0, 0), self._base)
-                series[f"{name}|closes"] = closes.take(closes.between(last, None), self._base)
+                series[f"{name}|opens"] = [opens.take(slice(0, 0), self._base)]
+                series[f"{name}|closes"] = [closes.take(closes.between(last, None), self._base)]
             else:
                 reach = max(agg.offset + (agg.window or 0) for agg in group)
-                part = self._series[key]
-                series[name] = part.take(part.between(last - reach, last), self._base)
+                series[name] = self._series[key].kept(last - reach, last, self._base)
         sightings = {}
         for agg, col in kept.items():
             if agg.kind == "distinct":
@@ -675,25 +679,23 @@ class RunningAggregates:
             day, self.ids, tuple(kept.values()), running, series, sightings, inputs=carried
         )
 
-    def _add(
-        self, agg: Aggregate, col: str, series: Series, rows: slice, sign: float = 1.0
-    ) -> None:
-        """Add (``sign`` -1: take away) the series rows to a count, sum or avg."""
-        at = series.accounts[rows]
+    def _add(self, agg: Aggregate, col: str, rows: Series, sign: float = 1.0) -> None:
+        """Add (``sign`` -1: take away) the series ``rows`` to a count, sum or avg."""
+        at = rows.accounts
         if not len(at):
             return
         # np.add.at: the first day's rows hold an account once per day, and each must count.
         if agg.kind in ("sum", "avg"):
             for part in SUM_PARTS:
-                values = series.columns.get(f"{part}_{agg.column}")
+                values = rows.columns.get(f"{part}_{agg.column}")
                 if values is not None:
-                    np.add.at(self._running[f"{col}_{part}"], at, sign * values[rows])
+                    np.add.at(self._running[f"{col}_{part}"], at, sign * values)
         else:
-            np.add.at(self._running[col], at, sign * series.columns["cnt"][rows])
+            np.add.at(self._running[col], at, sign * rows.columns["cnt"])
 
-    def _raise(self, agg: Aggregate, col: str, series: Series, rows: slice) -> None:
-        """Keep the later day (time, with its value, for latest) of the series rows."""
-        at = series.accounts[rows]
+    def _raise(self, agg: Aggregate, col: str, rows: Series) -> None:
+        """Keep the later day (time, with its value, for latest) of the series ``rows``."""
+        at = rows.accounts
         if not len(at):
             return
         # Rows are in day order: each account's last row holds its latest day (or time). The
@@ -702,13 +704,13 @@ class RunningAggregates:
         np.maximum.at(last_row, at, np.arange(len(at)))
         at = np.flatnonzero(last_row >= 0)
         last = last_row[at]
-        mark = series.columns["last_t" if agg.kind == "latest" else "last_u"][rows][last]
+        mark = rows.columns["last_t" if agg.kind == "latest" else "last_u"][last]
         later = mark >= self._running[col][at]
         self._running[col][at[later]] = mark[later]
         if agg.kind == "latest":
-            value = series.columns[f"v_{agg.column}"][rows][last]
+            value = rows.columns[f"v_{agg.column}"][last]
             self._running[f"{col}_value"][at[later]] = value[later]
-            self._running[f"{col}_day"][at[later]] = series.columns["last_u"][rows][last][later]
+            self._running[f"{col}_day"][at[later]] = rows.columns["last_u"][last][later]
 
     def _value(self, agg: Aggregate, col: str, day: dt.date) -> Raw:
         """The aggregate's raw value for every account on ``day`` (after its changes). Every
