@@ -30,8 +30,10 @@ are shaped in metrics/series.py.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import typing as t
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ibis
@@ -178,13 +180,25 @@ class RunningAggregates:
         self._distinct: dict[str, tuple[Series, Series]] = {}
         # Per distinct aggregate of a carried run: its sightings, to carry on (see _chain).
         self._seen: dict[str, Sightings] = {}
-        for agg, col in self.aggregates.items():
-            if agg.kind == "distinct":
-                self._distinct[col] = self._sightings(agg, col)
-            self._running |= _starting(agg, col, n)
-        if carried is not None:
-            self._restore(carried)
-        self._build_series()
+        # What each read gives is worked out (made series, its sightings chained and sorted) in
+        # a thread while the next read runs: the engine's reads keep both cores busy, the NumPy
+        # work after each only one (a 90-day backfill of the benchmark's book spent 3 of its
+        # 8 s of reads so).
+        working = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-series")
+        try:
+            distinct = {}
+            for agg, col in self.aggregates.items():
+                if agg.kind == "distinct":
+                    distinct[col] = working.submit(self._sightings(agg, col))
+                self._running |= _starting(agg, col, n)
+            if carried is not None:
+                self._restore(carried)
+            built = self._build_series(working)
+            self._distinct = {col: future.result() for col, future in distinct.items()}
+            for future in built:
+                future.result()
+        finally:
+            working.shutdown(cancel_futures=True)
         self._next = 0  # the index of the next day to apply
 
     def _restore(self, carried: Carried) -> None:
@@ -217,33 +231,46 @@ class RunningAggregates:
             return (agg.table, agg.time, agg.where, "active", agg.until, agg.offset)
         return (agg.table, agg.time, agg.where)
 
-    def _build_series(self) -> None:
+    def _build_series(self, working: ThreadPoolExecutor) -> list[Future[None]]:
+        """Read each group's series, made in ``working`` (what it returns is done once they
+        are)."""
         groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
         for agg in self.aggregates:
             if agg.kind != "distinct":
                 groups.setdefault(self._series_key(agg), []).append(agg)
+        made = []
         for key, group in groups.items():
             self._groups[key] = group
-            name, carried = self._name(group), self._carried
-            resumed = carried is not None and self.aggregates[group[0]] in self._resumes
+            resumed = self._carried is not None and self.aggregates[group[0]] in self._resumes
             # A quiet table has no rows after the carried day: nothing to read.
-            quiet = resumed and group[0].table in t.cast(Carried, carried).quiet
-            if group[0].active:
-                opens, closes = no_rows(), no_rows()
-                if not quiet:
-                    opening, closing = self._open_rows(group, resumed)
-                    opens, closes = self._fetch(opening), self._fetch(closing)
-                if resumed:
-                    kept = t.cast(Carried, carried).series
-                    opens = self._after_carried(kept[f"{name}|opens"], opens)
-                    closes = self._after_carried(kept[f"{name}|closes"], closes)
-                self._open[key] = (opens, closes)
-            else:
-                series = no_rows() if quiet else self._fetch(self._day_rows(group, resumed))
-                if resumed:
-                    pieces = t.cast(Carried, carried).series[name]
-                    series = Pieces([self._placed(p) for p in pieces], self._base, series)
-                self._series[key] = series
+            quiet = resumed and group[0].table in t.cast(Carried, self._carried).quiet
+            reads = (
+                self._open_rows(group, resumed)
+                if group[0].active
+                else (self._day_rows(group, resumed),)
+            )
+            read = [None if quiet else self._read(rows, "_d") for rows in reads]
+            made.append(working.submit(self._make_series, key, resumed, read))
+        return made
+
+    def _make_series(
+        self, key: tuple[t.Any, ...], resumed: bool, read: list[pa.Table | None]
+    ) -> None:
+        """A group's series from its ``read`` rows (None: nothing read), after those carried
+        where ``resumed``: of rows open on the date, the rows opening and closing."""
+        name = self._name(self._groups[key])
+        made = [no_rows() if rows is None else _series_of(rows) for rows in read]
+        kept = t.cast(Carried, self._carried).series if resumed else {}
+        if len(made) == 2:
+            opens, closes = made
+            if resumed:
+                opens = self._after_carried(kept[f"{name}|opens"], opens)
+                closes = self._after_carried(kept[f"{name}|closes"], closes)
+            self._open[key] = (opens, closes)
+        elif resumed:
+            self._series[key] = Pieces([self._placed(p) for p in kept[name]], self._base, made[0])
+        else:
+            self._series[key] = made[0]
 
     def _name(self, group: list[Aggregate]) -> str:
         """A series' name in a ``Carried``: its aggregates' columns."""
@@ -325,27 +352,6 @@ class RunningAggregates:
         self.inputs[table] = data
         return data
 
-    def _fetch(self, grouped: Read) -> Series:
-        """A read grouped by account and day (``_d``), ``_read`` in day order, as a series."""
-        day = "_d"
-        data = self._read(grouped, day)
-        series = Series(
-            accounts=data.column("_position").to_numpy(),  # int32 as given
-            days=data.column(day).to_numpy().astype(np.int32),
-        )
-        for name in data.column_names:
-            if name not in ("_position", day):
-                column = data.column(name)
-                if pa.types.is_timestamp(column.type):
-                    # Microseconds since the epoch: exact in a float64 for the next two
-                    # centuries, and ordered as the times are.
-                    column = pc.cast(column, pa.int64())
-                values = column.to_numpy(zero_copy_only=False)
-                if name.startswith(ADDED_ONLY) and not values.any():
-                    continue  # nothing to add (NaN and infinite values are rare)
-                series.columns[name] = compact(values)
-        return series
-
     def _day_rows(self, group: list[Aggregate], resumed: bool) -> Read:
         """Per account and day: the row count, each summed column's count and sum, the last
         day and for latest the last time and its value. Days before any window of the group
@@ -417,11 +423,11 @@ class RunningAggregates:
         name = f"{resumed} {self._name(group)}"
         return (f"opens {name}", opens), (f"closes {name}", closes)
 
-    def _sightings(self, agg: Aggregate, col: str) -> tuple[Series, Series]:
+    def _sightings(self, agg: Aggregate, col: str) -> t.Callable[[], tuple[Series, Series]]:
         """The days a distinct value enters and leaves the window of each account: it enters
         on day + offset (the first day for earlier ones) and leaves when the window has passed
         it or when it is seen next, whichever is first; over all history it enters when first
-        seen and never leaves."""
+        seen and never leaves. Read now, worked out by the function returned."""
         if col in self._resumes:
             return self._sightings_after(agg, col, t.cast(Carried, self._carried).sightings[col])
         column = t.cast(str, agg.column)
@@ -443,9 +449,14 @@ class RunningAggregates:
                 rows = seen(first, last)
                 return rows.group_by(["account_id", "_v"]).aggregate(_d=rows._u.min()).drop("_v")
 
-            enters = self._fetch((f"firsts {col}", firsts))
-            enters.days = np.maximum(enters.days + o, 0)
-            return enters, Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
+            first_seen = self._read((f"firsts {col}", firsts), "_d")
+
+            def entering() -> tuple[Series, Series]:
+                enters = _series_of(first_seen)
+                enters.days = np.maximum(enters.days + o, 0)
+                return enters, no_rows()
+
+            return entering
 
         def values_seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
             rows = seen(first, last)
@@ -456,41 +467,59 @@ class RunningAggregates:
         # values' fetch, and the sightings still seen after the last day are then at hand for
         # carrying on (reading them again at the end took 1.3-2.3 s for the benchmark's two).
         accounts, days, values = self._seen_rows((f"values seen {col}", values_seen))
-        encoded = pc.dictionary_encode(values)
-        codes = encoded.indices.to_numpy().astype(np.int32, copy=False)
-        dictionary = encoded.dictionary
-        del values, encoded  # a 90-day backfill's 6.4 million values, freed before the sort
-        sightings = chain(accounts, codes, days, o, w)
-        del accounts, codes, days
-        still = sightings.leaves > (self.last - self.first).days
-        self._seen[col] = Sightings(
-            sightings.accounts[still],
-            sightings.codes[still],
-            sightings.days[still],
-            sightings.leaves[still],
-            sightings.latest[still],
-            dictionary,
-        )
-        enter = np.maximum(sightings.days + o, 0)
-        # A sighting superseded before the first day enters and leaves on it: it counts once.
-        leave = np.maximum(sightings.leaves, 0)
-        by_enter, by_leave = stable_order(enter), stable_order(leave)
-        enters = Series(sightings.accounts[by_enter], enter[by_enter])
-        leaves = Series(sightings.accounts[by_leave], leave[by_leave])
-        return enters, leaves
+
+        def chained() -> tuple[Series, Series]:
+            nonlocal accounts, days, values
+            encoded = pc.dictionary_encode(values)
+            codes = encoded.indices.to_numpy().astype(np.int32, copy=False)
+            dictionary = encoded.dictionary
+            del values, encoded  # a 90-day backfill's 6.4 million values, freed before the sort
+            sightings = chain(accounts, codes, days, o, t.cast(int, w))
+            del accounts, codes, days
+            still = sightings.leaves > (self.last - self.first).days
+            self._seen[col] = Sightings(
+                sightings.accounts[still],
+                sightings.codes[still],
+                sightings.days[still],
+                sightings.leaves[still],
+                sightings.latest[still],
+                dictionary,
+            )
+            enter = np.maximum(sightings.days + o, 0)
+            # A sighting superseded before the first day enters and leaves on it: it counts
+            # once.
+            leave = np.maximum(sightings.leaves, 0)
+            by_enter, by_leave = stable_order(enter), stable_order(leave)
+            enters = Series(sightings.accounts[by_enter], enter[by_enter])
+            leaves = Series(sightings.accounts[by_leave], leave[by_leave])
+            return enters, leaves
+
+        return chained
 
     def _sightings_after(
         self, agg: Aggregate, col: str, carried: Sightings
-    ) -> tuple[Series, Series]:
+    ) -> t.Callable[[], tuple[Series, Series]]:
         """``_sightings`` of a run that carries on: the carried sightings, the latest of a
         value seen again now leaving when that one enters, and this run's own. Those that
         entered before the run are in the carried counts already."""
-        o, w = agg.offset, t.cast(int, agg.window)
         if agg.table in t.cast(Carried, self._carried).quiet:
             none = np.zeros(0, np.int32)
-            accounts, days, values = none, none, carried.values.slice(0, 0)
+            read = none, none, carried.values.slice(0, 0)
         else:
-            accounts, days, values = self._seen_rows(self._sightings_read(agg, col))
+            read = self._seen_rows(self._sightings_read(agg, col))
+        return functools.partial(self._carried_on, agg, col, carried, *read)
+
+    def _carried_on(
+        self,
+        agg: Aggregate,
+        col: str,
+        carried: Sightings,
+        accounts: np.ndarray,
+        days: np.ndarray,
+        values: pa.Array,
+    ) -> tuple[Series, Series]:
+        """``_sightings_after`` of the run's sightings read."""
+        o, w = agg.offset, t.cast(int, agg.window)
         dictionary = carried.values
         unknown = values.filter(pc.is_null(pc.index_in(values, value_set=dictionary)))
         if len(unknown):
@@ -787,6 +816,27 @@ class RunningAggregates:
             raise ValueError(f"running aggregates are at {expected}, not {day}")
         self._advance()
         return {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
+
+
+def _series_of(data: pa.Table) -> Series:
+    """A read grouped by account and day (``_d``), ``_read`` in day order, as a series."""
+    day = "_d"
+    series = Series(
+        accounts=data.column("_position").to_numpy(),  # int32 as given
+        days=data.column(day).to_numpy().astype(np.int32),
+    )
+    for name in data.column_names:
+        if name not in ("_position", day):
+            column = data.column(name)
+            if pa.types.is_timestamp(column.type):
+                # Microseconds since the epoch: exact in a float64 for the next two centuries,
+                # and ordered as the times are.
+                column = pc.cast(column, pa.int64())
+            values = column.to_numpy(zero_copy_only=False)
+            if name.startswith(ADDED_ONLY) and not values.any():
+                continue  # nothing to add (NaN and infinite values are rare)
+            series.columns[name] = compact(values)
+    return series
 
 
 def _sum_measures(rows: ir.Table, column: str) -> dict[str, ir.Value]:
