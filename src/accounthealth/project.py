@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import time
 import typing as t
 from dataclasses import dataclass
@@ -296,14 +295,16 @@ class Project(ActingOnHealth):
         in_force = overrides.in_force(self.store, dates[0], dates[-1])
         spec = resolved.model.trend_tiers
         batches = self._batches(dates, batch_days)
-        # Once the running values reach the last day, the state for the next is taken and
-        # written while the day is scored (a daily run of the benchmark's book spent 0.3-0.4 s
-        # keeping it after scoring): it is the data's, right whether or not the scores are
-        # written.
-        start_keeping: t.Callable[[], None] | None = None
-        if carry is not None and running is not None:
-            start_keeping = functools.partial(carry.start_keeping, running)
+        # The state for the next day is written while the days are scored: its rows from the
+        # start, its running values once they reach the last day (a daily run of the
+        # benchmark's book spent 0.3-0.4 s keeping it after scoring, and then its rows were
+        # written beside the day's scoring and history, with both cores already busy). It is
+        # the data's, right whether or not the scores are written.
+        reached: t.Callable[[], None] | None = None
         try:
+            if carry is not None and running is not None:
+                carry.start_keeping(running)
+                reached = carry.last_day_reached
             with (
                 self.progress.task("scoring", total=len(dates)) as advance,
                 HistoryWriter(self.store, resolved) as history,
@@ -314,7 +315,7 @@ class Project(ActingOnHealth):
                         # What the last batch freed. Not between the one-day batches of a
                         # run of running values: each day reuses what the day before freed.
                         return_freed_memory()
-                    at_last_day = start_keeping if i == len(batches) - 1 else None
+                    at_last_day = reached if i == len(batches) - 1 else None
                     scored = score_table(
                         self.compute, resolved, batch, cache, running, days, at_last_day
                     )

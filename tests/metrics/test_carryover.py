@@ -684,6 +684,34 @@ def test_a_run_failing_while_its_state_is_written_keeps_none_of_it(
         _carried_on(p, day, X)
 
 
+def test_a_run_failing_before_its_last_day_drops_the_rows_it_was_keeping(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The state's rows are written from the run's start, its running values wait for the
+    # last day: a run failing before then stops that thread and keeps nothing.
+    day = X + dt.timedelta(days=1)
+    started = threading.Event()
+    stage = carryover.CarryOver._stage
+
+    def watched(self: carryover.CarryOver, *args: t.Any) -> t.Any:
+        started.set()
+        return stage(self, *args)
+
+    def broken(*_: object, **__: object) -> None:
+        assert started.wait(timeout=60)  # the rows are being kept already
+        raise RuntimeError("the grid broke")
+
+    with ah.open(carried_on) as p:
+        with monkeypatch.context() as patched:
+            patched.setattr(carryover.CarryOver, "_stage", watched)
+            patched.setattr(project_module, "score_table", broken)
+            with pytest.raises(RuntimeError, match="the grid broke"):
+                p.score(day)
+        assert not list((carried_on / CARRIED).glob("*/.writing-*"))
+        assert not list((carried_on / CARRIED).glob(f"*/{day}"))
+        _carried_on(p, day, X)
+
+
 def test_what_a_killed_run_left_is_deleted_once_an_hour_old(carried_on: Path) -> None:
     (kept,) = (carried_on / CARRIED).glob("*/")
     old, recent = kept / ".writing-killed", kept / ".writing-now"

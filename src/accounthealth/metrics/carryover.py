@@ -8,10 +8,10 @@ folder per day under the fingerprint of the model, the data's layout and account
 distinct values still counted; and the day grid's inputs (the accounts and contracts as
 scoring/day_grid.py reads them) where their tables are ingested, carried on while each
 table's last ingest is the one recorded. The next day's run starts from it and reads only that
-day's rows. The state is taken and written in a thread while the run scores its last day from the
-running values, and put in place once the tables it counts are counted, while that day is
-written to history (a run that fails before then drops it; one whose history write fails
-keeps it, as it is the data's).
+day's rows. The state is written in a thread while the run scores its days (its rows from the
+start, its running values once they reach the last day), and put in place once the tables it
+counts are counted, while the last day is written to history (a run that fails before then
+drops it; one whose history write fails keeps it, as it is the data's).
 
 It is kept only for what cannot have changed under it unseen: aggregates of tables that
 `accounthealth ingest` loads, and of tables read in place whose source says `append_only`. A
@@ -30,12 +30,14 @@ why; another model or code starts afresh.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -113,6 +115,10 @@ class CarryOver:
         self._kept_from: RunningAggregates | None = None
         self._staged: Future[tuple[Carried, Path]] | None = None
         self._why_unkept: str | None = None
+        # Set once the running values reach the run's last day (``last_day_reached``), or
+        # when the state is dropped (``abandon_keeping``; then ``_dropped`` too).
+        self._reached = threading.Event()
+        self._dropped = False
 
     def in_use(self, before: dt.date) -> bool:
         """Whether a state of a day before ``before`` is kept, of any model: the project's
@@ -185,14 +191,16 @@ class CarryOver:
         return Resumed(carried, "; ".join(why) or None)
 
     def start_keeping(self, running: RunningAggregates) -> None:
-        """Start keeping the state ``running`` has reached (its last day applied), for the
-        aggregates of ingested tables and of append-only ones read in place: what it carries
-        is taken and written in a thread while the caller goes on (scoring that day from
-        values it no longer changes); ``finish_keeping`` then counts the tables and puts the
-        state in place. The run's scores do not depend on it: this failing only costs the next
-        run a read of all history."""
+        """Start keeping the state ``running`` reaches at its last day, for the aggregates of
+        ingested tables and of append-only ones read in place, once its reads are done (and
+        the day grid's inputs read): a thread takes and writes the rows it carries while the
+        caller scores the run's days, then, once ``last_day_reached``, its running values;
+        ``finish_keeping`` then counts the tables and puts the state in place. The run's
+        scores do not depend on it: this failing only costs the next run a read of all
+        history."""
         self.abandon_keeping()  # one state at a time
         self._kept_from, self._why_unkept = running, None
+        self._reached, self._dropped = threading.Event(), False
         try:
             prints = {agg.table: self._fingerprint(agg.table) for agg in running.aggregates}
             columns = [
@@ -218,12 +226,20 @@ class CarryOver:
             self._staged = thread.submit(self._stage, running, columns, inputs)
             thread.shutdown(wait=False)  # its one task still runs
 
+    def last_day_reached(self) -> None:
+        """The running values have reached the run's last day and change no more: the thread
+        keeping the state takes them."""
+        self._reached.set()
+
     def finish_keeping(self) -> str | None:
         """Once the caller is done with the engine: put the state started in place; why it
         could not, if so."""
         staged, running = self._staged, self._kept_from
         if staged is None or running is None:
             return self._why_unkept
+        if not self._reached.is_set():
+            self.abandon_keeping()
+            return "the running values could not be kept: the run's last day was not reached"
         try:
             # Memory too: the thread copies the state (145 MB on the benchmark's book) while
             # the day is scored.
@@ -244,6 +260,8 @@ class CarryOver:
     def abandon_keeping(self) -> None:
         """After the run failed (or was interrupted while finishing): wait for the thread and
         drop what it wrote."""
+        self._dropped = True
+        self._reached.set()  # a thread still waiting for the last day stops
         staged, self._staged = self._staged, None
         if staged is not None:
             with contextlib.suppress(Exception):
@@ -253,14 +271,13 @@ class CarryOver:
         self, running: RunningAggregates, columns: list[str], inputs: set[str]
     ) -> tuple[Carried, Path]:
         """The carried state (with the day grid's ``inputs`` of those tables), written to a
-        folder of its own beside the kept days'."""
-        carried = running.carry(columns, inputs)
+        folder of its own beside the kept days': its rows first, then, once the run's last
+        day is reached, its running values."""
+        carried = running.carry_rows(columns, inputs)
         self.folder.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
         try:
             _write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
-            for col in carried.columns:
-                _write_arrays(work / f"running-{col}.arrow", carried.running[col])
             for name, files in _piece_files(carried).items():
                 for piece, file in zip(carried.series[name], files, strict=True):
                     if not self._linked(piece, work / file):
@@ -275,6 +292,12 @@ class CarryOver:
             for table, data in carried.inputs.items():
                 if not self._linked(data, _input_file(work, table)):
                     _write_table(data, _input_file(work, table))
+            self._reached.wait()
+            if self._dropped:
+                raise _Dropped
+            carried = dataclasses.replace(carried, running=running.carry_running(columns))
+            for col in carried.columns:
+                _write_arrays(work / f"running-{col}.arrow", carried.running[col])
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -381,6 +404,10 @@ class CarryOver:
         rows are joined with, then its counts of rows by day, tell whether what was counted
         still holds (the same for every such table, read once)."""
         return Fingerprint(IN_PLACE, account_ids(self.compute), ())
+
+
+class _Dropped(Exception):
+    """The state being kept was dropped before the run's last day."""
 
 
 def _unkept(exc: BaseException) -> str:

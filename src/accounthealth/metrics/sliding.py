@@ -29,6 +29,7 @@ are shaped in metrics/series.py.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import itertools
@@ -660,11 +661,15 @@ class RunningAggregates:
         carried on (``carries``), with the day grid's inputs of the tables in ``inputs``. It
         queries nothing (another thread may be using the engine): each distinct aggregate's
         sightings are those its run read (``_sightings``, ``_sightings_after``)."""
-        last = self._next - 1
-        kept = self._kept(columns)
+        rows = self.carry_rows(columns, inputs)
+        return dataclasses.replace(rows, running=self.carry_running(columns))
+
+    def carry_running(self, columns: t.Collection[str]) -> dict[str, dict[str, np.ndarray]]:
+        """``carry``'s running values: once the last day is applied."""
+        assert self._next == (self.last - self.first).days + 1, "the run's last day applied"
         marks = self._day_marks()
         running: dict[str, dict[str, np.ndarray]] = {}
-        for agg, col in kept.items():
+        for agg, col in self._kept(columns).items():
             running[col] = {}
             for name, start in _starting(agg, col, 1).items():
                 values = self._running[name]
@@ -674,6 +679,14 @@ class RunningAggregates:
                     # Not a copy: the last day's values change no more. One still as it
                     # starts (a count of NaN or infinite values, mostly) is left out.
                     running[col][name] = values
+        return running
+
+    def carry_rows(self, columns: t.Collection[str], inputs: t.Collection[str] = ()) -> Carried:
+        """``carry`` but for the running values (none): the rows it keeps are the run's own,
+        read and chained as the run began, so they can be taken before its days are applied
+        (metrics/carryover.py writes them meanwhile)."""
+        last = (self.last - self.first).days
+        kept = self._kept(columns)
         series = {}
         for key, group in self._kept_groups(kept).items():
             name = self._name(group)
@@ -702,10 +715,9 @@ class RunningAggregates:
                     seen.latest[still],
                     seen.values.take(pa.array(used)),
                 )
-        day = self.first + dt.timedelta(days=last)
         carried = {table: data for table, data in self.inputs.items() if table in inputs}
         return Carried(
-            day, self.ids, tuple(kept.values()), running, series, sightings, inputs=carried
+            self.last, self.ids, tuple(kept.values()), {}, series, sightings, inputs=carried
         )
 
     def _add(self, agg: Aggregate, col: str, rows: Series, sign: float = 1.0) -> None:
