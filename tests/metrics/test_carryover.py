@@ -658,54 +658,33 @@ def test_a_state_that_cannot_be_written_costs_the_next_day_a_read_not_the_days_s
         assert list((carried_on / CARRIED).glob(f"*/{after}/state.json"))
 
 
+@pytest.mark.parametrize("failing", ["score_table", "final_scores"])
 def test_a_run_failing_while_its_state_is_written_keeps_none_of_it(
-    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
+    """The state's rows are written from the run's start, its running values once the last
+    day is reached: a run failing before then (scoring the day) stops that thread, one failing
+    after (its tiers) drops what it wrote. Neither keeps anything, and the day carries on
+    when scored again."""
     day = X + dt.timedelta(days=1)
-    failed = threading.Event()
+    started, failed = threading.Event(), threading.Event()
     stage = carryover.CarryOver._stage
 
     def late(self: carryover.CarryOver, *args: t.Any) -> t.Any:
+        started.set()
         failed.wait(timeout=60)  # still writing when the run fails
         return stage(self, *args)
 
     def broken(*_: object, **__: object) -> None:
+        assert started.wait(timeout=60)  # the state is being kept already
         failed.set()
-        raise RuntimeError("the tiers broke")
+        raise RuntimeError(f"{failing} broke")
 
     with ah.open(carried_on) as p:
         with monkeypatch.context() as patched:
             patched.setattr(carryover.CarryOver, "_stage", late)
-            patched.setattr(project_module, "final_scores", broken)
-            with pytest.raises(RuntimeError, match="the tiers broke"):
-                p.score(day)
-        assert not list((carried_on / CARRIED).glob("*/.writing-*"))
-        assert not list((carried_on / CARRIED).glob(f"*/{day}"))
-        _carried_on(p, day, X)
-
-
-def test_a_run_failing_before_its_last_day_drops_the_rows_it_was_keeping(
-    carried_on: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The state's rows are written from the run's start, its running values wait for the
-    # last day: a run failing before then stops that thread and keeps nothing.
-    day = X + dt.timedelta(days=1)
-    started = threading.Event()
-    stage = carryover.CarryOver._stage
-
-    def watched(self: carryover.CarryOver, *args: t.Any) -> t.Any:
-        started.set()
-        return stage(self, *args)
-
-    def broken(*_: object, **__: object) -> None:
-        assert started.wait(timeout=60)  # the rows are being kept already
-        raise RuntimeError("the grid broke")
-
-    with ah.open(carried_on) as p:
-        with monkeypatch.context() as patched:
-            patched.setattr(carryover.CarryOver, "_stage", watched)
-            patched.setattr(project_module, "score_table", broken)
-            with pytest.raises(RuntimeError, match="the grid broke"):
+            patched.setattr(project_module, failing, broken)
+            with pytest.raises(RuntimeError, match=f"{failing} broke"):
                 p.score(day)
         assert not list((carried_on / CARRIED).glob("*/.writing-*"))
         assert not list((carried_on / CARRIED).glob(f"*/{day}"))
