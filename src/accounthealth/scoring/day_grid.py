@@ -231,7 +231,7 @@ class DayGrid:
         out = {}
         for agg, col in self._columns.items():
             value = raw[col]
-            data = value.data.astype(np.float64)
+            data = value.data.astype(np.float64, copy=False)  # a new array already
             null = np.zeros(len(data), dtype=bool) if value.null is None else value.null
             if agg.kind == "days_since":
                 data = d - agg.offset - data
