@@ -241,8 +241,8 @@ class CarryOver:
             self.abandon_keeping()
             return "the running values could not be kept: the run's last day was not reached"
         try:
-            # Memory too: the thread copies the state (145 MB on the benchmark's book) while
-            # the day is scored.
+            # Memory too: the thread holds what it copied (the sightings still counted, the
+            # days of the rows it writes) while the days are scored.
             carried, work = staged.result()
         except (OSError, MemoryError, pa.ArrowException) as exc:
             self._staged = None
