@@ -4,14 +4,22 @@ proximity and parent rollups, with account attributes as exact inputs."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import accounthealth as ah
 from accounthealth.config.model import Percentile
+from accounthealth.metrics.definitions import ResolvedModel
+from accounthealth.scoring.finish import final_scores, tier_lookup
 from accounthealth.scoring.functions import Values, percentile
 
 from builders import account, make_project
@@ -266,6 +274,80 @@ def test_parent_rollup(tmp_path: Path, compute: dict | None, rollup: str, expect
     assert rows["P"]["own_score"] == pytest.approx(20)
     assert rows["P"]["rollup_children"] == 2
     assert rows["K1"]["score"] == pytest.approx(60)
+
+
+@functools.cache
+def rollup_model(rollup: str) -> ResolvedModel:
+    """The resolved model of a project rolling parents up as ``rollup`` says."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model = f"rollup: {rollup}\n" + one_metric(
+            "{attribute: employees, score: {linear: {bad: 0, good: 100}}}"
+        )
+        with ah.open(make_project(Path(tmp), model, {"accounts": [account("A")]})) as p:
+            return p.model
+
+
+scored_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["P1", "P2", "K1", "K2", "K3"]),  # the account
+        st.sampled_from([None, "P1", "P2", "K1", "X"]),  # its parent (X: not scored)
+        st.integers(0, 2),  # the date, from AS_OF
+        st.one_of(st.none(), st.floats(0, 100)),  # its own score
+        st.one_of(st.none(), st.floats(-50, 1000)),  # its ARR
+    ),
+    min_size=1,
+    max_size=25,
+    unique_by=lambda r: (r[0], r[2]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=scored_rows,
+    rollup=st.sampled_from(
+        ["{method: mean}", "{method: arr_weighted}", "{method: mean, include_parent: false}"]
+    ),
+)
+def test_parents_take_their_childrens_scores_of_the_same_date(rows: list, rollup: str) -> None:
+    """Against the rule worked out one parent and date at a time: the mean (or ARR-weighted
+    mean, an account without ARR weighing 1e-9) of the children's own scores that date, with
+    the parent's own when include_parent; children without a score do not count, and a
+    parent none of whose children has a score that date keeps its own."""
+    resolved = rollup_model(rollup)
+    spec = resolved.model.rollup
+    assert spec is not None
+    table = pa.table(
+        {
+            "account_id": [r[0] for r in rows],
+            "as_of": pa.array([AS_OF + dt.timedelta(days=r[2]) for r in rows], pa.date32()),
+            "own_score": pa.array([r[3] for r in rows], pa.float64()),
+            "tier": pa.array(["Red"] * len(rows)),
+            "parent_account_id": pa.array([r[1] for r in rows], pa.string()),
+            "arr": pa.array([r[4] for r in rows], pa.float64()),
+            "segment_model": ["default"] * len(rows),
+        }
+    )
+    final = final_scores(table, resolved).to_pylist()
+
+    def weight(arr: float | None) -> float:
+        if spec.method == "mean":
+            return 1.0
+        return arr if arr is not None and arr > 0 else 1e-9
+
+    tier_of = tier_lookup(resolved)
+    for (account_id, _, day, own, arr), got in zip(rows, final, strict=True):
+        children = [r for r in rows if r[1] == account_id and r[2] == day and r[3] is not None]
+        if not children:
+            assert got["rollup_children"] == 0
+            assert got["score"] == own or (own is None and got["score"] is None)
+            continue
+        counted = [(r[3], weight(r[4])) for r in children]
+        if spec.include_parent and own is not None:
+            counted.append((own, weight(arr)))
+        expected = sum(v * w for v, w in counted) / sum(w for _, w in counted)
+        assert got["rollup_children"] == len(children)
+        assert math.isclose(got["score"], expected, rel_tol=1e-9, abs_tol=1e-9)
+        assert got["tier"] == tier_of("default", got["score"])
 
 
 def test_four_tier_split_by_trend(tmp_path: Path, compute: dict | None) -> None:
