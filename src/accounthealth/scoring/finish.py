@@ -184,8 +184,8 @@ def _rolled_up(
     """Parent accounts take the mean (or ARR-weighted mean) of their children's scores of the
     same date, with their own score counted as one more child when ``include_parent`` is set;
     a child without a score does not count, and a parent rolls up only on dates when one of
-    its children has a score. Of the rows ``at`` (accounts with a parent, and parents;
-    ``score`` is every row's own score, NaN for none): which roll up, their scores and how
+    its children has a score. Of the rows ``at`` (accounts with a parent, and parents; not
+    none; ``score`` is every row's own score, NaN for none): which roll up, their scores and how
     many children each counted. By codes and sums in NumPy: pandas's group-by took 10-20 ms
     of each day of the benchmark's backfill."""
     rows = scored.select(["account_id", "parent_account_id", "as_of", "arr"]).take(pa.array(at))
@@ -196,11 +196,13 @@ def _rolled_up(
     codes = pc.fill_null(pc.dictionary_encode(ids).indices, -1).to_numpy().astype(np.int64)
     n = len(at)
     day = pc.cast(rows.column("as_of"), pa.int32()).to_numpy(zero_copy_only=False)
-    day = day.astype(np.int64) - (int(day.min()) if n else 0)
-    span = int(day.max()) + 1 if n else 1
+    day = day.astype(np.int64) - int(day.min())
+    span = int(day.max()) + 1
     own_key, parent_key = codes[:n] * span + day, codes[n:] * span + day
     own = score[at]
     child = (codes[n:] >= 0) & ~np.isnan(own)
+    if not child.any():
+        return np.zeros(n, bool), np.zeros(0), np.zeros(0, np.int64)
     weight = np.ones(n)
     if rollup.method == "arr_weighted":
         arr = rows.column("arr").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -218,8 +220,8 @@ def _rolled_up(
     total = np.bincount(group, weights=own_counted * weights, minlength=len(groups))
     weighed = np.bincount(group, weights=weights, minlength=len(groups))
     counted = np.bincount(group[: int(child.sum())], minlength=len(groups))
-    i = np.minimum(np.searchsorted(groups, own_key), max(len(groups) - 1, 0))
-    rolled = (groups[i] == own_key) & (counted[i] > 0) if len(groups) else np.zeros(n, bool)
+    i = np.minimum(np.searchsorted(groups, own_key), len(groups) - 1)
+    rolled = groups[i] == own_key  # every group holds a child (a parent joins only those)
     i = i[rolled]
     return rolled, total[i] / weighed[i], counted[i]
 
