@@ -26,6 +26,7 @@ import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.metrics import carryover
+from accounthealth.metrics.census import census
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import EPOCH, Carried, Series
 from accounthealth.metrics.sliding import POSITIONS_TABLE, RunningAggregates
@@ -823,9 +824,9 @@ def test_one_compiled_census_counts_whichever_tables_a_run_asks_for(
         {"events": [], "tickets": ["opened_at", "closed_at"]},
     ]
     for times in asked:
-        expected = carryover._census(engine, times, day)
-        assert carryover._census(engine, times, day, compile_once, every) == expected
-    assert carryover._census(engine, asked[2], day, compile_once, every)["tickets"] == {
+        expected = census(engine, times, day)
+        assert census(engine, times, day, compile_once, every) == expected
+    assert census(engine, asked[2], day, compile_once, every)["tickets"] == {
         "rows": 3,
         "later": {"opened_at": 1, "closed_at": 1},
         "until": {"opened_at": 2, "closed_at": 1},

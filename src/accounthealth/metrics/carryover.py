@@ -45,14 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import ibis
-import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
 from accounthealth.engine.base import Engine
-from accounthealth.engine.parameters import parameter
+from accounthealth.metrics.census import census
 from accounthealth.metrics.series import Carried, Series, Sightings
 from accounthealth.metrics.sliding import Compiled, RunningAggregates
 from accounthealth.sources.incremental import Fingerprint, account_ids, last_fingerprint
@@ -91,7 +89,7 @@ class CarryOver:
     ) -> None:
         self.root, self.folder = root, root / key
         self.store, self.compute = store, compute
-        # The tables' counts (``_census``) compiled once, as the day's reads are: one query
+        # The tables' counts (``census``) compiled once, as the day's reads are: one query
         # for the tables any run of the state counts, those of its aggregates and ``inputs``
         # (the day grid's, which a run carries on or not).
         self.compiled = compiled
@@ -151,10 +149,10 @@ class CarryOver:
             for table in inputs:
                 times.setdefault(table, [])
             kept = {table: list(mark["until"]) for table, mark in meta["tables"].items()}
-            census = _census(self.compute, times, day, self.compiled, self._every(kept))
+            counts = census(self.compute, times, day, self.compiled, self._every(kept))
             for table, mark in meta["tables"].items():
                 changed, still = _changed(
-                    prints[table], mark, census.get(table), table in self.appended
+                    prints[table], mark, counts.get(table), table in self.appended
                 )
                 if changed:
                     why.append(f"{table}: {changed}")
@@ -165,7 +163,7 @@ class CarryOver:
             unchanged = {
                 table
                 for table, mark in inputs.items()
-                if _as_kept(prints[table], mark, census.get(table))
+                if _as_kept(prints[table], mark, counts.get(table))
             }
             carried = _read(folder, meta, day, good, frozenset(quiet), unchanged) if good else None
         except (
@@ -327,14 +325,14 @@ class CarryOver:
                 tables_of[col] = agg.table
         tables = {table: self._known[table] for table in times if table in self._known}
         every = {table: sorted(read) for table, read in times.items()}
-        census = _census(
+        counts = census(
             self.compute,
             {table: read for table, read in every.items() if table not in tables},
             carried.day,
             self.compiled,
             self._every(every),
         )
-        for table, counted in census.items():
+        for table, counted in counts.items():
             fingerprint = t.cast(Fingerprint, self._prints[table])
             tables[table] = {
                 "settings": fingerprint.settings,
@@ -379,7 +377,7 @@ class CarryOver:
                 shutil.rmtree(other, ignore_errors=True)
 
     def _every(self, times: t.Mapping[str, t.Sequence[str]]) -> dict[str, list[str]]:
-        """Every table and time column a census of this state may count (``_census``'s
+        """Every table and time column a census of this state may count (``census``'s
         ``every``): the aggregates' ``times`` and the day grid's inputs."""
         every = {table: [] for table in self._inputs_counted}
         return every | {table: list(columns) for table, columns in times.items()}
@@ -429,7 +427,7 @@ def _changed(
     """How a table changed since its state was kept (None: at most rows after the kept day
     were added), and whether it surely holds no rows after that day (no ingest since, and
     none then). ``now``: its last ingest's fingerprint (of a table read ``in_place``, only
-    its account ids); ``counted``: its ``_census`` now, of the kept day (counts by day only
+    its account ids); ``counted``: its ``census`` now, of the kept day (counts by day only
     where rows may have been added)."""
     if now is None or counted is None:
         return "it is neither ingested nor read in place with append_only", False
@@ -464,7 +462,7 @@ def _as_kept(
 ) -> bool:
     """Whether a table holds what it held when the day grid's input read of it was kept: its
     last ingest is the one ``mark`` recorded (the same files, settings, columns and rows) and
-    it holds that many rows (``counted``, its ``_census``)."""
+    it holds that many rows (``counted``, its ``census``)."""
     if now is None or counted is None:
         return False
     return json.loads(now.to_json()) == mark and counted["rows"] == mark["rows"]
@@ -477,107 +475,6 @@ def _days(folder: Path) -> list[dt.date]:
         with contextlib.suppress(ValueError):
             days.append(dt.date.fromisoformat(entry.name))
     return sorted(days)
-
-
-def _census(
-    compute: Engine,
-    times: t.Mapping[str, t.Sequence[str]],
-    day: dt.date,
-    compiled: Compiled | None = None,
-    every: t.Mapping[str, t.Sequence[str]] | None = None,
-) -> dict[str, dict[str, t.Any]]:
-    """Per table (of those the engine has): its rows, and per time column in ``times`` how
-    many rows are on or before ``day`` ("until") and how many after ("later"). One query of
-    counts, each against a constant bound, which DuckDB answers from its row groups' statistics
-    where later rows were appended (an OR of bounds would read every row). A table read in
-    place is counted with the rows its view leaves out for a missing value: they tell a change
-    as well, and where its time columns need no cast, Parquet files' own counts and statistics
-    answer with little read (0.3 s for the benchmark's events read in place, against 1.8 s).
-
-    With ``compiled``, the query is compiled once with the bound as a parameter (DuckDB folds
-    it when it binds the query, so the statistics still answer). It then counts ``every``
-    table and time column of the kept state (``times`` is among them), each count switched on
-    or off by a parameter of its own, folded the same way (a count switched off reads
-    nothing): which tables a run counts depends on which had files ingested, and a query of
-    just those was compiled on the first day after a backfill, twice (0.1 s of that day)."""
-    after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
-    wanted = {table: list(columns) for table, columns in times.items() if compute.has_table(table)}
-    if not wanted:
-        return {}
-    every = (every or {}) if compiled is not None else {}
-    # In one order whatever the caller's: the compiled query's switches are by position.
-    universe = {
-        table: sorted({*wanted.get(table, []), *every.get(table, [])})
-        for table in sorted({*wanted, *every})
-        if table in wanted or compute.has_table(table)
-    }
-    parts_of = _count_parts(universe)
-
-    def counts(
-        bound: t.Callable[[ir.Value], ir.Value], parts: list[tuple[str, str, str]]
-    ) -> ir.Table:
-        counted = []
-        for i, (table, what, column) in enumerate(parts):
-            rows = compute.every_row(table)
-            if what == "later":
-                rows = rows.filter(rows[column] >= bound(rows[column]))
-            elif what == "empty":
-                rows = rows.filter(rows[column].isnull())
-            if compiled is not None:
-                rows = rows.filter(parameter(f"count_{i}", "boolean"))
-            counted.append(
-                rows.aggregate(n=ibis._.count()).mutate(
-                    table=ibis.literal(table), what=ibis.literal(what), column=ibis.literal(column)
-                )
-            )
-        return ibis.union(*counted) if len(counted) > 1 else counted[0]
-
-    def literal(time: ir.Value) -> ir.Value:
-        return ibis.literal(after if time.type().is_timestamp() else after.date(), time.type())
-
-    def bound(time: ir.Value) -> ir.Value:
-        value = parameter("after", "timestamp")
-        return (value if time.type().is_timestamp() else value.cast("date")).cast(time.type())
-
-    def asked(table: str, what: str, column: str) -> bool:
-        return table in wanted and (what == "rows" or column in wanted[table])
-
-    if compiled is None:
-        found = compute.to_arrow(counts(literal, [p for p in parts_of if asked(*p)]))
-    else:
-        query = compiled(
-            f"census {json.dumps(universe, sort_keys=True)}", lambda: counts(bound, parts_of)
-        )
-        switches = {f"count_{i}": asked(*part) for i, part in enumerate(parts_of)}
-        values = {"after": after, **switches}
-        found = compute.run_prepared(query, {p: values[p] for p in query.parameters})
-    return _counted([r for r in found.to_pylist() if asked(r["table"], r["what"], r["column"])])
-
-
-def _count_parts(tables: t.Mapping[str, t.Sequence[str]]) -> list[tuple[str, str, str]]:
-    """The census's counts of ``tables``, in order, as (table, what, column): each table's
-    rows, then per time column its rows after the day and its rows without a time."""
-    parts = []
-    for table, columns in tables.items():
-        parts.append((table, "rows", ""))
-        parts += [(table, what, column) for column in columns for what in ("later", "empty")]
-    return parts
-
-
-def _counted(found: list[dict[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
-    """The census's rows as counts per table (see ``_census``)."""
-    out: dict[str, dict[str, t.Any]] = {}
-    for r in found:
-        out.setdefault(r["table"], {"until": {}, "later": {}, "empty": {}})
-        if r["what"] == "rows":
-            out[r["table"]]["rows"] = r["n"]
-        else:
-            out[r["table"]][r["what"]][r["column"]] = r["n"]
-    for counted in out.values():
-        empty = counted.pop("empty")
-        for column, later in counted["later"].items():
-            counted["until"][column] = counted["rows"] - later - empty[column]
-    return out
 
 
 def _piece_files(carried: Carried) -> dict[str, list[str]]:
