@@ -4,9 +4,9 @@ and component detail.
 A day's detail is one wide row per account: sixteen metrics and three components make 74
 columns, most of what a day of history weighs. DuckDB took about 0.67 s to insert one day of
 the benchmark's 184,000 accounts and kept 29 MB of it; pyarrow writes the same rows to a
-zstd-compressed Parquet file in about 0.2 s, and the file is 5 MB. A day's scores (23 columns)
-took DuckDB 0.33-0.41 s to insert and a checkpoint's share more; as a file they take about
-0.08 s and 7 MB. So a DuckDB store keeps each day as files in the folder named after it
+Parquet file in about 0.14 s of CPU, and the file is 7 MB. A day's scores (23 columns) took
+DuckDB 0.33-0.41 s to insert and a checkpoint's share more; as a file they take about 0.05 s
+and 8 MB. So a DuckDB store keeps each day as files in the folder named after it
 (``accounthealth.duckdb.details/``):
 
     scores/<random id>.parquet               the day's scores
@@ -59,6 +59,12 @@ _COMPONENT_SCORE = re.compile(r"c\d+_score")
 _DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet(\.partial)?")
 # From how many rows a day's detail is written as two files at once.
 SPLIT_ROWS = 100_000
+# The history files' compression. Writing them is most of a backfill's CPU, and its days wait
+# for the writer: on the benchmark's book Snappy wrote a day's detail in 133 ms of CPU and its
+# scores in 46 ms, where zstd at level 1 took 162 and 62 ms, and 90-day backfills took
+# 22.5-23.5 s against 24.8-25.9 s (three each, in turns). The files are a quarter larger (a day
+# 15.6 MB against 12.4 MB). LZ4 did about as well; every Parquet reader reads Snappy.
+CODEC = "snappy"
 # Columns of a detail row before the metric and component ones.
 KEY_COLUMNS = ("account_id", "as_of", "model_version", "segment_model")
 # The columns whose Parquet statistics a day file keeps: the views' filters on a date or a
@@ -137,11 +143,10 @@ class HistoryArchive:
         ``helper`` thread, from ``SPLIT_ROWS`` rows on, half of them are written there
         meanwhile (a file per date each)."""
         folder, rows = self.layout(schema), _widen(details, schema)
-        # zstd level 1 with dictionaries where values repeat across accounts (metric values,
-        # scores and shares): the smallest of the encodings measured, at about the cost of the
-        # fastest. Not on account ids and component scores, nearly all distinct: there a
-        # dictionary cost twice the time and made the file larger (on half a day of the
-        # benchmark's detail: 23 and 28 ms against 10 and 16 ms).
+        # Dictionaries where values repeat across accounts (metric values, scores and shares):
+        # a fraction of the size for little time. Not on account ids and component scores,
+        # nearly all distinct: there a dictionary cost twice the time and made the file larger
+        # (on half a day of the benchmark's detail: 23 and 28 ms against 10 and 16 ms).
         repeating = [
             name
             for name in schema.names
@@ -176,8 +181,7 @@ class HistoryArchive:
             _write_whole(
                 _required_where_full(day_rows),
                 self.folder / name,
-                compression="zstd",
-                compression_level=1,
+                compression=CODEC,
                 use_dictionary=dictionaries,
                 write_statistics=[c for c in STATISTICS if c in day_rows.column_names],
             )
