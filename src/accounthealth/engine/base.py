@@ -181,6 +181,11 @@ class Engine:
         """All or nothing: a failure inside rolls every write back (where ``transactional``)."""
         yield
 
+    def reader(self) -> Engine:
+        """Another connection to the same database, for queries from another thread while this
+        one works (it sees what is committed). Engines that run in this process have one."""
+        raise NotImplementedError(f"{self.kind} runs no queries from other threads here")
+
     def writer(self) -> Engine:
         """A second connection to the same store, for writing history from another thread
         while this one computes (its writes are its own transactions)."""

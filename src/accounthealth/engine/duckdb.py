@@ -59,14 +59,26 @@ class DuckDBEngine(Engine):
         super().__init__(backend)
         self.raw = backend.con
         self._depth = 0
+        self._paths: dict[str, t.Callable[[DuckDBEngine], None]] = {}
 
     def _read_path(self, source: Source, where: str) -> ir.Table:
         path = t.cast(str, source.path)
         if source.format == "delta":
-            name = dataset_name(path)
-            self.raw.register(name, delta_dataset(path, where))
-            return self.ibis.table(name)
-        return self.ibis.read_parquet(path, table_name=dataset_name(path, "parquet"))
+            name, dataset = dataset_name(path), delta_dataset(path, where)
+
+            def named(engine: DuckDBEngine) -> None:
+                engine.raw.register(name, dataset)
+
+        else:
+            name = dataset_name(path, "parquet")
+
+            def named(engine: DuckDBEngine) -> None:
+                engine.ibis.read_parquet(path, table_name=name)
+
+        named(self)
+        # Named on this connection alone: every other one (``reader``) names it too.
+        self._paths[name] = named
+        return self.ibis.table(name)
 
     prepares = True
     transactional = True
@@ -128,10 +140,17 @@ class DuckDBEngine(Engine):
         if self._depth == 0:
             self.raw.execute("COMMIT")
 
+    def reader(self) -> DuckDBEngine:
+        # A cursor is another connection to the same database in this process: DuckDB runs its
+        # statements beside this connection's, and its writes are its own transactions.
+        other = DuckDBEngine(self.path, connection=self.raw.cursor())
+        for named in self._paths.values():
+            named(other)
+        other._paths = dict(self._paths)
+        return other
+
     def writer(self) -> DuckDBEngine:
-        # A cursor is another connection to the same database in this process: its writes are
-        # its own transactions, and DuckDB runs them beside this connection's queries.
-        return DuckDBEngine(self.path, connection=self.raw.cursor())
+        return self.reader()
 
     def load_table_from(self, name: str, rows: ir.Table, *, append: bool = False) -> None:
         # In the database: on 20 million events a trip through Arrow cost seconds and

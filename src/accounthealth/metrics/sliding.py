@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
 from accounthealth.engine.parameters import PreparedQuery, parameter
+from accounthealth.engine.readers import Readers
 from accounthealth.metrics.definitions import Aggregate
 from accounthealth.metrics.series import (
     EPOCH,
@@ -73,6 +74,11 @@ ADDED_ONLY = ("nan_", "pinf_", "ninf_")
 RUNNING_TABLE = "_accounthealth_running"
 # The name the accounts' positions take in a run's queries compiled once.
 POSITIONS_TABLE = "_accounthealth_positions"
+# How many connections of its own a run carrying on reads its day on, at once. Its reads are of
+# one day and take a few milliseconds each, mostly the engine's fixed costs (joining 200,000
+# positions); run one after another they held up the run (0.13 s of a daily run of the
+# benchmark's book), run two at a time beside the restoring of the running values 0.1 s.
+READERS = 2
 # A query by name, compiled once (by the function given, on the first call for that name).
 Compiled = t.Callable[[str, t.Callable[[], ir.Table]], PreparedQuery]
 # A read of the run's days: its name, and the query of the run's first and last day it makes.
@@ -186,20 +192,28 @@ class RunningAggregates:
         # work after each only one (a 90-day backfill of the benchmark's book spent 3 of its
         # 8 s of reads so).
         working = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-series")
+        self._readers = (
+            Readers(engine, {POSITIONS_TABLE: self._position_rows}, READERS)
+            if self._compiled
+            else None
+        )
         try:
             distinct = {}
             for agg, col in self.aggregates.items():
                 if agg.kind == "distinct":
                     distinct[col] = working.submit(self._sightings(agg, col))
                 self._running |= _starting(agg, col, n)
+            built = self._build_series(working)
+            # While a run carrying on reads its day.
             if carried is not None:
                 self._restore(carried)
-            built = self._build_series(working)
             self._distinct = {col: future.result() for col, future in distinct.items()}
             for future in built:
                 future.result()
         finally:
             working.shutdown(cancel_futures=True)
+            if self._readers is not None:
+                self._readers.close()
         self._next = 0  # the index of the next day to apply
 
     def _restore(self, carried: Carried) -> None:
@@ -250,17 +264,17 @@ class RunningAggregates:
                 if group[0].active
                 else (self._day_rows(group, resumed),)
             )
-            read = [None if quiet else self._read(rows, "_d") for rows in reads]
+            read = [None if quiet else self._reading(rows, "_d") for rows in reads]
             made.append(working.submit(self._make_series, key, resumed, read))
         return made
 
     def _make_series(
-        self, key: tuple[t.Any, ...], resumed: bool, read: list[pa.Table | None]
+        self, key: tuple[t.Any, ...], resumed: bool, read: list[Future[pa.Table] | None]
     ) -> None:
         """A group's series from its ``read`` rows (None: nothing read), after those carried
         where ``resumed``: of rows open on the date, the rows opening and closing."""
         name = self._name(self._groups[key])
-        made = [no_rows() if rows is None else _series_of(rows) for rows in read]
+        made = [no_rows() if rows is None else _series_of(rows.result()) for rows in read]
         kept = t.cast(Carried, self._carried).series if resumed else {}
         if len(made) == 2:
             opens, closes = made
@@ -314,6 +328,15 @@ class RunningAggregates:
         looking 200,000 ids up in Arrow took 0.05 s a table."""
         return self.engine.to_arrow(_joined(rows, self._positions, order))
 
+    def _reading(self, read: Read, *order: str) -> Future[pa.Table]:
+        """``_read`` on a connection of the run's readers where it has them, else now."""
+        if self._readers is not None:
+            query = self._compiled_read(read, order)
+            return self._readers.run(query, self._days(query))
+        done: Future[pa.Table] = Future()
+        done.set_result(self._read(read, *order))
+        return done
+
     def _read(self, read: Read, *order: str) -> pa.Table:
         """The rows of a ``read`` (its query of the run's first and last days), ``placed``:
         compiled once where the run has compiled queries, else with the days as literals."""
@@ -322,9 +345,13 @@ class RunningAggregates:
             first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
             return self.placed(rows(first, last), *order)
         query = self._compiled_read(read, order)
-        values = {"first": self.first, "last": self.last}
         with self.engine.attached(POSITIONS_TABLE, self._position_rows):
-            return self.engine.run_prepared(query, {p: values[p] for p in query.parameters})
+            return self.engine.run_prepared(query, self._days(query))
+
+    def _days(self, query: PreparedQuery) -> dict[str, dt.date]:
+        """The values of a compiled read's parameters: the run's first and last days."""
+        days = {"first": self.first, "last": self.last}
+        return {name: days[name] for name in query.parameters}
 
     def _compiled_read(self, read: Read, order: t.Sequence[str]) -> PreparedQuery:
         """A ``read`` compiled once under its name (or as compiled before), its days the
@@ -467,7 +494,7 @@ class RunningAggregates:
         # their values, not by a window in the query: that took as long as the sort and the
         # values' fetch, and the sightings still seen after the last day are then at hand for
         # carrying on (reading them again at the end took 1.3-2.3 s for the benchmark's two).
-        accounts, days, values = self._seen_rows((f"values seen {col}", values_seen))
+        accounts, days, values = _seen_columns(self._read((f"values seen {col}", values_seen)))
 
         def chained() -> tuple[Series, Series]:
             nonlocal accounts, days, values
@@ -505,10 +532,11 @@ class RunningAggregates:
         entered before the run are in the carried counts already."""
         if agg.table in t.cast(Carried, self._carried).quiet:
             none = np.zeros(0, np.int32)
-            read = none, none, carried.values.slice(0, 0)
-        else:
-            read = self._seen_rows(self._sightings_read(agg, col))
-        return functools.partial(self._carried_on, agg, col, carried, *read)
+            return functools.partial(
+                self._carried_on, agg, col, carried, none, none, carried.values.slice(0, 0)
+            )
+        read = self._reading(self._sightings_read(agg, col))
+        return lambda: self._carried_on(agg, col, carried, *_seen_columns(read.result()))
 
     def _carried_on(
         self,
@@ -565,16 +593,6 @@ class RunningAggregates:
         return (
             Series(seen.accounts[entering], enter[entering].astype(np.int32)),
             Series(seen.accounts[leaving], seen.leaves[leaving].astype(np.int32)),
-        )
-
-    def _seen_rows(self, read: Read) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-        """A ``read`` of sightings as (account positions, int32 day indexes, values), in no
-        order: ``chain`` sorts them."""
-        data = self._read(read)
-        return (
-            data.column("_position").to_numpy(),
-            data.column("_d").to_numpy().astype(np.int32),
-            data.column("_v").combine_chunks(),
         )
 
     def _sightings_read(self, agg: Aggregate, col: str) -> Read:
@@ -849,6 +867,16 @@ def _series_of(data: pa.Table) -> Series:
                 continue  # nothing to add (NaN and infinite values are rare)
             series.columns[name] = compact(values)
     return series
+
+
+def _seen_columns(data: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """Rows of sightings read as (account positions, int32 day indexes, values), in no order:
+    ``chain`` sorts them."""
+    return (
+        data.column("_position").to_numpy(),
+        data.column("_d").to_numpy().astype(np.int32),
+        data.column("_v").combine_chunks(),
+    )
 
 
 def _sum_measures(rows: ir.Table, column: str) -> dict[str, ir.Value]:
