@@ -19,6 +19,7 @@ import accounthealth as ah
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.project import CARRIED
 from accounthealth.scoring.day_grid import DayGrid
+from accounthealth.scoring.functions import Values
 from accounthealth.scoring.grid import grid_query
 from accounthealth.scoring.run import day_grid
 
@@ -143,7 +144,18 @@ def test_each_day_is_the_grid_its_query_gives(project: Path, dates: list[dt.date
         assert in_memory is not None, "the model's aggregates all run: the grid serves"
         queried = running_aggregates(engine, model, dates)
         for day in dates:
-            mine = in_memory.day(day).sort_by("account_id")
+            grid, numbers = in_memory.numbered(day)
+            # What scoring is handed as NumPy is what it would read back from the grid.
+            assert numbers, "the metric columns of numbers are handed over"
+            for name, values in numbers.items():
+                read = Values.of(grid.column(name))
+                assert values.data.dtype == np.float64, name
+                np.testing.assert_array_equal(values.null, read.null, err_msg=name)
+                np.testing.assert_array_equal(values.data, read.data, err_msg=name)
+                if pa.types.is_integer(grid.schema.field(name).type):
+                    # A count read back from Arrow has no negative zero (1/-0 is -inf).
+                    assert not np.any(np.signbit(values.data) & (values.data == 0)), name
+            mine = grid.sort_by("account_id")
             query = grid_query(engine, model, [day], running=queried.table([day]))
             theirs = engine.to_arrow(query).sort_by("account_id")
             assert mine.schema == theirs.schema, day
@@ -235,8 +247,8 @@ def test_the_daily_run_carrying_on_scores_its_day_as_the_query_does(
         expected = p.scores(LAST, LAST).set_index("account_id")
         expected_values = _metric_values(p, LAST)
     grids = []
-    real = DayGrid.day
-    monkeypatch.setattr(DayGrid, "day", lambda grid, day: grids.append(day) or real(grid, day))
+    real = DayGrid.numbered
+    monkeypatch.setattr(DayGrid, "numbered", lambda grid, day: grids.append(day) or real(grid, day))
     with ah.open(daily) as p:
         p.score(start=FIRST, end=LAST - dt.timedelta(days=1))
         grids.clear()

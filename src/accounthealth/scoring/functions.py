@@ -114,9 +114,10 @@ class Grid:
     """The metric grid's columns as NumPy, each converted once however many segments read it;
     each segment reads its own ``rows`` of them."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, numbers: t.Mapping[str, Values] | None = None) -> None:
+        """``numbers``: columns of ``table`` as ``Values.of`` gives them, at hand already."""
         self.table = table
-        self._values: dict[str, Values] = {}
+        self._values: dict[str, Values] = dict(numbers or {})
         self._codes: dict[str, np.ndarray] = {}
 
     def values(self, column: str, rows: slice) -> Values:

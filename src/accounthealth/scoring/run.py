@@ -56,8 +56,9 @@ def score_table(
     for which a query of its own cost more than the steps (three windows and a union of
     segments, run and compiled each pass) and NumPy costs a fraction."""
     at_last_day = at_last_day or _nothing
+    numbers = None
     if days is not None and len(dates) == 1:
-        grid = days.day(dates[0])
+        grid, numbers = days.numbered(dates[0])
         at_last_day()
     elif cache is not None and engine.prepares and len(dates) == 1:
         grid = _prepared_grid(engine, resolved, dates[0], cache, running, at_last_day)
@@ -65,7 +66,7 @@ def score_table(
         values = running.table(dates) if running is not None else None
         at_last_day()
         grid = engine.to_arrow(grid_query(engine, resolved, dates, running=values))
-    return scored_rows(grid, resolved)
+    return scored_rows(grid, resolved, numbers)
 
 
 def _nothing() -> None:
@@ -141,16 +142,18 @@ def compiled_queries(
     return compiled
 
 
-def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
+def scored_rows(
+    grid: pa.Table, resolved: ResolvedModel, numbers: dict[str, Values] | None = None
+) -> pa.Table:
     """The scored rows of a metric grid, one segment's after another: the account columns,
     each segment model's scores, and per metric and component the detail (typed NULLs where a
-    row's model lacks it)."""
+    row's model lacks it). ``numbers``: columns of the grid as NumPy already (``Grid``)."""
     segments = resolved.segments
     which = grid.column(SEGMENT_MODEL).to_numpy()
     if np.any(np.diff(which) < 0):
         # Each segment's rows together: its scores are then slices, stacked without copying.
         order = stable_order(which)
-        grid, which = grid.take(order), which[order]
+        grid, which, numbers = grid.take(order), which[order], None
     bounds = np.searchsorted(which, np.arange(len(segments) + 1))
     types = {c: pa.type_for_alias(type_) for c, type_ in SCORE_COLUMNS.items()}
     for name in resolved.metrics:
@@ -158,7 +161,7 @@ def scored_rows(grid: pa.Table, resolved: ResolvedModel) -> pa.Table:
     for name in dict.fromkeys(c.name for seg in segments for c in seg.components):
         types |= {f"cs__{name}": pa.float64(), f"cw__{name}": pa.float64()}
     chunks: dict[str, list[pa.Array]] = {column: [] for column in types}
-    source = Grid(grid)
+    source = Grid(grid, numbers)
     for i, seg in enumerate(segments):
         rows = slice(int(bounds[i]), int(bounds[i + 1]))
         size = rows.stop - rows.start
