@@ -316,10 +316,14 @@ def _read_back_as_is(type_: pa.DataType) -> bool:
 
 
 def _as_read_back(values: Values, type_: pa.DataType) -> Values:
-    """``values`` as ``Values.of`` reads them back from a column of ``type_`` they were cast
-    to: 0 where NULL, and an integer's zero has no sign."""
-    data = np.where(values.null, 0.0, values.data) if values.null.any() else values.data
-    return Values(data + 0.0 if pa.types.is_integer(type_) else data, values.null)
+    """``values`` (a day's own arrays) as ``Values.of`` reads them back from a column of
+    ``type_`` they were cast to: 0 where NULL, and an integer's zero has no sign. Changed in
+    place, not copied (3,000 page faults a day): an Arrow column made of them holds nothing
+    at a NULL, and a cast to integers made its own."""
+    np.copyto(values.data, 0.0, where=values.null)
+    if pa.types.is_integer(type_):
+        np.add(values.data, 0.0, out=values.data)
+    return values
 
 
 def _numeric(type_: pa.DataType) -> bool:
