@@ -6,11 +6,14 @@ import datetime as dt
 import threading
 from pathlib import Path
 
+import deltalake
 import duckdb
 import ibis
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from accounthealth.config.project import Source
 from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.engine.parameters import parameter
 from accounthealth.engine.readers import Readers
@@ -87,3 +90,52 @@ def test_a_failing_read_raises_its_error_and_every_connection_is_closed(
     for connection in opened:
         with pytest.raises(duckdb.ConnectionException):
             connection.raw.execute("SELECT 1")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "delta"])
+def test_a_reader_reads_the_sources_read_in_place_that_the_engine_names(
+    engine: DuckDBEngine, tmp_path: Path, kind: str
+) -> None:
+    rows = pa.table({"account_id": ["a1", "a2", "a2"], "n": [1, 2, 3]})
+    path = tmp_path / f"lake.{kind}"
+    if kind == "parquet":
+        pq.write_table(rows, path)
+    else:
+        deltalake.write_deltalake(str(path), rows)
+    lake = engine.relation(Source(path=str(path), format=kind), where="sources.lake")
+    query = engine.prepare(lake.group_by("account_id").aggregate(n=lake.n.sum()))
+    expected = engine.run_prepared(query, {}).sort_by("account_id")
+    # The engine named the source on its own connection: a reader names it too (the
+    # history writer's connection need not).
+    readers = Readers(engine, {}, 1)
+    try:
+        got = readers.run(query, {}).result().sort_by("account_id")
+    finally:
+        readers.close()
+    assert (
+        got.to_pylist()
+        == expected.to_pylist()
+        == [
+            {"account_id": "a1", "n": 1},
+            {"account_id": "a2", "n": 5},
+        ]
+    )
+
+
+def test_a_connection_that_cannot_open_closes_those_opened_and_says_why(
+    engine: DuckDBEngine,
+) -> None:
+    opened: list[DuckDBEngine] = []
+    reader = engine.reader
+
+    def second_fails() -> DuckDBEngine:
+        if opened:
+            raise duckdb.IOException("the lake's files are gone")
+        opened.append(reader())
+        return opened[-1]
+
+    engine.reader = second_fails  # type: ignore[method-assign]
+    with pytest.raises(duckdb.IOException, match="files are gone"):
+        Readers(engine, {}, 2)
+    with pytest.raises(duckdb.ConnectionException):
+        opened[0].raw.execute("SELECT 1")

@@ -21,7 +21,7 @@ import accounthealth as ah
 from accounthealth.store import archive as archive_module
 from accounthealth.store import schema
 from accounthealth.store import scores as history
-from accounthealth.store.archive import LAYOUT_FILE, ORPHAN_AGE_SECONDS, HistoryArchive
+from accounthealth.store.archive import CODEC, LAYOUT_FILE, ORPHAN_AGE_SECONDS, HistoryArchive
 
 from builders import TRAJECTORY_START, Notes, day_files, trajectory_project
 
@@ -96,6 +96,9 @@ def test_each_days_files_keep_the_statistics_that_let_a_read_of_a_date_skip_them
         day = pq.read_table(folder / ARCHIVE / file).column("as_of")[0].as_py()
         assert (stats["as_of"].min, stats["as_of"].max) == (day, day)
         assert (stats["model_version"].min, stats["model_version"].max) == (version, version)
+        # Compressed as the writer's CPU was measured (store/archive.py).
+        codecs = {group.column(i).compression for i in range(group.num_columns)}
+        assert codecs == {CODEC.upper()}, file
 
 
 def test_a_large_days_detail_is_two_files_that_read_as_one(

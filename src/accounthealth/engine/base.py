@@ -182,8 +182,10 @@ class Engine:
         yield
 
     def reader(self) -> Engine:
-        """Another connection to the same database, for queries from another thread while this
-        one works (it sees what is committed). Engines that run in this process have one."""
+        """Another connection to the same database, for compiled queries (``run_prepared``)
+        from another thread while this one works: it reads the database's tables and the
+        sources read in place that this connection names, as committed. Engines that run in
+        this process have one."""
         raise NotImplementedError(f"{self.kind} runs no queries from other threads here")
 
     def writer(self) -> Engine:

@@ -141,16 +141,21 @@ class DuckDBEngine(Engine):
             self.raw.execute("COMMIT")
 
     def reader(self) -> DuckDBEngine:
-        # A cursor is another connection to the same database in this process: DuckDB runs its
-        # statements beside this connection's, and its writes are its own transactions.
-        other = DuckDBEngine(self.path, connection=self.raw.cursor())
+        other = self._cursor()
         for named in self._paths.values():
             named(other)
         other._paths = dict(self._paths)
         return other
 
     def writer(self) -> DuckDBEngine:
-        return self.reader()
+        # History is written to the store's own tables and files: the sources read in place
+        # are not named there.
+        return self._cursor()
+
+    def _cursor(self) -> DuckDBEngine:
+        # A cursor is another connection to the same database in this process: DuckDB runs its
+        # statements beside this connection's, and its writes are its own transactions.
+        return DuckDBEngine(self.path, connection=self.raw.cursor())
 
     def load_table_from(self, name: str, rows: ir.Table, *, append: bool = False) -> None:
         # In the database: on 20 million events a trip through Arrow cost seconds and

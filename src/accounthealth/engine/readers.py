@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,22 +16,29 @@ from accounthealth.engine.parameters import PreparedQuery
 
 class Readers:
     """``count`` threads, each with its own connection to ``engine``'s database, running
-    prepared queries that read ``attached`` (Arrow tables by name) beside the engine's."""
+    prepared queries that read ``attached`` (Arrow tables by name) beside the engine's. Its
+    connections see what is committed: not the engine's own transaction, if it has one open."""
 
     def __init__(self, engine: Engine, attached: t.Mapping[str, pa.Table], count: int) -> None:
-        self._engine, self._attached = engine, dict(attached)
-        self._local = threading.local()
+        self._attached = dict(attached)
+        # Opened here, in the caller's thread, which is the one that uses ``engine``: a
+        # failure to open one is raised as it is, and closes those opened before it.
         self._opened: list[Engine] = []
-        self._lock = threading.Lock()
+        try:
+            for _ in range(count):
+                self._opened.append(engine.reader())
+        except BaseException:
+            self._close_opened()
+            raise
+        unused: queue.SimpleQueue[Engine] = queue.SimpleQueue()
+        for connection in self._opened:
+            unused.put(connection)
+        self._local = threading.local()
         self._pool = ThreadPoolExecutor(
-            count, thread_name_prefix="accounthealth-reads", initializer=self._open
+            count,
+            thread_name_prefix="accounthealth-reads",
+            initializer=lambda: setattr(self._local, "connection", unused.get_nowait()),
         )
-
-    def _open(self) -> None:
-        connection = self._engine.reader()
-        with self._lock:
-            self._opened.append(connection)
-        self._local.connection = connection
 
     def run(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> Future[pa.Table]:
         """``query`` with its parameters' ``values``, as it will be once run."""
@@ -47,5 +55,8 @@ class Readers:
         """Drop the queries not started yet (none once their results are in), wait for those
         running, and close the connections."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._close_opened()
+
+    def _close_opened(self) -> None:
         for connection in self._opened:
             connection.close()

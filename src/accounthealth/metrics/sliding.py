@@ -75,9 +75,9 @@ RUNNING_TABLE = "_accounthealth_running"
 # The name the accounts' positions take in a run's queries compiled once.
 POSITIONS_TABLE = "_accounthealth_positions"
 # How many connections of its own a run carrying on reads its day on, at once. Its reads are of
-# one day and take a few milliseconds each, mostly the engine's fixed costs (joining 200,000
-# positions); run one after another they held up the run (0.13 s of a daily run of the
-# benchmark's book), run two at a time beside the restoring of the running values 0.1 s.
+# one day and take 5-15 ms each, mostly the engine's fixed costs (joining 200,000 positions);
+# run one after another they held up the run (0.13 s of a daily run of the benchmark's book),
+# run two at a time beside the restoring of the running values 0.1 s.
 READERS = 2
 # A query by name, compiled once (by the function given, on the first call for that name).
 Compiled = t.Callable[[str, t.Callable[[], ir.Table]], PreparedQuery]
@@ -194,7 +194,7 @@ class RunningAggregates:
         working = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-series")
         self._readers = (
             Readers(engine, {POSITIONS_TABLE: self._position_rows}, READERS)
-            if self._compiled
+            if self._compiled and engine.in_process
             else None
         )
         try:
@@ -214,6 +214,7 @@ class RunningAggregates:
             working.shutdown(cancel_futures=True)
             if self._readers is not None:
                 self._readers.close()
+                self._readers = None  # the run's reads are all in
         self._next = 0  # the index of the next day to apply
 
     def _restore(self, carried: Carried) -> None:
@@ -455,7 +456,8 @@ class RunningAggregates:
         """The days a distinct value enters and leaves the window of each account: it enters
         on day + offset (the first day for earlier ones) and leaves when the window has passed
         it or when it is seen next, whichever is first; over all history it enters when first
-        seen and never leaves. Read now, worked out by the function returned."""
+        seen and never leaves. Read now (or, carrying on, in flight on the run's readers),
+        worked out by the function returned."""
         if col in self._resumes:
             return self._sightings_after(agg, col, t.cast(Carried, self._carried).sightings[col])
         column = t.cast(str, agg.column)

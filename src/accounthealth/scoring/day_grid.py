@@ -153,15 +153,11 @@ class DayGrid:
             )
         return cls(engine, resolved, running, schema, accounts, contracts)
 
-    def day(self, day: dt.date) -> pa.Table:
-        """The grid of ``day``, the day after the previous call's (the running values move on
-        to it)."""
-        return self.numbered(day)[0]
-
     def numbered(self, day: dt.date) -> tuple[pa.Table, dict[str, Values]]:
-        """``day``'s grid, and its columns of numbers as scoring reads them (``Values.of``
-        of each), from the arrays they were made of: reading 17 back from Arrow took 11 ms of
-        a day of the benchmark's book."""
+        """The grid of ``day``, the day after the previous call's (the running values move on
+        to it), and its columns of numbers as scoring reads them (``Values.of`` of each), from
+        the arrays they were made of: reading 17 back from Arrow took 11 ms of a day of the
+        benchmark's book."""
         d = (day - EPOCH).days
         n = self.accounts.num_rows
         facts, live = self._facts(d, n)
@@ -197,7 +193,7 @@ class DayGrid:
                 taken = Values(numbers.data[rows], numbers.null[rows])
                 column = taken.to_arrow()
                 if _read_back_as_is(field.type):
-                    numbered[name] = _as_read_back(taken, field.type)
+                    numbered[name] = _as_read_back(taken)
             else:
                 # Account columns are those of the day before while the population is: taking
                 # them cost 20 ms a day.
@@ -315,14 +311,13 @@ def _read_back_as_is(type_: pa.DataType) -> bool:
     return pa.types.is_float64(type_) or pa.types.is_integer(type_)
 
 
-def _as_read_back(values: Values, type_: pa.DataType) -> Values:
-    """``values`` (a day's own arrays) as ``Values.of`` reads them back from a column of
-    ``type_`` they were cast to: 0 where NULL, and an integer's zero has no sign. Changed in
-    place, not copied (3,000 page faults a day): an Arrow column made of them holds nothing
-    at a NULL, and a cast to integers made its own."""
+def _as_read_back(values: Values) -> Values:
+    """``values`` (a day's own arrays, of whole numbers where the column is of integers) as
+    ``Values.of`` reads them back from the grid's column made of them: 0 where NULL. Changed
+    in place, not copied (3,000 page faults a day): the column holds nothing at a NULL. Then
+    read-only, as Arrow's own are: the grid's doubles share them, and go to history."""
     np.copyto(values.data, 0.0, where=values.null)
-    if pa.types.is_integer(type_):
-        np.add(values.data, 0.0, out=values.data)
+    values.data.setflags(write=False)
     return values
 
 
