@@ -150,6 +150,19 @@ def test_what_shapes_the_sql_changes_the_fingerprint(project: ah.Project, tmp_pa
         assert fingerprint(p.compute, p.model) != key
 
 
+def test_a_columns_type_or_a_table_coming_changes_the_fingerprint(project: ah.Project) -> None:
+    engine = project.compute
+    key = fingerprint(engine, project.model)
+    shapes = engine.describe_tables(["accounts", "outcomes"])
+    assert "account_id VARCHAR" in shapes["accounts"] and shapes["outcomes"] == ""
+    assert engine.column_names("accounts")[0] == "account_id"
+    engine.sql("CREATE TABLE outcomes (account_id VARCHAR, outcome VARCHAR)")
+    with_outcomes = fingerprint(engine, project.model)
+    assert with_outcomes != key
+    engine.sql("ALTER TABLE outcomes ALTER outcome TYPE INTEGER")
+    assert fingerprint(engine, project.model) not in (key, with_outcomes)
+
+
 def test_parquet_files_read_in_place_keep_their_queries_from_run_to_run(tmp_path: Path) -> None:
     # Read under a name of their own, not one drawn anew by each process: a daily run finds
     # the query compiled by the day before's, after the day's file was added too.

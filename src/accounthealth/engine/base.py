@@ -128,15 +128,29 @@ class Engine:
     def execute(self, expr: ir.Expr) -> t.Any:
         return self.ibis.execute(expr)
 
-    def describe_table(self, name: str) -> str:
-        """What shapes a query over canonical table ``name``: a view's SQL and the schema
-        ('' when the engine has no such table)."""
-        if name in self._views:
-            view = self._views[name]
-            return f"{self.ibis.compile(view)}\n{view.schema()}"
-        if self.has_table(name):
-            return str(self.table(name).schema())
-        return ""
+    def describe_tables(self, names: t.Iterable[str]) -> dict[str, str]:
+        """What shapes a query over each canonical table of ``names``: a view's SQL and the
+        schema ('' when the engine has no such table)."""
+        names = list(names)
+        stored = self._stored_shapes([name for name in names if name not in self._views])
+        described = {}
+        for name in names:
+            if name in self._views:
+                view = self._views[name]
+                described[name] = f"{self.ibis.compile(view)}\n{view.schema()}"
+            else:
+                described[name] = stored[name]
+        return described
+
+    def _stored_shapes(self, names: list[str]) -> dict[str, str]:
+        """``describe_tables`` of tables in the database: each one's schema."""
+        return {
+            name: str(self.table(name).schema()) if self.has_table(name) else "" for name in names
+        }
+
+    def column_names(self, name: str) -> list[str]:
+        """The columns of table ``name``, in order."""
+        return list(self.table(name).columns)
 
     # Runs in this process: a local Arrow table joins its queries without being uploaded.
     in_process = False

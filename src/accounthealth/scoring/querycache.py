@@ -47,7 +47,7 @@ def fingerprint(engine: Engine, resolved: ResolvedModel) -> str:
         "versions": [ibis.__version__, sqlglot.__version__, duckdb.__version__],
         "engine": [engine.kind, backend.current_catalog, backend.current_database],
         "model": [resolved.version, list(resolved.account_columns)],
-        "tables": {name: engine.describe_table(name) for name in TABLES},
+        "tables": engine.describe_tables(TABLES),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 

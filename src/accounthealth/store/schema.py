@@ -133,7 +133,7 @@ FIELDS = {"metric": METRIC_FIELDS, "component": COMPONENT_FIELDS}
 
 def detail_width(engine: Engine) -> dict[str, int]:
     """How many metric and component positions score_details has columns for."""
-    metrics, components = detail_positions(engine.table("score_details_stored").columns)
+    metrics, components = detail_positions(engine.column_names("score_details_stored"))
     return {"metric": metrics, "component": components}
 
 
