@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
+from accounthealth.sources.incremental import last_fingerprint, last_fingerprints
 
 from builders import account, make_project, write_csv
 
@@ -325,3 +326,26 @@ def test_the_command_says_how_each_table_was_ingested(tmp_path: Path) -> None:
     lines = {line.split()[1]: line for line in out.stdout.splitlines() if line.startswith("│")}
     assert "appended (1 new file)" in lines["events"]
     assert "replaced" in lines["accounts"]
+
+
+@pytest.mark.parametrize("store", ["duckdb", "postgres"])
+def test_each_tables_last_ingest_is_looked_up_at_once(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    folder = book(tmp_path / "co", DAY_1)
+    if store == "postgres":
+        url = request.getfixturevalue("postgres_server").new_database()
+        with (folder / "accounthealth.yaml").open("a") as config:
+            config.write(f"store: {{postgres: '{url}', schema: health}}\n")
+    ingested(folder)
+    add_day(folder, 2, DAY_2)
+    ingested(folder)
+    with ah.open(folder) as p:
+        last = last_fingerprints(p.store, ["events", "accounts", "tickets"])
+        assert last == {name: last_fingerprint(p.store, name) for name in last}
+    # The second ingest's, which read both days' files; a table never ingested has none.
+    assert [Path(name).name for name, _, _ in last["events"].files] == [
+        "day1.parquet",
+        "day2.parquet",
+    ]
+    assert last["accounts"] is not None and last["tickets"] is None

@@ -53,7 +53,12 @@ from accounthealth.engine.base import Engine
 from accounthealth.metrics.census import census
 from accounthealth.metrics.series import Carried, Series, Sightings
 from accounthealth.metrics.sliding import Compiled, RunningAggregates
-from accounthealth.sources.incremental import Fingerprint, account_ids, last_fingerprint
+from accounthealth.sources.incremental import (
+    Fingerprint,
+    account_ids,
+    last_fingerprint,
+    last_fingerprints,
+)
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS
 
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
@@ -138,6 +143,16 @@ class CarryOver:
         good, quiet, why = set(), set(), []
         try:
             inputs = meta.get("inputs", {})
+            self._prints |= last_fingerprints(
+                self.store,
+                [
+                    table
+                    for table in dict.fromkeys([*meta["tables"], *inputs])
+                    if table not in self._prints
+                    and table not in self.appended
+                    and table not in self.in_place
+                ],
+            )
             prints = {table: self._fingerprint(table) for table in [*meta["tables"], *inputs]}
             # Rows by day are counted only where rows may have been added (files ingested
             # since, or read in place): a table ingested from the same files is checked by its

@@ -110,14 +110,28 @@ def appendable(store: Engine, compute: Engine, name: str, now: Fingerprint) -> F
 def last_fingerprint(store: Engine, name: str) -> Fingerprint | None:
     """What the last ingest of ``name`` read (None: never ingested, or last read from the
     compute engine itself, as a table or query read in place)."""
+    return last_fingerprints(store, [name])[name]
+
+
+def last_fingerprints(store: Engine, names: t.Sequence[str]) -> dict[str, Fingerprint | None]:
+    """``last_fingerprint`` of each of ``names``, in one query (a daily run asks for every
+    table it carries on: one query each took 9 ms of its start on the benchmark's book)."""
+    if not names:
+        return {}
+    marks = ", ".join("?" for _ in names)
     rows = store.sql(
-        "SELECT fingerprint FROM ingest_runs WHERE table_name = ? "
-        "ORDER BY ingested_at DESC LIMIT 1",
-        [name],
+        "SELECT r.table_name, r.fingerprint FROM ingest_runs AS r JOIN ("
+        f"SELECT table_name, max(ingested_at) AS last FROM ingest_runs "
+        f"WHERE table_name IN ({marks}) GROUP BY table_name"
+        ") AS m ON r.table_name = m.table_name AND r.ingested_at = m.last",
+        list(names),
     )
-    if not rows or rows[0][0] is None:
-        return None
-    return Fingerprint.from_json(rows[0][0])
+    # Of two runs at the same instant, either (as the one query each did).
+    last = {name: fingerprint for name, fingerprint in rows}
+    return {
+        name: None if last.get(name) is None else Fingerprint.from_json(last[name])
+        for name in names
+    }
 
 
 def row_count(compute: Engine, name: str) -> int:
