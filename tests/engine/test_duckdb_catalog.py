@@ -22,4 +22,20 @@ def test_the_tables_listed_are_those_ibis_lists(tmp_path: Path) -> None:
     assert {"accounts", "big", "scratch", "attached_rows"} <= listed and "hidden" not in listed
     assert engine.has_table("big") and not engine.has_table("hidden")
     assert engine.column_names("accounts") == ["account_id", "arr"]
-    assert engine.column_names("hidden") == []
+    assert engine.column_names("big") == ["account_id", "arr"]
+
+
+def test_a_tables_shape_is_its_own_and_a_views_is_as_ibis_reads_it(tmp_path: Path) -> None:
+    engine = DuckDBEngine(tmp_path / "book.duckdb")
+    engine.sql("CREATE TABLE contracts (account_id VARCHAR NOT NULL, arr DECIMAL(18,3))")
+    engine.sql("CREATE VIEW live AS SELECT * FROM contracts")
+    engine.sql("CREATE TABLE accounts (a INTEGER, b INTEGER)")
+    engine.sql("CREATE TEMP TABLE accounts (a INTEGER)")  # the connection's own, read first
+    shapes = engine.describe_tables(["contracts", "accounts", "live"])
+    assert shapes["contracts"] == "account_id VARCHAR NOT NULL\narr DECIMAL(18,3)"
+    assert shapes["accounts"] == "a INTEGER" and engine.column_names("accounts") == ["a"]
+    # The catalog keeps the types a view's columns had when it was made: Ibis's look-up
+    # sees the table's now.
+    engine.sql("ALTER TABLE contracts ALTER arr TYPE DECIMAL(20,5)")
+    assert "decimal(20, 5)" in engine.describe_tables(["live"])["live"]
+    assert engine.describe_tables(["contracts"])["contracts"].endswith("DECIMAL(20,5)")

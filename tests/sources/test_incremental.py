@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
-from accounthealth.sources.incremental import last_fingerprint, last_fingerprints
+from accounthealth.sources.incremental import Fingerprint, last_fingerprints
 
 from builders import account, make_project, write_csv
 
@@ -337,15 +337,33 @@ def test_each_tables_last_ingest_is_looked_up_at_once(
         url = request.getfixturevalue("postgres_server").new_database()
         with (folder / "accounthealth.yaml").open("a") as config:
             config.write(f"store: {{postgres: '{url}', schema: health}}\n")
-    ingested(folder)
-    add_day(folder, 2, DAY_2)
+    for day in (2, 3):
+        ingested(folder)
+        add_day(folder, day, [(f"x{day}", "A1")])
     ingested(folder)
     with ah.open(folder) as p:
-        last = last_fingerprints(p.store, ["events", "accounts", "tickets"])
-        assert last == {name: last_fingerprint(p.store, name) for name in last}
-    # The second ingest's, which read both days' files; a table never ingested has none.
+        # Last read in place, after an ingest from files: a run with no fingerprint.
+        for at, fingerprint in (("2026-01-01", '{"settings": ""}'), ("2026-01-02", None)):
+            p.store.sql(
+                "INSERT INTO ingest_runs VALUES ('r', 'metrics', '', 0, 0, 0, ?, ?)",
+                [fingerprint, at],
+            )
+        names = ["events", "accounts", "metrics", "tickets"]
+        last = last_fingerprints(p.store, names)
+        for name in names:
+            [(latest,)] = p.store.sql(
+                "SELECT max(fingerprint) FROM (SELECT fingerprint FROM ingest_runs "
+                "WHERE table_name = ? ORDER BY ingested_at DESC LIMIT 1) AS l",
+                [name],
+            ) or [(None,)]
+            assert (last[name] and last[name].to_json()) == (
+                latest and Fingerprint.from_json(latest).to_json()
+            ), name
+    # The third ingest's, which read the three days' files; none for a table whose last run
+    # had none, or never ingested.
     assert [Path(name).name for name, _, _ in last["events"].files] == [
         "day1.parquet",
         "day2.parquet",
+        "day3.parquet",
     ]
-    assert last["accounts"] is not None and last["tickets"] is None
+    assert last["accounts"] is not None and last["metrics"] is None and last["tickets"] is None

@@ -148,9 +148,7 @@ class CarryOver:
                 [
                     table
                     for table in dict.fromkeys([*meta["tables"], *inputs])
-                    if table not in self._prints
-                    and table not in self.appended
-                    and table not in self.in_place
+                    if table not in self._prints and table not in self.in_place
                 ],
             )
             prints = {table: self._fingerprint(table) for table in [*meta["tables"], *inputs]}
