@@ -7,6 +7,7 @@ the day's ARR. And a backfill it serves scores every day as the day scored alone
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from accounthealth.metrics.compute import running_aggregates
 from accounthealth.project import CARRIED
 from accounthealth.scoring.day_grid import DayGrid
 from accounthealth.scoring.functions import Values
-from accounthealth.scoring.grid import grid_query
+from accounthealth.scoring.grid import SEGMENT_MODEL, grid_query
 from accounthealth.scoring.run import day_grid
 
 from builders import account, make_project
@@ -298,3 +299,36 @@ def test_a_backfill_scores_each_day_as_the_day_alone(project: Path) -> None:
                 expected = alone[day][column].astype(float).to_dict()
                 got = run[column].astype(float).to_dict()
                 assert got == pytest.approx(expected, nan_ok=True), (day, column)
+
+
+def test_segments_of_account_columns_alone_are_labelled_by_a_query_compiled_once(
+    project: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "co"
+    shutil.copytree(project, folder)
+    model = (folder / "model.yaml").read_text()
+    (folder / "model.yaml").write_text(
+        model.replace('large: {when: "arr >= 1000"}', 'small: {when: "licensed_seats < 5"}')
+    )
+    dates = _dates()
+    with ah.open(folder) as p:
+        engine, model = p.compute, p.model
+        queried = running_aggregates(engine, model, dates)
+        expected = {
+            day: engine.to_arrow(grid_query(engine, model, [day], running=queried.table([day])))
+            for day in dates
+        }
+        in_memory = day_grid(engine, model, running_aggregates(engine, model, dates), p.query_cache)
+        assert in_memory is not None
+        # Compiled and kept with the run's other queries, for the next run to take as it is.
+        name = hashlib.sha256(b"segment labels of accounts").hexdigest()[:16]
+        key = f"{p.query_cache.key(engine, model)}-read-{name}"
+        assert p.query_cache.get(key) is not None
+        for day in dates:
+            mine = in_memory.numbered(day)[0].sort_by("account_id")
+            theirs = expected[day].sort_by("account_id")
+            assert mine.column(SEGMENT_MODEL).to_pylist() == (
+                theirs.column(SEGMENT_MODEL).to_pylist()
+            ), day
+    labels = {label for table in expected.values() for label in table[SEGMENT_MODEL].to_pylist()}
+    assert len(labels) == 3, "each segment, and the default, labels an account"

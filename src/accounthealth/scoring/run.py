@@ -85,7 +85,8 @@ def day_grid(
     else:
         query = grid_query(engine, resolved, [running.first], running=running.placeholder())
         types = query.schema()
-    return DayGrid.serving(engine, resolved, running, types.to_pyarrow())
+    compiled = compiled_queries(engine, resolved, cache)
+    return DayGrid.serving(engine, resolved, running, types.to_pyarrow(), compiled)
 
 
 def _prepared_grid(
