@@ -7,6 +7,7 @@ store's fixed statements through ``sql``, ``transaction`` and ``write_arrow``.
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,6 +186,20 @@ class Engine:
         raise NotImplementedError(f"{self.kind} does not run prepared queries")
 
     # -- the store's own statements --------------------------------------------------------
+
+    def run_attached(
+        self,
+        query: PreparedQuery,
+        values: t.Mapping[str, t.Any],
+        attached: t.Mapping[str, pa.Table | None],
+    ) -> pa.Table:
+        """``run_prepared``, with the queries reading each of ``attached`` as that table
+        (``attached``) meanwhile."""
+        with contextlib.ExitStack() as stack:
+            for name, data in attached.items():
+                stack.enter_context(self.attached(name, data))
+            return self.run_prepared(query, values)
+
     def sql(self, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
         """Run one of the store's own fixed statements (DuckDB dialect) with bound params."""
         raise NotImplementedError(f"{self.kind} does not hold accounthealth's store")

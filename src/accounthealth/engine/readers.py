@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import typing as t
@@ -46,10 +45,7 @@ class Readers:
 
     def _run(self, query: PreparedQuery, values: dict[str, t.Any]) -> pa.Table:
         connection: Engine = self._local.connection
-        with contextlib.ExitStack() as stack:
-            for name, data in self._attached.items():
-                stack.enter_context(connection.attached(name, data))
-            return connection.run_prepared(query, values)
+        return connection.run_attached(query, values, self._attached)
 
     def close(self) -> None:
         """Drop the queries not started yet (none once their results are in), wait for those

@@ -346,8 +346,8 @@ class RunningAggregates:
             first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
             return self.placed(rows(first, last), *order)
         query = self._compiled_read(read, order)
-        with self.engine.attached(POSITIONS_TABLE, self._position_rows):
-            return self.engine.run_prepared(query, self._days(query))
+        attached = {POSITIONS_TABLE: self._position_rows}
+        return self.engine.run_attached(query, self._days(query), attached)
 
     def _days(self, query: PreparedQuery) -> dict[str, dt.date]:
         """The values of a compiled read's parameters: the run's first and last days."""

@@ -298,19 +298,16 @@ class DayGrid:
         # Each row's position goes with it: the engine may return rows in any order (DuckDB's
         # preserve_insertion_order is a project setting).
         read = read.append_column("_position", pa.array(np.arange(table.num_rows)))
+
+        def labelled(rows: ibis.Table) -> ibis.Table:
+            return rows.select("_position", _label=segment_label(rows, self.resolved))
+
         if compiled is not None:
-            rows = ibis.table(ibis.Schema.from_pyarrow(read.schema), name=LABELLED_TABLE)
-            query = compiled(
-                "segment labels of accounts",
-                lambda: rows.select("_position", _label=segment_label(rows, self.resolved)),
-            )
-            with self.engine.attached(LABELLED_TABLE, read):
-                labels = self.engine.run_prepared(query, {})
+            named = ibis.table(ibis.Schema.from_pyarrow(read.schema), name=LABELLED_TABLE)
+            query = compiled("segment labels of accounts", lambda: labelled(named))
+            labels = self.engine.run_attached(query, {}, {LABELLED_TABLE: read})
         else:
-            rows = ibis.memtable(read)
-            labels = self.engine.to_arrow(
-                rows.select("_position", _label=segment_label(rows, self.resolved))
-            )
+            labels = self.engine.to_arrow(labelled(ibis.memtable(read)))
         out = np.empty(table.num_rows, np.int64)
         out[labels.column("_position").to_numpy()] = labels.column("_label").to_numpy()
         return out

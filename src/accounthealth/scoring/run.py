@@ -102,8 +102,8 @@ def _prepared_grid(
     query = _compiled_grid(engine, resolved, cache, running)
     values = running.values([day]) if running is not None else None
     at_day()
-    with engine.attached(RUNNING_TABLE, values):
-        return engine.run_prepared(query, AsOf.parameter_values(day, query.parameters))
+    parameters = AsOf.parameter_values(day, query.parameters)
+    return engine.run_attached(query, parameters, {RUNNING_TABLE: values})
 
 
 def _compiled_grid(
