@@ -39,3 +39,27 @@ def test_a_tables_shape_is_its_own_and_a_views_is_as_ibis_reads_it(tmp_path: Pat
     engine.sql("ALTER TABLE contracts ALTER arr TYPE DECIMAL(20,5)")
     assert "decimal(20, 5)" in engine.describe_tables(["live"])["live"]
     assert engine.describe_tables(["contracts"])["contracts"].endswith("DECIMAL(20,5)")
+
+
+def test_tables_fixed_for_a_run_are_the_tables_ibis_looks_up(tmp_path: Path) -> None:
+    """Within ``tables_fixed`` the tables are looked up at once from the catalog: each is the
+    table Ibis's own look-up gives (types, nullability, the connection's temporary table first),
+    and a view or a missing name is looked up as before."""
+    engine = DuckDBEngine(tmp_path / "book.duckdb")
+    engine.sql(
+        "CREATE TABLE contracts (account_id VARCHAR NOT NULL, arr DECIMAL(18,3), "
+        "start_date DATE, tags VARCHAR[], seen TIMESTAMP, n BIGINT)"
+    )
+    engine.sql("CREATE TABLE accounts (a INTEGER, b INTEGER)")
+    engine.sql("CREATE TEMP TABLE accounts (a INTEGER)")
+    engine.sql("CREATE VIEW live AS SELECT account_id FROM contracts")
+    names = ["contracts", "accounts", "live", "missing"]
+    with engine.tables_fixed(names):
+        looked_up = dict(engine._found)
+        assert set(looked_up) == {"contracts", "accounts"}
+        for name in ("contracts", "accounts", "live"):
+            assert engine.table(name).op() == engine.ibis.table(name).op()
+        assert engine.table("accounts").columns == ("a",)
+        assert not engine.has_table("missing")
+        assert engine.to_arrow(engine.table("contracts").count().as_table()).num_rows == 1
+    assert engine._found == {}

@@ -70,9 +70,15 @@ class Engine:
         book)."""
         self._fixed = frozenset(names)
         try:
+            self._found = self._looked_up(sorted(self._fixed))
             yield
         finally:
             self._fixed, self._listed, self._found = frozenset(), None, {}
+
+    def _looked_up(self, names: list[str]) -> dict[str, ir.Table]:
+        """Tables of ``names`` the engine can look up at once (none here: each is looked up
+        when first asked for)."""
+        return {}
 
     def register_view(self, name: str, table: ir.Table, every_row: ir.Table | None = None) -> None:
         """Serve ``table`` (an expression over data already in the engine) as ``name``;

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import ibis
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pyarrow as pa
 from ibis.backends.duckdb.converter import DuckDBPyArrowData
@@ -154,6 +155,22 @@ class DuckDBEngine(Engine):
             if name in stored
         }
         return shapes | super()._stored_shapes([name for name in names if name not in stored])
+
+    def _looked_up(self, names: list[str]) -> dict[str, ir.Table]:
+        # The tables (not views) among them from one look at the catalog, typed as Ibis types
+        # them when it looks each up: that took 3-4 ms a table, some 20 ms of a daily run.
+        to_ibis = self.ibis.compiler.type_mapper.from_string
+        return {
+            name: ops.DatabaseTable(
+                name,
+                schema=ibis.schema(
+                    {column: to_ibis(type_, nullable=nullable) for column, type_, nullable in rows}
+                ),
+                source=self.ibis,
+                namespace=ops.Namespace(catalog=None, database=None),
+            ).to_expr()
+            for name, rows in self._stored_columns(names).items()
+        }
 
     def table_names(self) -> set[str]:
         if self.database is not None:
