@@ -737,6 +737,39 @@ def _kept_tables(folder: Path, day: dt.date) -> set[str]:
     return set(json.loads(state.read_text())["tables"])
 
 
+def test_a_kept_states_counts_are_its_days_counted_on_a_connection_of_its_own(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread keeping the state counts its tables (the census) on a reader connection of
+    its own, once the state is written: the counts kept are those of the run's last day, and
+    the run's own connection counts nothing after scoring."""
+    day = X + dt.timedelta(days=1)
+    _events_file(carried_on, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
+    counted_on: list[tuple[str, int]] = []
+    real = carryover.Counting.count
+
+    def count(self: carryover.Counting, engine: t.Any) -> t.Any:
+        counted_on.append((threading.current_thread().name, id(engine)))
+        return real(self, engine)
+
+    monkeypatch.setattr(carryover.Counting, "count", count)
+    with ah.open(carried_on) as p:
+        p.ingest()
+        report = p.score(day)
+        scoring = list(counted_on)
+        assert report.carried_from == X, report.not_carried
+        (state,) = (carried_on / CARRIED).glob(f"*/{day.isoformat()}/state.json")
+        kept = json.loads(state.read_text())["tables"]
+        counts = census(p.compute, {"events": ["event_time"]}, day)["events"]
+        own = id(p.compute)
+    assert {k: kept["events"][k] for k in counts} == json.loads(json.dumps(counts))
+    assert kept["events"]["until"]["event_time"] == kept["events"]["rows"]
+    # The resumed state's census on the run's connection, the kept one's on the thread's own.
+    (resumed, kept_by) = scoring
+    assert resumed == ("MainThread", own)
+    assert kept_by[0].startswith("accounthealth-carry") and kept_by[1] != own
+
+
 def test_an_append_only_source_read_in_place_carries_on(tmp_path: Path) -> None:
     folder = _lake_project(tmp_path / "p", append_only=True)
     assert _kept_tables(folder, X) == {"events", "tickets"}

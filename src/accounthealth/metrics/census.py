@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import typing as t
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
 
 from accounthealth.engine.base import Engine
-from accounthealth.engine.parameters import parameter
+from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.metrics.sliding import Compiled
 
 
@@ -23,8 +24,49 @@ def census(
     compiled: Compiled | None = None,
     every: t.Mapping[str, t.Sequence[str]] | None = None,
 ) -> dict[str, dict[str, t.Any]]:
-    """Per table (of those the engine has): its rows, and per time column in ``times`` how
-    many rows are on or before ``day`` ("until") and how many after ("later"). One query of
+    """``counting``'s census, counted now on ``compute``."""
+    return counting(compute, times, day, compiled, every).count(compute)
+
+
+@dataclass(frozen=True)
+class Counting:
+    """A census made ready to count: the query of its counts (compiled, with its parameters'
+    values, or an Ibis expression of ``compute``'s) and which of its rows were asked for."""
+
+    query: PreparedQuery | ir.Table | None
+    values: dict[str, t.Any]
+    wanted: dict[str, list[str]]
+
+    @property
+    def compiled(self) -> bool:
+        """Whether any connection to the database can count it (else only its engine)."""
+        return not isinstance(self.query, ir.Table)
+
+    def count(self, engine: Engine) -> dict[str, dict[str, t.Any]]:
+        """The counts, by ``engine``: per table its rows, and per time column its rows on or
+        before the day ("until") and after it ("later")."""
+        if self.query is None:
+            return {}
+        if isinstance(self.query, PreparedQuery):
+            found = engine.run_prepared(self.query, self.values)
+        else:
+            found = engine.to_arrow(self.query)
+        rows = found.to_pylist()
+        return _counted(
+            [r for r in rows if _asked(self.wanted, r["table"], r["what"], r["column"])]
+        )
+
+
+def counting(
+    compute: Engine,
+    times: t.Mapping[str, t.Sequence[str]],
+    day: dt.date,
+    compiled: Compiled | None = None,
+    every: t.Mapping[str, t.Sequence[str]] | None = None,
+) -> Counting:
+    """The census of ``times`` on ``day``, made ready to count (``Counting.count``): per table
+    (of those the engine has) its rows, and per time column in ``times`` how many rows are on
+    or before ``day`` ("until") and how many after ("later"). One query of
     counts, each against a constant bound, which DuckDB answers from its row groups' statistics
     where later rows were appended (an OR of bounds would read every row). A table read in
     place is counted with the rows its view leaves out for a missing value: they tell a change
@@ -40,7 +82,7 @@ def census(
     after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
     wanted = {table: list(columns) for table, columns in times.items() if compute.has_table(table)}
     if not wanted:
-        return {}
+        return Counting(None, {}, {})
     every = (every or {}) if compiled is not None else {}
     # In one order whatever the caller's: the compiled query's switches are by position.
     universe = {
@@ -77,18 +119,20 @@ def census(
         return (value if time.type().is_timestamp() else value.cast("date")).cast(time.type())
 
     def asked(table: str, what: str, column: str) -> bool:
-        return table in wanted and (what == "rows" or column in wanted[table])
+        return _asked(wanted, table, what, column)
 
     if compiled is None:
-        found = compute.to_arrow(counts(literal, [p for p in parts_of if asked(*p)]))
-    else:
-        query = compiled(
-            f"census {json.dumps(universe, sort_keys=True)}", lambda: counts(bound, parts_of)
-        )
-        switches = {f"count_{i}": asked(*part) for i, part in enumerate(parts_of)}
-        values = {"after": after, **switches}
-        found = compute.run_prepared(query, {p: values[p] for p in query.parameters})
-    return _counted([r for r in found.to_pylist() if asked(r["table"], r["what"], r["column"])])
+        return Counting(counts(literal, [p for p in parts_of if asked(*p)]), {}, wanted)
+    query = compiled(
+        f"census {json.dumps(universe, sort_keys=True)}", lambda: counts(bound, parts_of)
+    )
+    switches = {f"count_{i}": asked(*part) for i, part in enumerate(parts_of)}
+    values = {"after": after, **switches}
+    return Counting(query, {p: values[p] for p in query.parameters}, wanted)
+
+
+def _asked(wanted: t.Mapping[str, t.Sequence[str]], table: str, what: str, column: str) -> bool:
+    return table in wanted and (what == "rows" or column in wanted[table])
 
 
 def _count_parts(tables: t.Mapping[str, t.Sequence[str]]) -> list[tuple[str, str, str]]:
