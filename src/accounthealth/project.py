@@ -303,7 +303,7 @@ class Project(ActingOnHealth):
         reached: t.Callable[[], None] | None = None
         try:
             if carry is not None and running is not None:
-                carry.start_keeping(running)
+                carry.start_keeping(running, days)
                 reached = carry.last_day_reached
             with (
                 self.progress.task("scoring", total=len(dates)) as advance,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +32,7 @@ from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import EPOCH, Carried, Series
 from accounthealth.metrics.sliding import POSITIONS_TABLE, RunningAggregates
 from accounthealth.project import CARRIED
+from accounthealth.scoring import day_grid
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS, HistoryArchive
 
@@ -573,6 +575,69 @@ def test_the_grids_accounts_carry_on_until_their_file_changes(
         assert _carried_on(p, after, day)[("A1", "seats")] == 1.0
     assert any("licensed_seats" in read for read in reads)
     assert _input(grid_carried, after).stat().st_ino != _input(grid_carried, day).stat().st_ino
+
+
+SEGMENTED = """
+segments:
+  big:
+    when: "segment = 'enterprise'"
+    weights: {usage: 90, support: 10}
+"""
+
+
+def _grid_file(folder: Path, day: dt.date, name: str) -> Path:
+    return next((folder / CARRIED).glob(f"*/{day.isoformat()}/grid-{name}.arrow"))
+
+
+def test_the_grids_segments_and_population_carry_on_while_the_accounts_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accounts' segment models and the day's population with its account columns, worked
+    out by the day grid, are kept for the next day: it labels no account and takes no column
+    while the accounts file is the same, and does both again once it changes."""
+    evs = [("A1", d, 10, "u1", 2) for d in range(-40, 1, 3)]
+    folder = _project(tmp_path / "p", evs, [], contracts=[DEAL])
+    (folder / "model.yaml").write_text(GRID_MODEL + SEGMENTED)
+    accounts = [account("A1", segment="enterprise"), account("A2"), account("A3")]
+    write_csv(folder / "data" / "accounts.csv", accounts)
+    labelled: list[int] = []
+    real = day_grid.DayGrid._label
+
+    def label(self: day_grid.DayGrid, table: pa.Table, *args: t.Any) -> np.ndarray:
+        labelled.append(table.num_rows)
+        return real(self, table, *args)
+
+    monkeypatch.setattr(day_grid.DayGrid, "_label", label)
+
+    def models(p: ah.Project, on: dt.date) -> dict[str, str]:
+        scores = p.scores(on, on)
+        return dict(zip(scores["account_id"], scores["segment_model"], strict=True))
+
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score(start=X - dt.timedelta(days=1), end=X)
+        assert labelled == [3]
+        day = X + dt.timedelta(days=1)
+        _carried_on(p, day, X)
+        assert labelled == [3]  # carried on
+        assert models(p, day) == {"A1": "big", "A2": "default", "A3": "default"}
+        assert models(p, day) == models(p, X)
+    for name in ("labels", "population"):
+        # Kept as read: the day before's files under a new name.
+        kept = _grid_file(folder, day, name)
+        assert kept.stat().st_ino == _grid_file(folder, X, name).stat().st_ino
+    population = feather.read_table(_grid_file(folder, day, "population"))
+    assert population.column("account_id").to_pylist() == ["A1", "A2", "A3"]
+    write_csv(
+        folder / "data" / "accounts.csv", [*accounts[:2], account("A3", segment="enterprise")]
+    )
+    after = day + dt.timedelta(days=1)
+    with ah.open(folder) as p:
+        p.ingest()
+        _carried_on(p, after, day)
+        assert labelled == [3, 3]
+        assert models(p, after) == {"A1": "big", "A2": "default", "A3": "big"}
+    assert _grid_file(folder, after, "labels").stat().st_ino != kept.stat().st_ino
 
 
 def _input(folder: Path, day: dt.date) -> Path:

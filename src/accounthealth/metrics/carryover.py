@@ -56,6 +56,9 @@ from accounthealth.metrics.sliding import Compiled, RunningAggregates, carries
 from accounthealth.sources.incremental import Fingerprint, account_ids, last_fingerprints
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS
 
+if t.TYPE_CHECKING:
+    from accounthealth.scoring.day_grid import DayGrid
+
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
 KEEP = 3
 SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
@@ -193,6 +196,7 @@ class CarryOver:
         self._known = {table: meta["tables"][table] for table in quiet}
         if carried is not None:
             read = [(data, _input_file(folder, table)) for table, data in carried.inputs.items()]
+            read += [(data, _grid_file(folder, name)) for name, data in carried.grid.items()]
             for name, pieces in carried.series.items():
                 read += [
                     (piece, folder / file)
@@ -201,7 +205,7 @@ class CarryOver:
             self._read_from = {id(kept): (kept, path) for kept, path in read}
         return Resumed(carried, "; ".join(why) or None)
 
-    def start_keeping(self, running: RunningAggregates) -> None:
+    def start_keeping(self, running: RunningAggregates, grid: DayGrid | None = None) -> None:
         """Start keeping the state ``running`` reaches at its last day, for the aggregates of
         ingested tables and of append-only ones read in place, once its reads are done (and
         the day grid's inputs read): a thread takes and writes the rows it carries while the
@@ -243,7 +247,9 @@ class CarryOver:
                 self._why_unkept = _unkept(exc)
                 return
             thread = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-carry")
-            self._staged = thread.submit(self._stage, running, columns, inputs, census_of, counter)
+            self._staged = thread.submit(
+                self._stage, running, columns, inputs, census_of, counter, grid
+            )
             thread.shutdown(wait=False)  # its one task still runs
 
     def last_day_reached(self) -> None:
@@ -294,11 +300,13 @@ class CarryOver:
         inputs: set[str],
         census_of: tuple[Counting, dict[str, t.Any], dict[str, str]],
         counter: Engine | None,
+        grid: DayGrid | None,
     ) -> Staged:
         """The carried state (with the day grid's ``inputs`` of those tables), written to a
         folder of its own beside the kept days': its rows first, then, once the run's last
-        day is reached, its running values; then its census counted by ``counter`` (closed
-        once done), if given."""
+        day is reached, its running values and what ``grid`` worked out of its accounts
+        input (``DayGrid.kept``, with that input); then its census counted by ``counter``
+        (closed once done), if given."""
         try:
             carried = running.carry_rows(columns, inputs)
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -322,9 +330,15 @@ class CarryOver:
                 self._reached.wait()
                 if self._dropped:
                     raise _Dropped
-                carried = dataclasses.replace(carried, running=running.carry_running(columns))
+                kept = grid.kept() if grid is not None and "accounts" in carried.inputs else {}
+                carried = dataclasses.replace(
+                    carried, running=running.carry_running(columns), grid=kept
+                )
                 for col in carried.columns:
                     _write_arrays(work / f"running-{col}.arrow", carried.running[col])
+                for name, data in kept.items():
+                    if not self._linked(data, _grid_file(work, name)):
+                        _write_table(data, _grid_file(work, name))
                 counts = census_of[0].count(counter) if counter is not None else None
             except BaseException:
                 shutil.rmtree(work, ignore_errors=True)
@@ -405,6 +419,8 @@ class CarryOver:
                 table: json.loads(t.cast(Fingerprint, self._prints[table]).to_json())
                 for table in carried.inputs
             },
+            # What the day grid worked out of the accounts input (``DayGrid.kept``).
+            "grid": sorted(carried.grid),
         }
         (work / "state.json").write_text(json.dumps(meta))
         target = self.folder / carried.day.isoformat()
@@ -549,6 +565,10 @@ def _input_file(folder: Path, table: str) -> Path:
     return folder / f"input-{table}.arrow"
 
 
+def _grid_file(folder: Path, name: str) -> Path:
+    return folder / f"grid-{name}.arrow"
+
+
 def _write_arrays(path: Path, columns: t.Mapping[str, np.ndarray]) -> None:
     _write_table(pa.table({name: pa.array(values) for name, values in columns.items()}), path)
 
@@ -605,4 +625,10 @@ def _read(
             *(arrays[c] for c in SIGHTING_COLUMNS), dictionary.combine_chunks()
         )
     kept = {table: _kept_table(_input_file(folder, table)) for table in inputs}
-    return Carried(day, ids, columns, running, series, sightings, quiet, kept)
+    # What the day grid worked out of the accounts holds while they do.
+    grid = (
+        {name: _kept_table(_grid_file(folder, name)) for name in meta.get("grid", [])}
+        if "accounts" in kept
+        else {}
+    )
+    return Carried(day, ids, columns, running, series, sightings, quiet, kept, grid)

@@ -213,6 +213,9 @@ class Carried:
     # contracts, each row with its account's position), by table: carried only while their
     # tables hold what they held then.
     inputs: dict[str, pa.Table] = field(default_factory=dict)
+    # What the day grid worked out of its accounts input on that run's last day (its
+    # ``DayGrid.kept``), by name: good while that input is carried on.
+    grid: dict[str, pa.Table] = field(default_factory=dict)
 
 
 def compact(values: np.ndarray) -> np.ndarray:

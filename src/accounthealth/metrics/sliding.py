@@ -381,6 +381,14 @@ class RunningAggregates:
         self.inputs[table] = data
         return data
 
+    def carried_grid(self) -> dict[str, pa.Table]:
+        """What the day before's day grid worked out of the accounts (``Carried.grid``), where
+        this run carries its accounts input on (``placed_input``); else nothing."""
+        carried = self._carried
+        if carried is None or not self._same or "accounts" not in carried.inputs:
+            return {}
+        return carried.grid
+
     def _day_rows(self, group: list[Aggregate], resumed: bool) -> Read:
         """Per account and day: the row count, each summed column's count and sum, the last
         day and for latest the last time and its value. Days before any window of the group
