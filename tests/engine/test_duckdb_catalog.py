@@ -44,7 +44,8 @@ def test_a_tables_shape_is_its_own_and_a_views_is_as_ibis_reads_it(tmp_path: Pat
 def test_tables_fixed_for_a_run_are_the_tables_ibis_looks_up(tmp_path: Path) -> None:
     """Within ``tables_fixed`` the tables are looked up at once from the catalog: each is the
     table Ibis's own look-up gives (types, nullability, the connection's temporary table first),
-    and a view or a missing name is looked up as before."""
+    and a view (a temporary one over a table of the same name too) or a missing name is looked
+    up as before."""
     engine = DuckDBEngine(tmp_path / "book.duckdb")
     engine.sql(
         "CREATE TABLE contracts (account_id VARCHAR NOT NULL, arr DECIMAL(18,3), "
@@ -53,13 +54,17 @@ def test_tables_fixed_for_a_run_are_the_tables_ibis_looks_up(tmp_path: Path) -> 
     engine.sql("CREATE TABLE accounts (a INTEGER, b INTEGER)")
     engine.sql("CREATE TEMP TABLE accounts (a INTEGER)")
     engine.sql("CREATE VIEW live AS SELECT account_id FROM contracts")
-    names = ["contracts", "accounts", "live", "missing"]
+    engine.sql("CREATE TABLE tickets (n INTEGER, day DATE, ok BOOLEAN, seen TIMESTAMPTZ)")
+    engine.sql("CREATE TABLE events (n INTEGER, day DATE)")
+    engine.sql("CREATE TEMP VIEW events AS SELECT 1 AS n")  # what SQL reads as events
+    names = ["contracts", "accounts", "tickets", "live", "events", "missing"]
     with engine.tables_fixed(names):
         looked_up = dict(engine._found)
-        assert set(looked_up) == {"contracts", "accounts"}
-        for name in ("contracts", "accounts", "live"):
+        assert set(looked_up) == {"contracts", "accounts", "tickets"}
+        for name in ("contracts", "accounts", "tickets", "live", "events"):
             assert engine.table(name).op() == engine.ibis.table(name).op()
         assert engine.table("accounts").columns == ("a",)
+        assert engine.table("events").columns == ("n",)
         assert not engine.has_table("missing")
         assert engine.to_arrow(engine.table("contracts").count().as_table()).num_rows == 1
     assert engine._found == {}

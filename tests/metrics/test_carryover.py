@@ -15,6 +15,7 @@ import time
 import typing as t
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
@@ -594,11 +595,17 @@ def test_the_grids_segments_and_population_carry_on_while_the_accounts_do(
 ) -> None:
     """The accounts' segment models and the day's population with its account columns, worked
     out by the day grid, are kept for the next day: it labels no account and takes no column
-    while the accounts file is the same, and does both again once it changes."""
+    while the accounts file is the same, takes them again when its population changes, and
+    labels again once the file changes."""
     evs = [("A1", d, 10, "u1", 2) for d in range(-40, 1, 3)]
     folder = _project(tmp_path / "p", evs, [], contracts=[DEAL])
     (folder / "model.yaml").write_text(GRID_MODEL + SEGMENTED)
-    accounts = [account("A1", segment="enterprise"), account("A2"), account("A3")]
+    # A3 becomes an account two days after X: the population changes, its accounts do not.
+    accounts = [
+        account("A1", segment="enterprise", owner="Bo"),
+        account("A2", manager="Cy"),
+        account("A3", created_at=(X + dt.timedelta(days=2)).isoformat()),
+    ]
     write_csv(folder / "data" / "accounts.csv", accounts)
     labelled: list[int] = []
     real = day_grid.DayGrid._label
@@ -609,35 +616,44 @@ def test_the_grids_segments_and_population_carry_on_while_the_accounts_do(
 
     monkeypatch.setattr(day_grid.DayGrid, "_label", label)
 
-    def models(p: ah.Project, on: dt.date) -> dict[str, str]:
+    def models(p: ah.Project, on: dt.date) -> dict[str, tuple[str, ...]]:
         scores = p.scores(on, on)
-        return dict(zip(scores["account_id"], scores["segment_model"], strict=True))
+        columns = ["account_id", "segment_model", "name", "owner", "manager"]
+        return {r[0]: tuple(r[1:]) for r in scores[columns].itertuples(index=False)}
 
+    def linked(name: str, on: dt.date, before: dt.date) -> bool:
+        """Whether the state of ``on`` keeps ``before``'s file under a new name."""
+        now, then = _grid_file(folder, on, name), _grid_file(folder, before, name)
+        return now.stat().st_ino == then.stat().st_ino
+
+    big, default = ("big", "Company A1", "Bo", "Max"), ("default", "Company A2", "Ana", "Cy")
+    a3 = ("default", "Company A3", "Ana", "Max")
+    day = X + dt.timedelta(days=1)
+    joined = day + dt.timedelta(days=1)
     with ah.open(folder) as p:
         p.ingest()
         p.score(start=X - dt.timedelta(days=1), end=X)
         assert labelled == [3]
-        day = X + dt.timedelta(days=1)
         _carried_on(p, day, X)
         assert labelled == [3]  # carried on
-        assert models(p, day) == {"A1": "big", "A2": "default", "A3": "default"}
-        assert models(p, day) == models(p, X)
-    for name in ("labels", "population"):
-        # Kept as read: the day before's files under a new name.
-        kept = _grid_file(folder, day, name)
-        assert kept.stat().st_ino == _grid_file(folder, X, name).stat().st_ino
-    population = feather.read_table(_grid_file(folder, day, "population"))
+        assert models(p, day) == models(p, X) == {"A1": big, "A2": default}
+        assert linked("labels", day, X) and linked("population", day, X)
+        _carried_on(p, joined, day)
+        assert labelled == [3]
+        assert models(p, joined) == {"A1": big, "A2": default, "A3": a3}
+        assert linked("labels", joined, day) and not linked("population", joined, day)
+    population = feather.read_table(_grid_file(folder, joined, "population"))
     assert population.column("account_id").to_pylist() == ["A1", "A2", "A3"]
     write_csv(
-        folder / "data" / "accounts.csv", [*accounts[:2], account("A3", segment="enterprise")]
+        folder / "data" / "accounts.csv", [*accounts[:2], {**accounts[2], "segment": "enterprise"}]
     )
-    after = day + dt.timedelta(days=1)
+    after = joined + dt.timedelta(days=1)
     with ah.open(folder) as p:
         p.ingest()
-        _carried_on(p, after, day)
+        _carried_on(p, after, joined)
         assert labelled == [3, 3]
-        assert models(p, after) == {"A1": "big", "A2": "default", "A3": "big"}
-    assert _grid_file(folder, after, "labels").stat().st_ino != kept.stat().st_ino
+        assert models(p, after) == {"A1": big, "A2": default, "A3": ("big", *a3[1:])}
+    assert not linked("labels", after, joined)
 
 
 def _input(folder: Path, day: dt.date) -> Path:
@@ -833,6 +849,44 @@ def test_a_kept_states_counts_are_its_days_counted_on_a_connection_of_its_own(
     (resumed, kept_by) = scoring
     assert resumed == ("MainThread", own)
     assert kept_by[0].startswith("accounthealth-carry") and kept_by[1] != own
+
+
+def test_a_census_failing_on_the_keeping_thread_keeps_no_state_and_closes_its_connection(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day, after = _two_days_of_events(carried_on)
+    readers: list[DuckDBEngine] = []
+    real_reader = DuckDBEngine.reader
+
+    def reader(self: DuckDBEngine) -> DuckDBEngine:
+        readers.append(real_reader(self))
+        return readers[-1]
+
+    real_count = carryover.Counting.count
+
+    def count(self: carryover.Counting, engine: t.Any) -> t.Any:
+        if threading.current_thread().name.startswith("accounthealth-carry"):
+            raise duckdb.IOException("the disk went away")
+        return real_count(self, engine)  # the resumed state's census
+
+    monkeypatch.setattr(DuckDBEngine, "reader", reader)
+    notes = Notes()
+    with ah.open(carried_on, progress=notes) as p:
+        p.ingest()
+        with monkeypatch.context() as patched:
+            patched.setattr(carryover.Counting, "count", count)
+            report = p.score(day)
+        assert report.carried_from == X  # the day itself scores as ever
+        assert notes.lines == [
+            "the running values could not be kept for the next day "
+            "(IOException('the disk went away'))"
+        ]
+        assert not list((carried_on / CARRIED).glob(f"*/{day}"))
+        assert p.score(after).carried_from is None
+    assert readers  # the run's readers and the keeping thread's: every one closed
+    for connection in readers:
+        with pytest.raises(duckdb.ConnectionException):
+            connection.sql("SELECT 1")
 
 
 def test_an_append_only_source_read_in_place_carries_on(tmp_path: Path) -> None:

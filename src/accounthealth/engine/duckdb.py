@@ -160,17 +160,18 @@ class DuckDBEngine(Engine):
         # The tables (not views) among them from one look at the catalog, typed as Ibis types
         # them when it looks each up: that took 3-4 ms a table, some 20 ms of a daily run.
         to_ibis = self.ibis.compiler.type_mapper.from_string
-        return {
-            name: ops.DatabaseTable(
-                name,
-                schema=ibis.schema(
-                    {column: to_ibis(type_, nullable=nullable) for column, type_, nullable in rows}
-                ),
-                source=self.ibis,
-                namespace=ops.Namespace(catalog=None, database=None),
+        found = {}
+        for name, rows in self._stored_columns(names).items():
+            schema = ibis.schema(
+                {column: to_ibis(type_, nullable=nullable) for column, type_, nullable in rows}
+            )
+            if schema.geospatial:
+                continue  # Ibis's own look-up loads the extension such columns need
+            namespace = ops.Namespace(catalog=None, database=None)
+            found[name] = ops.DatabaseTable(
+                name, schema=schema, source=self.ibis, namespace=namespace
             ).to_expr()
-            for name, rows in self._stored_columns(names).items()
-        }
+        return found
 
     def table_names(self) -> set[str]:
         if self.database is not None:
@@ -192,24 +193,30 @@ class DuckDBEngine(Engine):
         if self.database is not None:
             return {}
         # Two scans of the catalog, not a join of them: a join's memory ran out at opening
-        # a store whose memory_limit is 8MB.
-        tables = set(self.raw.execute(_TABLES_OF, [names]).fetchall())
-        found: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {}
+        # a store whose memory_limit is 8MB. A name is the connection's temporary table or
+        # view where it has one (as SQL reads it), else the database's; views are left out.
+        read_as: dict[str, tuple[str, bool]] = {}
+        for database, name, view in self.raw.execute(_TABLES_OF, [names, names]).fetchall():
+            if name not in read_as or database == "temp":
+                read_as[name] = (database, view)
+        found: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
+            name: (database, []) for name, (database, view) in read_as.items() if not view
+        }
         for database, table, column, type_, nullable in self.raw.execute(
             _COLUMNS_OF, [names]
         ).fetchall():
-            if (database, table) not in tables:
-                continue  # a view's
-            if table not in found or (found[table][0] != database and database == "temp"):
-                found[table] = (database, [])
-            if found[table][0] == database:
+            if table in found and found[table][0] == database:
                 found[table][1].append((column, type_, nullable))
         return {table: columns for table, (_, columns) in found.items()}
 
     def reader(self) -> DuckDBEngine:
         other = self._cursor()
-        for named in self._paths.values():
-            named(other)
+        try:
+            for named in self._paths.values():
+                named(other)
+        except BaseException:
+            other.close()
+            raise
         other._paths = dict(self._paths)
         return other
 
@@ -246,11 +253,13 @@ _TABLE_NAMES = f"""
     SELECT table_name FROM duckdb_tables() WHERE {_HERE}
     UNION SELECT view_name FROM duckdb_views() WHERE {_HERE}
 """
-# The tables named (not views), and the columns of the tables and views named, in order, of
-# the database or the connection's temporary ones.
+# The tables and views named (whether each is a view), and the columns of the tables and
+# views named, in order, of the database or the connection's temporary ones.
 _TABLES_OF = f"""
-    SELECT database_name, table_name FROM duckdb_tables()
+    SELECT database_name, table_name, false FROM duckdb_tables()
     WHERE list_contains(?, table_name) AND {_HERE}
+    UNION ALL SELECT database_name, view_name, true FROM duckdb_views()
+    WHERE list_contains(?, view_name) AND {_HERE}
 """
 _COLUMNS_OF = f"""
     SELECT database_name, table_name, column_name, data_type, is_nullable FROM duckdb_columns()

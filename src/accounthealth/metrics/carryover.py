@@ -52,7 +52,7 @@ import pyarrow.feather as feather
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.census import Counting, census, counting
 from accounthealth.metrics.series import Carried, Series, Sightings
-from accounthealth.metrics.sliding import Compiled, RunningAggregates, carries
+from accounthealth.metrics.sliding import Compiled, RunningAggregates
 from accounthealth.sources.incremental import Fingerprint, account_ids, last_fingerprints
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS
 
@@ -77,16 +77,23 @@ class Resumed:
     why_not: str | None = None
 
 
+class CensusOf(t.NamedTuple):
+    """What marks a kept state's tables (``CarryOver._counting``): the census of those not
+    known already, made ready to count, the marks of those known, and the table of each
+    carried column."""
+
+    census: Counting
+    known: dict[str, t.Any]
+    tables_of: dict[str, str]
+
+
 class Staged(t.NamedTuple):
-    """A state written by the keeping thread: what it carries, the folder it is in, the census
-    of its tables, the marks of those known already, the table of each carried column
-    (``CarryOver._counting``), and the census's counts where the thread counted them."""
+    """A state written by the keeping thread: what it carries, the folder it is in, what
+    marks its tables, and the census's counts where the thread counted them."""
 
     carried: Carried
     work: Path
-    count: Counting
-    known: dict[str, t.Any]
-    tables_of: dict[str, str]
+    census_of: CensusOf
     counts: dict[str, dict[str, t.Any]] | None
 
 
@@ -209,8 +216,9 @@ class CarryOver:
         """Start keeping the state ``running`` reaches at its last day, for the aggregates of
         ingested tables and of append-only ones read in place, once its reads are done (and
         the day grid's inputs read): a thread takes and writes the rows it carries while the
-        caller scores the run's days, then, once ``last_day_reached``, its running values;
-        ``finish_keeping`` then counts the tables and puts the state in place. The run's
+        caller scores the run's days, then, once ``last_day_reached``, its running values,
+        then counts the tables on a connection of its own (``finish_keeping`` counts them where
+        the count is not compiled) and ``finish_keeping`` puts the state in place. The run's
         scores do not depend on it: this failing only costs the next run a read of all
         history."""
         self.abandon_keeping()  # one state at a time
@@ -222,9 +230,9 @@ class CarryOver:
                 col for agg, col in running.aggregates.items() if prints[agg.table] is not None
             ]
             if columns:
-                # The next day's reads compiled now, here (the thread queries nothing, and the
-                # caller's queries have the engine to themselves): its run is the one to keep
-                # short.
+                # The next day's reads compiled now, here (the thread queries only on its own
+                # connection, and the caller's queries have the engine to themselves): its run
+                # is the one to keep short.
                 running.compile_carrying_on(columns)
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
             self._why_unkept = _unkept(exc)
@@ -242,14 +250,19 @@ class CarryOver:
                 # it has written the state: on the benchmark's book a daily run counted after
                 # scoring, 15 ms while its history was written on both cores.
                 census_of = self._counting(running, columns)
-                counter = self.compute.reader() if census_of[0].compiled else None
+                counter = self.compute.reader() if census_of.census.compiled else None
             except (OSError, pa.ArrowException, duckdb.Error) as exc:
                 self._why_unkept = _unkept(exc)
                 return
-            thread = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-carry")
-            self._staged = thread.submit(
-                self._stage, running, columns, inputs, census_of, counter, grid
-            )
+            try:
+                thread = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-carry")
+                self._staged = thread.submit(
+                    self._stage, running, columns, inputs, census_of, counter, grid
+                )
+            except BaseException:
+                if counter is not None:
+                    counter.close()  # the thread that would have closed it never started
+                raise
             thread.shutdown(wait=False)  # its one task still runs
 
     def last_day_reached(self) -> None:
@@ -277,7 +290,7 @@ class CarryOver:
         self._staged = None
         try:
             self._put_in_place(done)
-        except OSError as exc:
+        except (OSError, pa.ArrowException, duckdb.Error) as exc:
             return _unkept(exc)
         finally:
             shutil.rmtree(done.work, ignore_errors=True)  # gone once in place
@@ -298,7 +311,7 @@ class CarryOver:
         running: RunningAggregates,
         columns: list[str],
         inputs: set[str],
-        census_of: tuple[Counting, dict[str, t.Any], dict[str, str]],
+        census_of: CensusOf,
         counter: Engine | None,
         grid: DayGrid | None,
     ) -> Staged:
@@ -339,14 +352,14 @@ class CarryOver:
                 for name, data in kept.items():
                     if not self._linked(data, _grid_file(work, name)):
                         _write_table(data, _grid_file(work, name))
-                counts = census_of[0].count(counter) if counter is not None else None
+                counts = census_of.census.count(counter) if counter is not None else None
             except BaseException:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
         finally:
             if counter is not None:
                 counter.close()
-        return Staged(carried, work, *census_of, counts)
+        return Staged(carried, work, census_of, counts)
 
     def _linked(self, kept: object, target: Path) -> bool:
         """Whether ``kept``, carried on as it was read, is now at ``target`` as a second name
@@ -362,18 +375,15 @@ class CarryOver:
             return False  # a file system without hard links: written again
         return True
 
-    def _counting(
-        self, running: RunningAggregates, columns: t.Collection[str]
-    ) -> tuple[Counting, dict[str, t.Any], dict[str, str]]:
+    def _counting(self, running: RunningAggregates, columns: t.Collection[str]) -> CensusOf:
         """The census of the tables of the carried ``columns`` on the run's last day, made
         ready to count; the marks of those whose counts are known already; the table of each
         carried column."""
         times: dict[str, set[str]] = {}
         tables_of = {}
-        for agg, col in running.aggregates.items():
-            if col in columns and carries(agg):  # those ``carry_rows`` keeps
-                times.setdefault(agg.table, set()).add(agg.time)
-                tables_of[col] = agg.table
+        for agg, col in running.kept(columns).items():
+            times.setdefault(agg.table, set()).add(agg.time)
+            tables_of[col] = agg.table
         known = {table: self._known[table] for table in times if table in self._known}
         every = {table: sorted(read) for table, read in times.items()}
         count = counting(
@@ -383,7 +393,7 @@ class CarryOver:
             self.compiled,
             self._every(every),
         )
-        return count, known, tables_of
+        return CensusOf(count, known, tables_of)
 
     def _marks(
         self, known: dict[str, t.Any], counts: dict[str, dict[str, t.Any]]
@@ -404,9 +414,9 @@ class CarryOver:
     def _put_in_place(self, staged: Staged) -> None:
         """Put the state written in ``staged.work`` in place, with its tables' marks (counted
         now where the keeping thread could not count them)."""
-        carried, work, count, known, tables_of, counts = staged
+        carried, work, (ready, known, tables_of), counts = staged
         if counts is None:
-            counts = count.count(self.compute)
+            counts = ready.count(self.compute)
         tables = self._marks(known, counts)
         meta = {
             "day": carried.day.isoformat(),

@@ -39,8 +39,9 @@ class Counting:
 
     @property
     def compiled(self) -> bool:
-        """Whether any connection to the database can count it (else only its engine)."""
-        return not isinstance(self.query, ir.Table)
+        """Whether it counts by a compiled query, which any connection to the database can
+        run (else by an expression of its engine's, or nothing)."""
+        return isinstance(self.query, PreparedQuery)
 
     def count(self, engine: Engine) -> dict[str, dict[str, t.Any]]:
         """The counts, by ``engine``: per table its rows, and per time column its rows on or
@@ -118,15 +119,12 @@ def counting(
         value = parameter("after", "timestamp")
         return (value if time.type().is_timestamp() else value.cast("date")).cast(time.type())
 
-    def asked(table: str, what: str, column: str) -> bool:
-        return _asked(wanted, table, what, column)
-
     if compiled is None:
-        return Counting(counts(literal, [p for p in parts_of if asked(*p)]), {}, wanted)
+        return Counting(counts(literal, [p for p in parts_of if _asked(wanted, *p)]), {}, wanted)
     query = compiled(
         f"census {json.dumps(universe, sort_keys=True)}", lambda: counts(bound, parts_of)
     )
-    switches = {f"count_{i}": asked(*part) for i, part in enumerate(parts_of)}
+    switches = {f"count_{i}": _asked(wanted, *part) for i, part in enumerate(parts_of)}
     values = {"after": after, **switches}
     return Counting(query, {p: values[p] for p in query.parameters}, wanted)
 

@@ -626,7 +626,7 @@ class RunningAggregates:
         Where this run has compiled queries."""
         if self._compile is None:
             return
-        kept = self._kept(columns)
+        kept = self.kept(columns)
         for group in self._kept_groups(kept).values():
             if group[0].active:
                 for read in self._open_rows(group, resumed=True):
@@ -674,7 +674,9 @@ class RunningAggregates:
         self._next += 1
 
     # -- what a later run carries on from -------------------------------------------------------
-    def _kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
+    def kept(self, columns: t.Collection[str]) -> dict[Aggregate, str]:
+        """The aggregates of ``columns`` a run carrying on keeps (``carries``), with their
+        columns."""
         return {agg: col for agg, col in self.aggregates.items() if col in columns and carries(agg)}
 
     def _kept_groups(
@@ -697,7 +699,7 @@ class RunningAggregates:
         assert self._next == (self.last - self.first).days + 1, "the run's last day applied"
         marks = self._day_marks()
         running: dict[str, dict[str, np.ndarray]] = {}
-        for agg, col in self._kept(columns).items():
+        for agg, col in self.kept(columns).items():
             running[col] = {}
             for name, start in _starting(agg, col, 1).items():
                 values = self._running[name]
@@ -714,7 +716,7 @@ class RunningAggregates:
         read and chained as the run began, so they can be taken before its days are applied
         (metrics/carryover.py writes them meanwhile)."""
         last = (self.last - self.first).days
-        kept = self._kept(columns)
+        kept = self.kept(columns)
         series = {}
         for key, group in self._kept_groups(kept).items():
             name = self._name(group)

@@ -51,8 +51,11 @@ _NEVER = np.iinfo(np.int32).max
 # The tables the grid reads as they are (``RunningAggregates.placed_input``): a run may carry
 # them on to the next day's.
 INPUTS = ("accounts", "contracts")
-# What a grid keeps for the next day's (``DayGrid.kept``), and its population's positions.
-LABELS, POPULATION, POSITION = "labels", "population", "_position"
+# What a grid keeps for the next day's (``DayGrid.kept``): the labels (column SEGMENT) and
+# the population (column POSITION, then the account columns).
+LABELS, POPULATION, SEGMENT = "labels", "population", "segment"
+# Each input row's account position, as ``RunningAggregates.placed_input`` gives it.
+POSITION = "_position"
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class DayGrid:
         if not self._read & set(DERIVED_FACTS):
             if LABELS in kept:
                 self._carried[LABELS] = kept[LABELS]
-                self._labels = kept[LABELS].column(0).to_numpy()
+                self._labels = kept[LABELS].column(SEGMENT).to_numpy()
             else:
                 self._labels = self._label(accounts, compiled)
         # The last day's population (positions in order) and its account columns, reused while
@@ -140,10 +143,10 @@ class DayGrid:
         if running.ids.null_count:
             return None  # an account without an id: the query joins them as they are
         # In the running values' order: row i is running.ids[i]'s.
-        accounts = running.placed_input("accounts", engine.table("accounts"), "_position")
+        accounts = running.placed_input("accounts", engine.table("accounts"), POSITION)
         if accounts.num_rows != len(running.ids):
             return None  # ids repeated: the query joins each row
-        accounts = accounts.drop_columns("_position").append_column("account_id", running.ids)
+        accounts = accounts.drop_columns(POSITION).append_column("account_id", running.ids)
         if not pa.types.is_date32(accounts.schema.field("created_at").type):
             return None
         for name in _attributes(resolved):
@@ -159,7 +162,7 @@ class DayGrid:
             data = running.placed_input(
                 "contracts",
                 table.select("account_id", "start_date", "end_date", "arr"),
-                "_position",
+                POSITION,
                 "end_date",
                 "start_date",
                 "arr",
@@ -176,7 +179,7 @@ class DayGrid:
                 _days(data.column("end_date")),
             )
             contracts = _Contracts(
-                accounts=data.column("_position").to_numpy().astype(np.int64),
+                accounts=data.column(POSITION).to_numpy().astype(np.int64),
                 starts=np.where(unstarted, _NEVER, starts),
                 ends=np.where(unended, _NEVER, ends),
                 arr=Values.of(data.column("arr")),
@@ -319,7 +322,7 @@ class DayGrid:
         account columns. What was carried on and still holds is given back as it was read."""
         kept = dict(self._carried)
         if self._labels is not None and LABELS not in kept:
-            kept[LABELS] = pa.table({"segment": self._labels})
+            kept[LABELS] = pa.table({SEGMENT: self._labels})
         if self._taken and POPULATION not in kept:
             kept[POPULATION] = pa.table({POSITION: self._rows, **self._taken})
         return kept
@@ -333,10 +336,10 @@ class DayGrid:
         read = table.select(list(dict.fromkeys(["account_id", *sorted(self._read)])))
         # Each row's position goes with it: the engine may return rows in any order (DuckDB's
         # preserve_insertion_order is a project setting).
-        read = read.append_column("_position", pa.array(np.arange(table.num_rows)))
+        read = read.append_column(POSITION, pa.array(np.arange(table.num_rows)))
 
         def labelled(rows: ibis.Table) -> ibis.Table:
-            return rows.select("_position", _label=segment_label(rows, self.resolved))
+            return rows.select(POSITION, _label=segment_label(rows, self.resolved))
 
         if compiled is not None:
             named = ibis.table(ibis.Schema.from_pyarrow(read.schema), name=LABELLED_TABLE)
@@ -345,7 +348,7 @@ class DayGrid:
         else:
             labels = self.engine.to_arrow(labelled(ibis.memtable(read)))
         out = np.empty(table.num_rows, np.int64)
-        out[labels.column("_position").to_numpy()] = labels.column("_label").to_numpy()
+        out[labels.column(POSITION).to_numpy()] = labels.column("_label").to_numpy()
         return out
 
 
