@@ -325,21 +325,7 @@ class CarryOver:
             self.folder.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
             try:
-                _write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
-                for name, files in _piece_files(carried).items():
-                    for piece, file in zip(carried.series[name], files, strict=True):
-                        if not self._linked(piece, work / file):
-                            columns_of = {"_account": piece.accounts, "_day": piece.days}
-                            _write_arrays(work / file, columns_of | piece.columns)
-                for col, seen in carried.sightings.items():
-                    _write_arrays(
-                        work / f"sightings-{col}.arrow",
-                        {c: getattr(seen, c) for c in SIGHTING_COLUMNS},
-                    )
-                    _write_table(pa.table({"value": seen.values}), work / f"values-{col}.arrow")
-                for table, data in carried.inputs.items():
-                    if not self._linked(data, _input_file(work, table)):
-                        _write_table(data, _input_file(work, table))
+                self._write_rows(carried, work)
                 self._reached.wait()
                 if self._dropped:
                     raise _Dropped
@@ -360,6 +346,25 @@ class CarryOver:
             if counter is not None:
                 counter.close()
         return Staged(carried, work, census_of, counts)
+
+    def _write_rows(self, carried: Carried, work: Path) -> None:
+        """Write what ``carried`` holds before its running values (its accounts, the series'
+        pieces, the sightings, the day grid's inputs) into ``work``: as a second name of the
+        file each was read from, where it is carried on as it was read."""
+        _write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
+        for name, files in _piece_files(carried).items():
+            for piece, file in zip(carried.series[name], files, strict=True):
+                if not self._linked(piece, work / file):
+                    columns_of = {"_account": piece.accounts, "_day": piece.days}
+                    _write_arrays(work / file, columns_of | piece.columns)
+        for col, seen in carried.sightings.items():
+            _write_arrays(
+                work / f"sightings-{col}.arrow", {c: getattr(seen, c) for c in SIGHTING_COLUMNS}
+            )
+            _write_table(pa.table({"value": seen.values}), work / f"values-{col}.arrow")
+        for table, data in carried.inputs.items():
+            if not self._linked(data, _input_file(work, table)):
+                _write_table(data, _input_file(work, table))
 
     def _linked(self, kept: object, target: Path) -> bool:
         """Whether ``kept``, carried on as it was read, is now at ``target`` as a second name

@@ -166,6 +166,8 @@ class RunningAggregates:
             {"_account": self.ids, "_position": pa.array(np.arange(n, dtype=np.int32))}
         )
         self._positions = ibis.memtable(self._position_rows)
+        # What the run's compiled reads read beside the engine's tables.
+        self._attached = {POSITIONS_TABLE: self._position_rows}
         # Whether the carried accounts are these, in this order (as they are while no account
         # is added or removed): their rows then keep their positions, with no look-up of
         # 200,000 ids (0.07 s) and no copies of millions of carried rows to drop none.
@@ -193,7 +195,7 @@ class RunningAggregates:
         # 8 s of reads so).
         working = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-series")
         self._readers = (
-            Readers(engine, {POSITIONS_TABLE: self._position_rows}, READERS)
+            Readers(engine, self._attached, READERS)
             if self._compiled and engine.in_process
             else None
         )
@@ -346,8 +348,7 @@ class RunningAggregates:
             first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
             return self.placed(rows(first, last), *order)
         query = self._compiled_read(read, order)
-        attached = {POSITIONS_TABLE: self._position_rows}
-        return self.engine.run_attached(query, self._days(query), attached)
+        return self.engine.run_attached(query, self._days(query), self._attached)
 
     def _days(self, query: PreparedQuery) -> dict[str, dt.date]:
         """The values of a compiled read's parameters: the run's first and last days."""
