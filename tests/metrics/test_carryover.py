@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.engine.duckdb import DuckDBEngine
-from accounthealth.metrics import carryover
+from accounthealth.metrics import carryover, state_files
 from accounthealth.metrics.census import census
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.series import EPOCH, Carried, Series
@@ -726,7 +726,7 @@ def test_a_state_that_cannot_be_written_costs_the_next_day_a_read_not_the_days_s
     with ah.open(carried_on, progress=notes) as p:
         p.ingest()
         with monkeypatch.context() as patched:
-            patched.setattr(carryover, "_write_arrays", _disk_full)
+            patched.setattr(state_files, "write_arrays", _disk_full)
             _carried_on(p, day, X)
         assert notes.lines == [
             "the running values could not be kept for the next day "

@@ -45,13 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
 
 from accounthealth.engine.base import Engine
+from accounthealth.metrics import state_files
 from accounthealth.metrics.census import Counting, census, counting
-from accounthealth.metrics.series import Carried, Series, Sightings
+from accounthealth.metrics.series import Carried
 from accounthealth.metrics.sliding import Compiled, RunningAggregates
 from accounthealth.sources.incremental import Fingerprint, account_ids, last_fingerprints
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS
@@ -61,7 +60,6 @@ if t.TYPE_CHECKING:
 
 # Days kept per fingerprint: the latest, and two before it for a day scored again.
 KEEP = 3
-SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
 # What a kept state records as the settings of an append-only table read in place (it has
 # no ingest's): its source and columns are in the state's key (the queries' fingerprint).
 IN_PLACE = "read in place, append-only"
@@ -188,7 +186,11 @@ class CarryOver:
                 for table, mark in inputs.items()
                 if _as_kept(prints[table], mark, counts.get(table))
             }
-            carried = _read(folder, meta, day, good, frozenset(quiet), unchanged) if good else None
+            carried = (
+                state_files.read_state(folder, meta, day, good, frozenset(quiet), unchanged)
+                if good
+                else None
+            )
         except (
             OSError,
             AttributeError,
@@ -202,8 +204,13 @@ class CarryOver:
         # A quiet table's counts hold for any later day too.
         self._known = {table: meta["tables"][table] for table in quiet}
         if carried is not None:
-            read = [(data, _input_file(folder, table)) for table, data in carried.inputs.items()]
-            read += [(data, _grid_file(folder, name)) for name, data in carried.grid.items()]
+            read = [
+                (data, state_files.input_file(folder, table))
+                for table, data in carried.inputs.items()
+            ]
+            read += [
+                (data, state_files.grid_file(folder, name)) for name, data in carried.grid.items()
+            ]
             for name, pieces in carried.series.items():
                 read += [
                     (piece, folder / file)
@@ -325,7 +332,7 @@ class CarryOver:
             self.folder.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(dir=self.folder, prefix=".writing-"))
             try:
-                self._write_rows(carried, work)
+                state_files.write_rows(carried, work, self._linked)
                 self._reached.wait()
                 if self._dropped:
                     raise _Dropped
@@ -333,11 +340,7 @@ class CarryOver:
                 carried = dataclasses.replace(
                     carried, running=running.carry_running(columns), grid=kept
                 )
-                for col in carried.columns:
-                    _write_arrays(work / f"running-{col}.arrow", carried.running[col])
-                for name, data in kept.items():
-                    if not self._linked(data, _grid_file(work, name)):
-                        _write_table(data, _grid_file(work, name))
+                state_files.write_running(carried, work, self._linked)
                 counts = census_of.census.count(counter) if counter is not None else None
             except BaseException:
                 shutil.rmtree(work, ignore_errors=True)
@@ -346,25 +349,6 @@ class CarryOver:
             if counter is not None:
                 counter.close()
         return Staged(carried, work, census_of, counts)
-
-    def _write_rows(self, carried: Carried, work: Path) -> None:
-        """Write what ``carried`` holds before its running values (its accounts, the series'
-        pieces, the sightings, the day grid's inputs) into ``work``: as a second name of the
-        file each was read from, where it is carried on as it was read."""
-        _write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
-        for name, files in _piece_files(carried).items():
-            for piece, file in zip(carried.series[name], files, strict=True):
-                if not self._linked(piece, work / file):
-                    columns_of = {"_account": piece.accounts, "_day": piece.days}
-                    _write_arrays(work / file, columns_of | piece.columns)
-        for col, seen in carried.sightings.items():
-            _write_arrays(
-                work / f"sightings-{col}.arrow", {c: getattr(seen, c) for c in SIGHTING_COLUMNS}
-            )
-            _write_table(pa.table({"value": seen.values}), work / f"values-{col}.arrow")
-        for table, data in carried.inputs.items():
-            if not self._linked(data, _input_file(work, table)):
-                _write_table(data, _input_file(work, table))
 
     def _linked(self, kept: object, target: Path) -> bool:
         """Whether ``kept``, carried on as it was read, is now at ``target`` as a second name
@@ -426,7 +410,7 @@ class CarryOver:
         meta = {
             "day": carried.day.isoformat(),
             "columns": tables_of,
-            "series": _piece_files(carried),
+            "series": state_files.piece_files(carried),
             "sightings": list(carried.sightings),
             "tables": tables,
             # What the run's ingest recorded of each input's table (``_as_kept``).
@@ -566,84 +550,3 @@ def _days(folder: Path) -> list[dt.date]:
         with contextlib.suppress(ValueError):
             days.append(dt.date.fromisoformat(entry.name))
     return sorted(days)
-
-
-def _piece_files(carried: Carried) -> dict[str, list[str]]:
-    """The file of each piece of each series ``carried`` keeps, by series."""
-    return {
-        name: [f"series-{i}-{j}.arrow" for j in range(len(pieces))]
-        for i, (name, pieces) in enumerate(carried.series.items())
-    }
-
-
-def _input_file(folder: Path, table: str) -> Path:
-    return folder / f"input-{table}.arrow"
-
-
-def _grid_file(folder: Path, name: str) -> Path:
-    return folder / f"grid-{name}.arrow"
-
-
-def _write_arrays(path: Path, columns: t.Mapping[str, np.ndarray]) -> None:
-    _write_table(pa.table({name: pa.array(values) for name, values in columns.items()}), path)
-
-
-def _write_table(table: pa.Table, path: Path) -> None:
-    # One record batch, not the writer's default of 64K rows each: read back, each column is
-    # then one chunk that NumPy takes without a copy (a 1-day run of the benchmark's book read
-    # its state in 0.13-0.18 s against 0.29 s).
-    feather.write_feather(table, path, compression="uncompressed", chunksize=max(1, table.num_rows))
-
-
-def _kept_table(path: Path) -> pa.Table:
-    """A kept file as a table whose columns are the file's mapped pages, not copies: read into
-    memory, each page of the state (150 MB on the benchmark's book) took a page fault, and the
-    kernel zeroed it before it was filled. Mapped, pages already in the file cache are mapped
-    sixteen at a time. One-day runs of the benchmark's book, in turns with reading it whole:
-    80,000-84,000 page faults against 117,000-118,000, 0.45-0.53 s of system time against
-    0.50-0.74 s, and 0.99-1.25 s against 1.05-1.52 s (medians 1.15 and 1.28 s, six each). Its
-    arrays are read-only."""
-    return feather.read_table(path, memory_map=True)
-
-
-def _arrays(path: Path) -> dict[str, np.ndarray]:
-    table = _kept_table(path)
-    return {name: table.column(name).to_numpy() for name in table.column_names}
-
-
-def _read(
-    folder: Path,
-    meta: dict[str, t.Any],
-    day: dt.date,
-    good: set[str],
-    quiet: frozenset[str],
-    inputs: set[str],
-) -> Carried:
-    """The kept state of the aggregates of the ``good`` tables, and the day grid's
-    ``inputs``."""
-    columns = tuple(col for col, table in meta["columns"].items() if table in good)
-    ids = _kept_table(folder / "ids.arrow").column("id").combine_chunks()
-    running = {col: _arrays(folder / f"running-{col}.arrow") for col in columns}
-    series = {}
-    for name, files in meta["series"].items():
-        if set(name.split("|")[0].split(",")) <= set(columns):
-            series[name] = []
-            for file in files:
-                arrays = _arrays(folder / file)
-                accounts, days = arrays.pop("_account"), arrays.pop("_day")
-                series[name].append(Series(accounts, days, arrays))
-    sightings = {}
-    for col in set(meta["sightings"]) & set(columns):
-        arrays = _arrays(folder / f"sightings-{col}.arrow")
-        dictionary = _kept_table(folder / f"values-{col}.arrow").column("value")
-        sightings[col] = Sightings(
-            *(arrays[c] for c in SIGHTING_COLUMNS), dictionary.combine_chunks()
-        )
-    kept = {table: _kept_table(_input_file(folder, table)) for table in inputs}
-    # What the day grid worked out of the accounts holds while they do.
-    grid = (
-        {name: _kept_table(_grid_file(folder, name)) for name in meta.get("grid", [])}
-        if "accounts" in kept
-        else {}
-    )
-    return Carried(day, ids, columns, running, series, sightings, quiet, kept, grid)
