@@ -365,7 +365,7 @@ def print_summary(r: dict) -> None:
         f"nothing)"
     )
     print(
-        f"history writes alone, in the busier of the writer's two threads: backfill "
+        f"history writes alone, in the busiest of the writer's threads: backfill "
         f"{writing['backfill']:.2f}s = {writing['backfill'] / r['full_pass_seconds']:.2f}x a pass "
         f"(target 10x), incremental {writing['incremental']:.2f}s = "
         f"{writing['incremental'] / warm:.2f}x a pass (target 0.2x)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import threading
 import time
 import typing as t
 from pathlib import Path
@@ -27,10 +28,10 @@ def _peak_mb() -> float:
 
 
 class _Clock:
-    """Seconds spent in ``owner.name`` (from any thread) while this process runs."""
+    """Seconds spent in ``owner.name`` while this process runs, by thread."""
 
     def __init__(self, owner: t.Any, name: str) -> None:
-        self.seconds = 0.0
+        self.by_thread: dict[int, float] = {}
         real = getattr(owner, name)
 
         def timed(*args: t.Any, **kwargs: t.Any) -> t.Any:
@@ -38,9 +39,24 @@ class _Clock:
             try:
                 return real(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                thread = threading.get_ident()
+                spent = time.perf_counter() - started
+                self.by_thread[thread] = self.by_thread.get(thread, 0.0) + spent
 
         setattr(owner, name, timed)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.by_thread.values())
+
+
+def _busiest(clocks: list[_Clock]) -> float:
+    """The most seconds one thread spent in any of ``clocks``."""
+    threads: dict[int, float] = {}
+    for clock in clocks:
+        for thread, seconds in clock.by_thread.items():
+            threads[thread] = threads.get(thread, 0.0) + seconds
+    return max(threads.values(), default=0.0)
 
 
 def run(step: str, project: Path, dates: list[dt.date]) -> dict:
@@ -51,13 +67,13 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
     rows = 0
     carried_from = None
     # Scoring (the metric query and the scores from it), and history's writes in the history
-    # writer's two threads: one inserts into the store and writes the detail files (timed
-    # until a large day's second half, written by a helper, is done too), the other writes
-    # the score files, at the same time.
+    # writer's threads: inserts into the store, the detail files (each segment's as it is
+    # scored, in two threads) and the scores files, at the same time.
     scoring = _Clock(project_module, "score_table")
     writing = [
-        (_Clock(DuckDBEngine, "write_arrow"), _Clock(HistoryArchive, "write_detail")),
-        (_Clock(HistoryArchive, "write_scores"),),
+        _Clock(DuckDBEngine, "write_arrow"),
+        _Clock(HistoryArchive, "write_detail"),
+        _Clock(HistoryArchive, "write_scores"),
     ]
     if step == "reference":
         import duckdb
@@ -95,8 +111,8 @@ def run(step: str, project: Path, dates: list[dt.date]) -> dict:
         "carried_from": carried_from and str(carried_from),
         "peak_mb": round(_peak_mb(), 1),
         "scoring_seconds": round(scoring.seconds, 3),
-        # The busier writer thread's: the least time the writes need, whatever the queries do.
-        "write_seconds": round(max(sum(c.seconds for c in thread) for thread in writing), 3),
+        # The busiest writer thread's: the least time the writes need, whatever the queries do.
+        "write_seconds": round(_busiest(writing), 3),
     }
 
 

@@ -288,11 +288,17 @@ class Project(ActingOnHealth):
                 running = running_aggregates(
                     self.compute, resolved, dates, resumed.carried, compiled
                 )
-                days = day_grid(self.compute, resolved, running, cache)
                 batch_days = batch_days or 1
-        # Written history carries the overrides in force; read once, each row keeps those of
-        # its own date.
-        in_force = overrides.in_force(self.store, dates[0], dates[-1])
+        # Set up while the running values' reads are in flight (on their own connections).
+        try:
+            if running is not None:
+                days = day_grid(self.compute, resolved, running, cache)
+            # Written history carries the overrides in force; read once, each row keeps those
+            # of its own date.
+            in_force = overrides.in_force(self.store, dates[0], dates[-1])
+        finally:
+            if running is not None:
+                running.ready()
         spec = resolved.model.trend_tiers
         batches = self._batches(dates, batch_days)
         # The state for the next day is written while the days are scored: its rows from the
@@ -317,7 +323,14 @@ class Project(ActingOnHealth):
                         return_freed_memory()
                     at_last_day = reached if i == len(batches) - 1 else None
                     scored = score_table(
-                        self.compute, resolved, batch, cache, running, days, at_last_day
+                        self.compute,
+                        resolved,
+                        batch,
+                        cache,
+                        running,
+                        days,
+                        at_last_day,
+                        history.segment_scored,
                     )
                     history.begin(scored, batch)
                     earlier = None

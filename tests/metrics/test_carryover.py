@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.engine.duckdb import DuckDBEngine
+from accounthealth.engine.readers import Readers
 from accounthealth.metrics import carryover, state_files
 from accounthealth.metrics.census import census
 from accounthealth.metrics.compute import running_aggregates
@@ -855,13 +856,7 @@ def test_a_census_failing_on_the_keeping_thread_keeps_no_state_and_closes_its_co
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     day, after = _two_days_of_events(carried_on)
-    readers: list[DuckDBEngine] = []
-    real_reader = DuckDBEngine.reader
-
-    def reader(self: DuckDBEngine) -> DuckDBEngine:
-        readers.append(real_reader(self))
-        return readers[-1]
-
+    readers = _readers_opened(monkeypatch)
     real_count = carryover.Counting.count
 
     def count(self: carryover.Counting, engine: t.Any) -> t.Any:
@@ -869,7 +864,6 @@ def test_a_census_failing_on_the_keeping_thread_keeps_no_state_and_closes_its_co
             raise duckdb.IOException("the disk went away")
         return real_count(self, engine)  # the resumed state's census
 
-    monkeypatch.setattr(DuckDBEngine, "reader", reader)
     notes = Notes()
     with ah.open(carried_on, progress=notes) as p:
         p.ingest()
@@ -883,10 +877,74 @@ def test_a_census_failing_on_the_keeping_thread_keeps_no_state_and_closes_its_co
         ]
         assert not list((carried_on / CARRIED).glob(f"*/{day}"))
         assert p.score(after).carried_from is None
-    assert readers  # the run's readers and the keeping thread's: every one closed
+    _all_closed(readers)  # the run's readers and the keeping thread's
+
+
+def _readers_opened(monkeypatch: pytest.MonkeyPatch) -> list[DuckDBEngine]:
+    """The read connections opened from now on, as they are opened."""
+    readers: list[DuckDBEngine] = []
+    real_reader = DuckDBEngine.reader
+
+    def reader(self: DuckDBEngine) -> DuckDBEngine:
+        readers.append(real_reader(self))
+        return readers[-1]
+
+    monkeypatch.setattr(DuckDBEngine, "reader", reader)
+    return readers
+
+
+def _all_closed(readers: list[DuckDBEngine]) -> None:
+    assert readers
     for connection in readers:
         with pytest.raises(duckdb.ConnectionException):
             connection.sql("SELECT 1")
+
+
+def test_the_day_grid_is_set_up_while_the_days_reads_are_in_flight(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daily run sets up its day grid (and reads its overrides) while its reads run: here
+    every read waits until the grid is set up, which it could not if the run waited for them
+    first."""
+    day, _ = _two_days_of_events(carried_on)
+    set_up = threading.Event()
+    real_serving, real_run = day_grid.DayGrid.serving.__func__, Readers._run
+
+    def serving(cls: type[day_grid.DayGrid], *args: t.Any) -> t.Any:
+        grid = real_serving(cls, *args)
+        set_up.set()
+        return grid
+
+    def run(self: Readers, *args: t.Any) -> t.Any:
+        assert set_up.wait(timeout=30), "the run waited for its reads before its day grid"
+        return real_run(self, *args)
+
+    monkeypatch.setattr(day_grid.DayGrid, "serving", classmethod(serving))
+    monkeypatch.setattr(Readers, "_run", run)
+    with ah.open(carried_on) as p:
+        p.ingest()
+        _carried_on(p, day, X)
+
+
+def test_a_read_failing_as_the_day_grid_is_set_up_fails_the_run_and_closes_its_readers(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day, _ = _two_days_of_events(carried_on)
+    readers = _readers_opened(monkeypatch)
+
+    def run(self: Readers, *args: t.Any) -> t.Any:
+        raise duckdb.IOException("the disk went away")
+
+    with ah.open(carried_on) as p:
+        p.ingest()
+        with monkeypatch.context() as patched:
+            patched.setattr(Readers, "_run", run)
+            with pytest.raises(duckdb.IOException, match="the disk went away"):
+                p.score(day)
+        assert p.store.sql("SELECT count(*) FROM scores WHERE as_of = ?", [day]) == [(0,)]
+        assert not list((carried_on / CARRIED).glob(f"*/{day}"))
+        _carried_on(p, day, X)  # the next attempt carries on as ever
+    _all_closed(readers)
 
 
 def test_an_append_only_source_read_in_place_carries_on(tmp_path: Path) -> None:

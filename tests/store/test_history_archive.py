@@ -18,12 +18,22 @@ import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
+from accounthealth.scoring import run as run_module
 from accounthealth.store import archive as archive_module
 from accounthealth.store import schema
 from accounthealth.store import scores as history
 from accounthealth.store.archive import CODEC, LAYOUT_FILE, ORPHAN_AGE_SECONDS, HistoryArchive
 
-from builders import TRAJECTORY_START, Notes, day_files, trajectory_project
+from builders import (
+    CHURNERS,
+    ENTERPRISE,
+    RETAINERS,
+    TRAJECTORY_START,
+    Notes,
+    churn_book,
+    day_files,
+    trajectory_project,
+)
 
 DAYS = [TRAJECTORY_START + dt.timedelta(days=i) for i in range(4)]
 ARCHIVE = "accounthealth.duckdb.details"
@@ -110,7 +120,7 @@ def test_a_large_days_detail_is_two_files_that_read_as_one(
         p.score(start=DAYS[0], end=DAYS[2])
         expected = metric_rows(p)
     # Every day "large": its two accounts' detail goes to two files, one row each.
-    monkeypatch.setattr(archive_module, "SPLIT_ROWS", 1)
+    monkeypatch.setattr(history, "SPLIT_ROWS", 1)
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[2])
         assert metric_rows(p) == expected
@@ -124,6 +134,53 @@ def test_a_large_days_detail_is_two_files_that_read_as_one(
     replaced = files - again
     assert len(replaced) == 3  # the day's scores file and its two detail files
     assert len(again) == len(files)
+
+
+def test_each_segments_detail_is_handed_to_the_writer_once_scored_the_largest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its detail files are written while the next segment is scored: in a file of its own,
+    and the largest segment's first, since it takes longest to write."""
+    folder = churn_book(tmp_path / "book")
+    day = dt.date(2026, 3, 15)  # every account a customer: 7 by default, 3 enterprise
+    steps: list[tuple[str, object]] = []
+    real_score, real_handed = run_module.score_segment, history.HistoryWriter.segment_scored
+    real_begin = history.HistoryWriter.begin
+
+    def score(grid: t.Any, rows: slice, model: t.Any) -> t.Any:
+        steps.append(("scored", (model.segment, rows.stop - rows.start)))
+        return real_score(grid, rows, model)
+
+    def handed(self: history.HistoryWriter, rows: t.Any) -> None:
+        steps.append(("handed", set(rows.column("segment_model").to_pylist())))
+        real_handed(self, rows)
+
+    def begin(self: history.HistoryWriter, *args: t.Any) -> None:
+        steps.append(("begin", None))
+        real_begin(self, *args)
+
+    monkeypatch.setattr(run_module, "score_segment", score)
+    monkeypatch.setattr(history.HistoryWriter, "segment_scored", handed)
+    monkeypatch.setattr(history.HistoryWriter, "begin", begin)
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score(day)
+        detail = p.store.sql("SELECT account_id, segment_model FROM score_details")
+        files = sorted(f for f in listed(p) if not f.startswith("scores/"))
+    assert steps == [
+        ("scored", ("default", 7)),
+        ("handed", {"default"}),
+        ("scored", ("enterprise", 3)),
+        ("handed", {"enterprise"}),
+        ("begin", None),
+    ]
+    by_file = [
+        pq.read_table(folder / ARCHIVE / f).column("segment_model").to_pylist() for f in files
+    ]
+    assert sorted(by_file) == [["default"] * 7, ["enterprise"] * 3]
+    assert sorted(detail) == sorted(
+        (a, "enterprise" if a in ENTERPRISE else "default") for a in CHURNERS + RETAINERS
+    )
 
 
 def test_a_day_that_fails_to_write_keeps_its_old_scores_and_detail(

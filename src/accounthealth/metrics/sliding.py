@@ -33,6 +33,7 @@ import dataclasses
 import datetime as dt
 import functools
 import itertools
+import threading
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -199,6 +200,9 @@ class RunningAggregates:
             if self._compiled and engine.in_process
             else None
         )
+        self._working: ThreadPoolExecutor | None = working
+        self._ready = threading.Lock()
+        self._next = 0  # the index of the next day to apply
         try:
             distinct = {}
             for agg, col in self.aggregates.items():
@@ -209,15 +213,34 @@ class RunningAggregates:
             # While a run carrying on reads its day.
             if carried is not None:
                 self._restore(carried)
-            self._distinct = {col: future.result() for col, future in distinct.items()}
-            for future in built:
-                future.result()
-        finally:
-            working.shutdown(cancel_futures=True)
-            if self._readers is not None:
-                self._readers.close()
-                self._readers = None  # the run's reads are all in
-        self._next = 0  # the index of the next day to apply
+        except BaseException:
+            self._reads_done()
+            raise
+        self._pending = (distinct, built)
+
+    def ready(self) -> None:
+        """Wait until the run's reads are in and worked out; raises what failed there. They
+        run from when it is made, so its caller can set up the rest of its run meanwhile (the
+        day grid and the overrides took 30 ms of a daily run of the benchmark's book, while a
+        core waited for the reads); what needs them calls this first."""
+        with self._ready:
+            if self._working is None:
+                return
+            distinct, built = self._pending
+            try:
+                self._distinct = {col: future.result() for col, future in distinct.items()}
+                for future in built:
+                    future.result()
+            finally:
+                self._reads_done()
+
+    def _reads_done(self) -> None:
+        """Stop the run's reading threads and close its read connections."""
+        t.cast(ThreadPoolExecutor, self._working).shutdown(cancel_futures=True)
+        self._working = None
+        if self._readers is not None:
+            self._readers.close()
+            self._readers = None
 
     def _restore(self, carried: Carried) -> None:
         """Start the carried aggregates' running values where ``carried`` left them."""
@@ -641,6 +664,7 @@ class RunningAggregates:
     # -- the running values, day by day ---------------------------------------------------------
     def _advance(self) -> None:
         """Apply the next day's entries and exits to every running value."""
+        self.ready()
         k = self._next
         for agg, col in self.aggregates.items():
             if agg.kind == "distinct":
@@ -697,6 +721,7 @@ class RunningAggregates:
 
     def carry_running(self, columns: t.Collection[str]) -> dict[str, dict[str, np.ndarray]]:
         """``carry``'s running values: once the last day is applied."""
+        self.ready()
         assert self._next == (self.last - self.first).days + 1, "the run's last day applied"
         marks = self._day_marks()
         running: dict[str, dict[str, np.ndarray]] = {}
@@ -716,6 +741,7 @@ class RunningAggregates:
         """``carry`` but for the running values (none): the rows it keeps are the run's own,
         read and chained as the run began, so they can be taken before its days are applied
         (metrics/carryover.py writes them meanwhile)."""
+        self.ready()
         last = (self.last - self.first).days
         kept = self.kept(columns)
         series = {}

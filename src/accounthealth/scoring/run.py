@@ -43,13 +43,15 @@ def score_table(
     running: RunningAggregates | None = None,
     days: DayGrid | None = None,
     at_last_day: t.Callable[[], None] | None = None,
+    segment_scored: t.Callable[[pa.Table], None] | None = None,
 ) -> pa.Table:
     """One row per account and date with every metric, component and overall score. With a
     ``cache``, one date on an engine that binds parameters runs a query compiled once; with
     ``running``, the aggregates it keeps over a run of days come from it; with ``days``
     (``day_grid``), one date's grid is worked out in memory from them. ``at_last_day`` is
     called once ``running`` has reached the last of ``dates``, before the dates are scored
-    (the run starts keeping its state for the next day then).
+    (the run starts keeping its state for the next day then); ``segment_scored`` with each
+    segment's rows once scored (``scored_rows``).
 
     The engine computes the metric values (the work that reads the data, where the data is);
     the scores are then computed here, on those values: a few arithmetic steps per account,
@@ -66,7 +68,7 @@ def score_table(
         values = running.table(dates) if running is not None else None
         at_last_day()
         grid = engine.to_arrow(grid_query(engine, resolved, dates, running=values))
-    return scored_rows(grid, resolved, numbers)
+    return scored_rows(grid, resolved, numbers, segment_scored)
 
 
 def _nothing() -> None:
@@ -144,11 +146,17 @@ def compiled_queries(
 
 
 def scored_rows(
-    grid: pa.Table, resolved: ResolvedModel, numbers: dict[str, Values] | None = None
+    grid: pa.Table,
+    resolved: ResolvedModel,
+    numbers: dict[str, Values] | None = None,
+    segment_scored: t.Callable[[pa.Table], None] | None = None,
 ) -> pa.Table:
-    """The scored rows of a metric grid, one segment's after another: the account columns,
-    each segment model's scores, and per metric and component the detail (typed NULLs where a
-    row's model lacks it). ``numbers``: columns of the grid as NumPy already (``Grid``)."""
+    """The scored rows of a metric grid, one segment's after another, the largest segment's
+    first: the account columns, each segment model's scores, and per metric and component the
+    detail (typed NULLs where a row's model lacks it). ``numbers``: columns of the grid as
+    NumPy already (``Grid``); ``segment_scored`` is called with each segment's rows as soon as
+    they are scored (the history writer writes their detail while the next is scored: the
+    largest first, since it takes longest to write)."""
     segments = resolved.segments
     which = grid.column(SEGMENT_MODEL).to_numpy()
     if np.any(np.diff(which) < 0):
@@ -156,33 +164,51 @@ def scored_rows(
         order = stable_order(which)
         grid, which, numbers = grid.take(order), which[order], None
     bounds = np.searchsorted(which, np.arange(len(segments) + 1))
+    sizes = np.diff(bounds)
     types = {c: pa.type_for_alias(type_) for c, type_ in SCORE_COLUMNS.items()}
     for name in resolved.metrics:
         types |= {f"s__{name}": pa.float64(), f"p__{name}": pa.bool_(), f"w__{name}": pa.float64()}
     for name in dict.fromkeys(c.name for seg in segments for c in seg.components):
         types |= {f"cs__{name}": pa.float64(), f"cw__{name}": pa.float64()}
-    chunks: dict[str, list[pa.Array]] = {column: [] for column in types}
     source = Grid(grid, numbers)
-    for i, seg in enumerate(segments):
-        rows = slice(int(bounds[i]), int(bounds[i + 1]))
-        size = rows.stop - rows.start
-        scored: dict[str, Values | np.ndarray | pa.Array] = {}
-        if size:
-            scored |= score_segment(source, rows, seg)
-        scored["segment_model"] = pa.nulls(size, pa.string()).fill_null(seg.segment)
+    parts = []
+    for i in np.argsort(-sizes, kind="stable"):
+        if not sizes[i]:
+            break
+        seg, start = segments[i], int(bounds[i])
+        rows = slice(start, start + int(sizes[i]))
+        scored: dict[str, Values | np.ndarray | pa.Array] = {**score_segment(source, rows, seg)}
+        scored["segment_model"] = pa.nulls(int(sizes[i]), pa.string()).fill_null(seg.segment)
         if "tier" in scored:
             tiers = t.cast(np.ndarray, scored["tier"])
             scored["tier"] = names_at([tier.name for tier in seg.tiers], tiers)
-        for column, type_ in types.items():
-            chunks[column].append(_arrow(scored.get(column), size, type_))
+        parts.append(_segment_rows(grid.slice(start, int(sizes[i])), scored, types, resolved))
+        if segment_scored is not None:
+            segment_scored(parts[-1])
+    if not parts:
+        return _segment_rows(grid.slice(0, 0), {}, types, resolved)
+    return pa.concat_tables(parts)
+
+
+def _segment_rows(
+    grid: pa.Table,
+    scored: t.Mapping[str, Values | np.ndarray | pa.Array],
+    types: dict[str, pa.DataType],
+    resolved: ResolvedModel,
+) -> pa.Table:
+    """One segment's scored rows: its ``grid`` rows' account columns and values, and its
+    ``scored`` columns (``score_segment``) of the ``types`` every segment's rows have."""
+    size = grid.num_rows
     columns: dict[str, pa.Array | pa.ChunkedArray] = {c: grid.column(c) for c in ACCOUNT_COLUMNS}
-    stacked = {column: pa.chunked_array(parts, types[column]) for column, parts in chunks.items()}
-    columns |= {column: stacked[column] for column in SCORE_COLUMNS}
+    columns |= {c: _arrow(scored.get(c), size, types[c]) for c in SCORE_COLUMNS}
     for name in resolved.metrics:
-        column = value_column(name)
-        columns[column] = pc.cast(grid.column(column), pa.float64())
-        columns |= {f"{kind}__{name}": stacked[f"{kind}__{name}"] for kind in ("s", "p", "w")}
-    columns |= {c: part for c, part in stacked.items() if c.startswith(("cs__", "cw__"))}
+        columns[value_column(name)] = pc.cast(grid.column(value_column(name)), pa.float64())
+        for kind in ("s", "p", "w"):
+            column = f"{kind}__{name}"
+            columns[column] = _arrow(scored.get(column), size, types[column])
+    for column, type_ in types.items():
+        if column.startswith(("cs__", "cw__")):
+            columns[column] = _arrow(scored.get(column), size, type_)
     return pa.table(columns)
 
 

@@ -10,13 +10,13 @@ and 8 MB. So a DuckDB store keeps each day as files in the folder named after it
 (``accounthealth.duckdb.details/``):
 
     scores/<random id>.parquet               the day's scores
-    m<metrics>c<components>/<random id>.parquet  the day's detail (one file, or two halves)
+    m<metrics>c<components>/<random id>.parquet  the day's detail (a file or more)
 
 one detail folder per width of the store's detail columns (a model with more metrics widens
 them); each folder has an empty ``_layout.parquet`` that gives its columns when no day has
-one yet. A large day's detail (``SPLIT_ROWS`` accounts or more) is written as two files of
-half its rows each, at the same time in two threads: on the benchmark book writing it is the
-longest step after scoring, and a single pass ends when it is done.
+one yet. A day's detail may be in several files, each of some of its accounts: the history
+writer (store/scores.py) writes each segment's as soon as it is scored, a large one as two
+halves at once.
 
 The store's ``detail_files`` table says which files are history (both kinds: its name is
 older than the scores' files). A batch writes its files first, then lists them and unlists
@@ -37,7 +37,6 @@ import re
 import time
 import typing as t
 import uuid
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +56,6 @@ _COMPONENT_SCORE = re.compile(r"c\d+_score")
 # A day file, or one being written: files get their name only once complete, since the views
 # read every file their pattern matches (a torn one there would break every read).
 _DAY_FILE = re.compile(r"[0-9a-f]{32}\.parquet(\.partial)?")
-# From how many rows a day's detail is written as two files at once.
-SPLIT_ROWS = 100_000
 # The history files' compression. Writing them is most of a backfill's CPU, and its days wait
 # for the writer: on the benchmark's book Snappy wrote a day's detail in 133 ms of CPU and its
 # scores in 46 ms, where zstd at level 1 took 162 and 62 ms, and 90-day backfills took
@@ -135,13 +132,9 @@ class HistoryArchive:
                 widths[path.name] = (int(match[1]), int(match[2]))
         return sorted(widths, key=widths.__getitem__)
 
-    def write_detail(
-        self, details: pa.Table, schema: pa.Schema, helper: Executor | None = None
-    ) -> list[DayFile]:
-        """Write ``details`` (score_details rows of one model version) as files per date with
-        the store's detail columns ``schema``, durable on disk but listed nowhere yet. With a
-        ``helper`` thread, from ``SPLIT_ROWS`` rows on, half of them are written there
-        meanwhile (a file per date each)."""
+    def write_detail(self, details: pa.Table, schema: pa.Schema) -> list[DayFile]:
+        """Write ``details`` (score_details rows of one model version) as a file per date with
+        the store's detail columns ``schema``, durable on disk but listed nowhere yet."""
         folder, rows = self.layout(schema), _widen(details, schema)
         # Dictionaries where values repeat across accounts (metric values, scores and shares):
         # a fraction of the size for little time. Not on account ids and component scores,
@@ -152,11 +145,7 @@ class HistoryArchive:
             for name in schema.names
             if name != "account_id" and not _COMPONENT_SCORE.fullmatch(name)
         ]
-        if helper is None or rows.num_rows < SPLIT_ROWS:
-            return self._write_days(folder, rows, repeating)
-        half = rows.num_rows // 2
-        other = helper.submit(self._write_days, folder, rows.slice(half), repeating)
-        return self._write_days(folder, rows.slice(0, half), repeating) + other.result()
+        return self._write_days(folder, rows, repeating)
 
     def write_scores(self, scores: pa.Table, schema: pa.Schema) -> list[DayFile]:
         """Write ``scores`` (scores rows of one model version) as one file per date with the

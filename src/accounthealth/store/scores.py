@@ -38,6 +38,11 @@ SCORE_TABLES = (
 )
 
 
+# From how many rows a part of a batch's detail is written as two files at once (a day of the
+# benchmark's book without segments would be one part: writing it is the longest step after
+# scoring, and a single pass ends when it is done).
+SPLIT_ROWS = 100_000
+
 # Columns of the scores table as the scoring query gives them, with their types.
 SCORED_COLUMNS = {
     "account_id": pa.string(),
@@ -156,22 +161,27 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
 
 class HistoryWriter:
     """Replaces the history of each scored batch in one transaction, on a second connection
-    to the store (``Engine.writer``) in a background thread: while a backfill computes the next
+    to the store (``Engine.writer``) in background threads: while a backfill computes the next
     batch, the last one is written (writing is mostly one core's work; the queries use the
-    rest), and within a batch its metric detail is written while rollups, trend tiers and
-    overrides are applied.
+    rest), and within a batch each segment's metric detail is written as soon as the segment
+    is scored, while the next is scored and while rollups, trend tiers and overrides are
+    applied.
 
-    For each batch: ``begin`` with the scored rows, then ``finish`` with the final scores.
-    Batches are written one after another: ``begin`` waits until the one before is committed,
-    and raises its error if it failed. If the caller fails, a batch in flight that has its
-    scores is still committed (the days before the failure stay intact), one without them is
-    rolled back, and the caller's error is the one raised.
+    For each batch: ``segment_scored`` with each segment's scored rows as they come (optional),
+    ``begin`` with all the scored rows, then ``finish`` with the final scores. Batches are
+    written one after another: ``begin`` waits until the one before is committed, and raises
+    its error if it failed. If the caller fails, a batch in flight that has its scores is still
+    committed (the days before the failure stay intact), one without them is rolled back, and
+    the caller's error is the one raised.
     """
 
     def __init__(self, store: Engine, resolved: ResolvedModel) -> None:
         self.store, self.resolved = store, resolved
         self.rows = 0
         self._pending: tuple[Future[int], Future[pa.Table]] | None = None
+        # The next batch's detail files being written, and how many of its rows they hold.
+        self._parts: list[Future[list[DayFile]]] = []
+        self._parted = 0
 
     def __enter__(self) -> HistoryWriter:
         self._writer = self.store.writer()
@@ -183,8 +193,8 @@ class HistoryWriter:
             # Looked up on the writer's thread and connection, while the first batch is
             # scored: on the caller's they took 14 ms before a daily run's scoring began.
             self._schemas = self._pool.submit(self._stored_schemas)
-        # A store with an archive writes a batch's scores file in one of these, beside its
-        # detail file, and half of a large day's detail in the other.
+        # A store with an archive writes a batch's detail files in these, beside the scores
+        # file written by the batch's own thread.
         self._files = ThreadPoolExecutor(
             2, thread_name_prefix="accounthealth-files", initializer=_yielding
         )
@@ -196,14 +206,36 @@ class HistoryWriter:
             for table in ("scores_stored", "score_details_stored")
         }
 
+    def segment_scored(self, rows: pa.Table) -> None:
+        """Start writing the detail of the next batch's first rows not handed over yet: one
+        segment's, scored while the others are (``scoring.run.scored_rows``). A store without
+        an archive inserts the whole batch's detail at ``begin``."""
+        if self._archive is None:
+            return
+        details = _details_table(rows, self.resolved)
+        # A large part as two halves at once: a model without segments has one part a day.
+        half = rows.num_rows // 2 if rows.num_rows >= SPLIT_ROWS else rows.num_rows
+        for piece in (details.slice(0, half), details.slice(half)):
+            if piece.num_rows:
+                self._parts.append(self._files.submit(self._write_detail, piece))
+        self._parted += rows.num_rows
+
+    def _write_detail(self, details: pa.Table) -> list[DayFile]:
+        schema = self._schemas.result()["score_details_stored"]
+        return t.cast(HistoryArchive, self._archive).write_detail(details, schema)
+
     def begin(self, scored: pa.Table, dates: t.Sequence[dt.date]) -> None:
         """Start replacing the history of ``dates`` (consecutive days) with ``scored``, the
-        batch's rows from the scoring query: its detail now, its scores at ``finish``."""
+        batch's rows from the scoring query (those handed to ``segment_scored`` first): their
+        detail now, their scores at ``finish``."""
         self._settle()
+        if scored.num_rows > self._parted:
+            self.segment_scored(scored.slice(self._parted))
+        parts, self._parts, self._parted = self._parts, [], 0
         scores: Future[pa.Table] = Future()
-        details = _details_table(scored, self.resolved)
+        details = _details_table(scored, self.resolved) if self._archive is None else None
         scored = scored.select(list(SCORED_COLUMNS))
-        done = self._pool.submit(self._write, details, scored, scores, list(dates))
+        done = self._pool.submit(self._write, details, parts, scored, scores, list(dates))
         self._pending = (done, scores)
 
     def finish(self, final: pa.Table) -> None:
@@ -214,7 +246,8 @@ class HistoryWriter:
 
     def _write(
         self,
-        details: pa.Table,
+        details: pa.Table | None,
+        parts: list[Future[list[DayFile]]],
         scored: pa.Table,
         scores: Future[pa.Table],
         dates: list[dt.date],
@@ -224,12 +257,16 @@ class HistoryWriter:
         # Files a failure leaves unlisted are the next opening's to delete (store/archive.py):
         # deleting them here could delete what a commit that raised had listed all the same.
         if archive is not None:
-            # The scores file is written as soon as the scores are final, while the detail
-            # file may still be being written: a single pass waits for both.
-            score_files = self._files.submit(self._score_files, archive, scored, scores)
-            schema = self._schemas.result()["score_details_stored"]
-            files = archive.write_detail(details, schema, self._files)
-            files += score_files.result()
+            # The scores file is written here as soon as the scores are final, while the
+            # detail files may still be being written: a single pass waits for both.
+            try:
+                rows = self._final(scored, scores)
+                schema = self._schemas.result()["scores_stored"]
+                files = [] if rows is None else archive.write_scores(rows, schema)
+            finally:
+                wait(parts)  # none is still writing once the batch is over
+            for part in parts:
+                files += part.result()
         with engine.transaction():
             for name in SCORE_TABLES:
                 # One statement per table: a scan per day would read history 31 times a batch.
@@ -240,22 +277,13 @@ class HistoryWriter:
             if archive is not None:
                 archive.replace(engine, version, first, last, files)
             else:
+                details = t.cast(pa.Table, details)
                 if details.num_rows:
                     engine.write_arrow("score_details_stored", details)
                 rows = self._final(scored, scores)
                 if rows is not None:
                     engine.write_arrow("scores_stored", rows)
-        return details.num_rows
-
-    def _score_files(
-        self, archive: HistoryArchive, scored: pa.Table, scores: Future[pa.Table]
-    ) -> list[DayFile]:
-        rows = self._final(scored, scores)
-        return (
-            []
-            if rows is None
-            else archive.write_scores(rows, self._schemas.result()["scores_stored"])
-        )
+        return scored.num_rows
 
     def _final(self, scored: pa.Table, scores: Future[pa.Table]) -> pa.Table | None:
         """The batch's scores rows, once the caller has handed them over (None if the batch
@@ -281,7 +309,7 @@ class HistoryWriter:
                     wait([done])
         finally:
             self._pool.shutdown()
-            self._files.shutdown()
+            self._files.shutdown()  # with any part of a batch never begun (files unlisted)
             self._writer.close()
 
 
