@@ -900,6 +900,30 @@ def _all_closed(readers: list[DuckDBEngine]) -> None:
             connection.sql("SELECT 1")
 
 
+def test_the_kept_state_is_read_while_its_tables_are_counted(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Here the count waits until the state is being read, which it could not if the state
+    were read only once its tables were counted."""
+    day, _ = _two_days_of_events(carried_on)
+    reading = threading.Event()
+    real_read, real_census = state_files.read_state, carryover.census
+
+    def read_state(*args: t.Any) -> t.Any:
+        reading.set()
+        return real_read(*args)
+
+    def census(*args: t.Any) -> t.Any:
+        assert reading.wait(timeout=30), "the state was read only once its tables were counted"
+        return real_census(*args)
+
+    monkeypatch.setattr(state_files, "read_state", read_state)
+    monkeypatch.setattr(carryover, "census", census)
+    with ah.open(carried_on) as p:
+        p.ingest()
+        _carried_on(p, day, X)
+
+
 def test_the_day_grid_is_set_up_while_the_days_reads_are_in_flight(
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

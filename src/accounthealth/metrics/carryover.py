@@ -157,8 +157,20 @@ class CarryOver:
         except (OSError, ValueError):
             return Resumed(None)
         good, quiet, why = set(), set(), []
+        reading = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-state")
         try:
             inputs = meta.get("inputs", {})
+            # The whole state is read while its tables are counted, as most days it is all
+            # good (on the benchmark's book the two took 15 and 17 ms, one after the other).
+            whole = reading.submit(
+                state_files.read_state,
+                folder,
+                meta,
+                day,
+                set(meta["tables"]),
+                frozenset(),
+                set(inputs),
+            )
             prints = self._fingerprints([*meta["tables"], *inputs])
             # Rows by day are counted only where rows may have been added (files ingested
             # since, or read in place): a table ingested from the same files is checked by its
@@ -186,11 +198,14 @@ class CarryOver:
                 for table, mark in inputs.items()
                 if _as_kept(prints[table], mark, counts.get(table))
             }
-            carried = (
-                state_files.read_state(folder, meta, day, good, frozenset(quiet), unchanged)
-                if good
-                else None
-            )
+            if good == set(meta["tables"]) and unchanged == set(inputs):
+                carried = dataclasses.replace(whole.result(), quiet=frozenset(quiet))
+            elif good:
+                carried = state_files.read_state(
+                    folder, meta, day, good, frozenset(quiet), unchanged
+                )
+            else:
+                carried = None
         except (
             OSError,
             AttributeError,
@@ -201,6 +216,8 @@ class CarryOver:
             duckdb.Error,
         ) as exc:
             return Resumed(None, f"the running values kept of {day} could not be read ({exc!r})")
+        finally:
+            reading.shutdown(cancel_futures=True)
         # A quiet table's counts hold for any later day too.
         self._known = {table: meta["tables"][table] for table in quiet}
         if carried is not None:
