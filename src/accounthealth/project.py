@@ -289,16 +289,20 @@ class Project(ActingOnHealth):
                     self.compute, resolved, dates, resumed.carried, compiled
                 )
                 batch_days = batch_days or 1
-        # Set up while the running values' reads are in flight (on their own connections).
+        # Set up while the running values' reads are in flight, or the work on what they
+        # read (RunningAggregates.ready).
         try:
             if running is not None:
                 days = day_grid(self.compute, resolved, running, cache)
             # Written history carries the overrides in force; read once, each row keeps those
             # of its own date.
             in_force = overrides.in_force(self.store, dates[0], dates[-1])
-        finally:
+        except BaseException:
             if running is not None:
-                running.ready()
+                running.abandon()
+            raise
+        if running is not None:
+            running.ready()
         spec = resolved.model.trend_tiers
         batches = self._batches(dates, batch_days)
         # The state for the next day is written while the days are scored: its rows from the

@@ -122,12 +122,13 @@ def _project(
     tks: list,
     events: dict | None = None,
     contracts: list[dict] | None = None,
+    model: str = MODEL,
 ) -> Path:
     """Events as daily files (all up to X in the first), or from ``events``; tickets (and any
     ``contracts``) as one file, unchanged."""
     make_project(
         folder,
-        MODEL,
+        model,
         {
             **({"contracts": contracts} if contracts is not None else {}),
             "accounts": [account("A1"), account("A2"), account("A3")],
@@ -900,6 +901,28 @@ def _all_closed(readers: list[DuckDBEngine]) -> None:
             connection.sql("SELECT 1")
 
 
+def test_a_state_that_keeps_no_aggregate_is_not_carried_on(tmp_path: Path) -> None:
+    """Distinct values of all history are never kept: the day is the query's, from all
+    history, and says it carried nothing on."""
+    model = """
+components:
+  usage:
+    weight: 100
+    metrics:
+      all_users: {distinct: events.user_id, score: {linear: {bad: 0, good: 3}}}
+"""
+    folder = _project(tmp_path / "p", [("A1", -2, 10, "u1", 1)], [], model=model)
+    day = X + dt.timedelta(days=1)
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score(start=X - dt.timedelta(days=1), end=X)
+    _events_file(folder, "0001", [_event(901, "A1", 1, 9, "u7", 2)])
+    with ah.open(folder) as p:
+        p.ingest()
+        assert p.score(day).carried_from is None
+        assert _stored(p, day) == _from_all_history(p, day)
+
+
 def test_the_kept_state_is_read_while_its_tables_are_counted(
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -950,19 +973,23 @@ def test_the_day_grid_is_set_up_while_the_days_reads_are_in_flight(
         _carried_on(p, day, X)
 
 
-def test_a_read_failing_as_the_day_grid_is_set_up_fails_the_run_and_closes_its_readers(
-    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failing", ["a read", "the day grid"])
+def test_a_failure_while_the_reads_are_in_flight_fails_the_run_and_closes_its_readers(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     day, _ = _two_days_of_events(carried_on)
     readers = _readers_opened(monkeypatch)
 
-    def run(self: Readers, *args: t.Any) -> t.Any:
+    def fail(*_: t.Any) -> t.Any:
         raise duckdb.IOException("the disk went away")
 
     with ah.open(carried_on) as p:
         p.ingest()
         with monkeypatch.context() as patched:
-            patched.setattr(Readers, "_run", run)
+            if failing == "a read":
+                patched.setattr(Readers, "_run", fail)
+            else:
+                patched.setattr(day_grid.DayGrid, "serving", classmethod(fail))
             with pytest.raises(duckdb.IOException, match="the disk went away"):
                 p.score(day)
         assert p.store.sql("SELECT count(*) FROM scores WHERE as_of = ?", [day]) == [(0,)]

@@ -136,51 +136,90 @@ def test_a_large_days_detail_is_two_files_that_read_as_one(
     assert len(again) == len(files)
 
 
-def test_each_segments_detail_is_handed_to_the_writer_once_scored_the_largest_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+DEFAULT, ENTERPRISE_ROWS = ["default"] * 7, ["enterprise"] * 3
+
+
+@pytest.mark.parametrize(
+    ("part_rows", "parts_written", "files"),
+    [
+        # Each segment's detail written as soon as it is scored, the largest first.
+        (1, [1, 3], [DEFAULT, ENTERPRISE_ROWS]),
+        # The smaller segment's with the batch's other rows.
+        (4, [1, 4], [DEFAULT, ENTERPRISE_ROWS]),
+        # Both small: one file of the day's detail.
+        (history.PART_ROWS, [3], [DEFAULT + ENTERPRISE_ROWS]),
+    ],
+)
+def test_each_segments_detail_is_written_once_scored_the_largest_first(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    part_rows: int,
+    parts_written: list[int],
+    files: list[list[str]],
 ) -> None:
-    """Its detail files are written while the next segment is scored: in a file of its own,
-    and the largest segment's first, since it takes longest to write."""
+    """A segment's detail files are written while the next segment is scored, the largest
+    segment's first since it takes longest to write; those of segments under ``PART_ROWS``
+    rows together, with the batch."""
     folder = churn_book(tmp_path / "book")
     day = dt.date(2026, 3, 15)  # every account a customer: 7 by default, 3 enterprise
     steps: list[tuple[str, object]] = []
-    real_score, real_handed = run_module.score_segment, history.HistoryWriter.segment_scored
+    real_score, real_part = run_module.score_segment, history.HistoryWriter._write_part
     real_begin = history.HistoryWriter.begin
 
     def score(grid: t.Any, rows: slice, model: t.Any) -> t.Any:
         steps.append(("scored", (model.segment, rows.stop - rows.start)))
         return real_score(grid, rows, model)
 
-    def handed(self: history.HistoryWriter, rows: t.Any) -> None:
-        steps.append(("handed", set(rows.column("segment_model").to_pylist())))
-        real_handed(self, rows)
+    def part(self: history.HistoryWriter, rows: t.Any) -> None:
+        steps.append(("part", sorted(rows.column("segment_model").to_pylist())))
+        real_part(self, rows)
 
     def begin(self: history.HistoryWriter, *args: t.Any) -> None:
         steps.append(("begin", None))
         real_begin(self, *args)
 
+    monkeypatch.setattr(history, "PART_ROWS", part_rows)
     monkeypatch.setattr(run_module, "score_segment", score)
-    monkeypatch.setattr(history.HistoryWriter, "segment_scored", handed)
+    monkeypatch.setattr(history.HistoryWriter, "_write_part", part)
     monkeypatch.setattr(history.HistoryWriter, "begin", begin)
     with ah.open(folder) as p:
         p.ingest()
         p.score(day)
         detail = p.store.sql("SELECT account_id, segment_model FROM score_details")
-        files = sorted(f for f in listed(p) if not f.startswith("scores/"))
-    assert steps == [
+        listed_detail = sorted(f for f in listed(p) if not f.startswith("scores/"))
+    assert [step for step in steps if step[0] != "part"] == [
         ("scored", ("default", 7)),
-        ("handed", {"default"}),
         ("scored", ("enterprise", 3)),
-        ("handed", {"enterprise"}),
         ("begin", None),
     ]
+    assert [i for i, step in enumerate(steps) if step[0] == "part"] == parts_written
     by_file = [
-        pq.read_table(folder / ARCHIVE / f).column("segment_model").to_pylist() for f in files
+        sorted(pq.read_table(folder / ARCHIVE / f).column("segment_model").to_pylist())
+        for f in listed_detail
     ]
-    assert sorted(by_file) == [["default"] * 7, ["enterprise"] * 3]
+    assert sorted(by_file) == files
     assert sorted(detail) == sorted(
         (a, "enterprise" if a in ENTERPRISE else "default") for a in CHURNERS + RETAINERS
     )
+
+
+def test_a_segments_detail_failing_to_write_keeps_the_days_history_as_it_was(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ah.open(folder) as p:
+        p.score(DAYS[0])
+        before = (listed(p), metric_rows(p), score_rows(p))
+    monkeypatch.setattr(history, "PART_ROWS", 1)
+
+    def disk_full(*_: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(HistoryArchive, "write_detail", disk_full)
+    with ah.open(folder) as p, pytest.raises(OSError, match="No space left"):
+        p.score(DAYS[0])
+    monkeypatch.undo()
+    with ah.open(folder) as p:
+        assert (listed(p), metric_rows(p), score_rows(p)) == before
 
 
 def test_a_day_that_fails_to_write_keeps_its_old_scores_and_detail(

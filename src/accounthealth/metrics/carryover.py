@@ -198,7 +198,7 @@ class CarryOver:
                 for table, mark in inputs.items()
                 if _as_kept(prints[table], mark, counts.get(table))
             }
-            if good == set(meta["tables"]) and unchanged == set(inputs):
+            if good and good == set(meta["tables"]) and unchanged == set(inputs):
                 carried = dataclasses.replace(whole.result(), quiet=frozenset(quiet))
             elif good:
                 carried = state_files.read_state(

@@ -202,6 +202,7 @@ class RunningAggregates:
         )
         self._working: ThreadPoolExecutor | None = working
         self._ready = threading.Lock()
+        self._failed: BaseException | None = None
         self._next = 0  # the index of the next day to apply
         try:
             distinct = {}
@@ -224,6 +225,8 @@ class RunningAggregates:
         day grid and the overrides took 30 ms of a daily run of the benchmark's book, while a
         core waited for the reads); what needs them calls this first."""
         with self._ready:
+            if self._failed is not None:
+                raise self._failed
             if self._working is None:
                 return
             distinct, built = self._pending
@@ -231,7 +234,17 @@ class RunningAggregates:
                 self._distinct = {col: future.result() for col, future in distinct.items()}
                 for future in built:
                     future.result()
+            except BaseException as exc:
+                self._failed = exc
+                raise
             finally:
+                self._reads_done()
+
+    def abandon(self) -> None:
+        """Stop the run's reads without waiting for what they give (its caller failed)."""
+        with self._ready:
+            if self._working is not None:
+                self._failed = RuntimeError("the running values' reads were abandoned")
                 self._reads_done()
 
     def _reads_done(self) -> None:

@@ -38,6 +38,10 @@ SCORE_TABLES = (
 )
 
 
+# From how many rows a segment's detail is written as soon as it is scored; smaller ones are
+# written with the batch's other rows at ``begin`` (a file each of a few accounts a day would
+# pile up in the archive).
+PART_ROWS = 10_000
 # From how many rows a part of a batch's detail is written as two files at once (a day of the
 # benchmark's book without segments would be one part: writing it is the longest step after
 # scoring, and a single pass ends when it is done).
@@ -201,17 +205,26 @@ class HistoryWriter:
         return self
 
     def _stored_schemas(self) -> dict[str, pa.Schema]:
-        return {
+        schemas = {
             table: stored_schema(self._writer, table)
             for table in ("scores_stored", "score_details_stored")
         }
+        # Their folders made now, before the detail's threads write into one.
+        archive = t.cast(HistoryArchive, self._archive)
+        archive.layout(schemas["score_details_stored"])
+        archive.scores_layout(schemas["scores_stored"])
+        return schemas
 
     def segment_scored(self, rows: pa.Table) -> None:
         """Start writing the detail of the next batch's first rows not handed over yet: one
-        segment's, scored while the others are (``scoring.run.scored_rows``). A store without
-        an archive inserts the whole batch's detail at ``begin``."""
-        if self._archive is None:
+        segment's, scored while the others are (``scoring.run.scored_rows``, the largest
+        first), if it has ``PART_ROWS`` or more. A store without an archive inserts the whole
+        batch's detail at ``begin``."""
+        if self._archive is None or rows.num_rows < PART_ROWS:
             return
+        self._write_part(rows)
+
+    def _write_part(self, rows: pa.Table) -> None:
         details = _details_table(rows, self.resolved)
         # A large part as two halves at once: a model without segments has one part a day.
         half = rows.num_rows // 2 if rows.num_rows >= SPLIT_ROWS else rows.num_rows
@@ -229,8 +242,9 @@ class HistoryWriter:
         batch's rows from the scoring query (those handed to ``segment_scored`` first): their
         detail now, their scores at ``finish``."""
         self._settle()
-        if scored.num_rows > self._parted:
-            self.segment_scored(scored.slice(self._parted))
+        assert self._parted <= scored.num_rows, "the rows handed over are the batch's first"
+        if self._archive is not None and scored.num_rows > self._parted:
+            self._write_part(scored.slice(self._parted))
         parts, self._parts, self._parted = self._parts, [], 0
         scores: Future[pa.Table] = Future()
         details = _details_table(scored, self.resolved) if self._archive is None else None
