@@ -276,6 +276,23 @@ def test_accounts_kept_in_another_order_carry_on_to_the_same_values(carried_on: 
         assert raw.data[~null].tolist() == expected.data[~null].tolist(), col
 
 
+def test_running_values_whose_work_failed_say_so_whenever_asked(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What failed on the reading threads is raised by every later use, not only the first:
+    the values are not there to use."""
+
+    def fail(*_: t.Any) -> None:
+        raise duckdb.IOException("the disk went away")
+
+    monkeypatch.setattr(RunningAggregates, "_make_series", fail)
+    with ah.open(carried_on) as p:
+        running = running_aggregates(p.compute, p.model, [X])
+        for use in (running.ready, running.ready, lambda: running.raw(X)):
+            with pytest.raises(duckdb.IOException, match="the disk went away"):
+                use()
+
+
 def test_the_next_days_run_finds_the_accounts_where_the_kept_state_has_them(
     carried_on: Path,
 ) -> None:
