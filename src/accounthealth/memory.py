@@ -19,10 +19,11 @@ A scoring run allocates and frees large buffers every day it scores (Arrow resul
 arrays, the day's detail). glibc raises its mmap threshold to the size of each large block
 freed (up to 32 MB), so after the first few allocations a day's buffers come from the heap,
 and memory freed there mostly stays with the process. A scoring run therefore hands what was
-freed back to the system (malloc_trim) before its first batch and between its batches, while
-within a batch freed blocks are reused. On the benchmark book, against fixing the threshold
-at 128 KiB so that every large block is mapped and unmapped (which this module did before,
-and measured when it trimmed between a backfill's days too): a scoring pass took 5.1-5.4 s
+freed back to the system (malloc_trim) before its first batch and between its batches, where
+it is 64 MB or more (``TRIM_FROM_BYTES``), while within a batch freed blocks are reused. On
+the benchmark book, against fixing the threshold at 128 KiB so that every large block is
+mapped and unmapped (which this module did before, and measured when it trimmed between a
+backfill's days too): a scoring pass took 5.1-5.4 s
 instead of 5.5-5.8 s (three runs each, alternating; 60,000 fewer page faults in the scores
 alone), a 20-day backfill 30.4-32.7 s instead of 33.9-34.0 s, and peaked at 1.24 GB resident
 instead of 1.21 GB. Between the one-day batches of a run keeping running values (a backfill
@@ -47,6 +48,12 @@ from contextlib import contextmanager
 # NumPy's switch for asking the kernel for huge pages for its large arrays (read once, when
 # NumPy loads): accounthealth turns it off unless the user set it (``leave_huge_pages_early``).
 HUGE_PAGES_VARIABLE = "NUMPY_MADVISE_HUGEPAGE"
+# From how much memory freed in glibc's heaps a scoring run hands it back. A daily run of the
+# benchmark's book had freed 18.5 MB when it began scoring, and handing it back took its main
+# thread 10 ms (the reading threads' page faults contending), after which scoring took those
+# pages again; one-day runs in turns had medians of 0.566 s without it against 0.583 s (14
+# each). A backfill's first batch follows reads of all history, which free hundreds of MB.
+TRIM_FROM_BYTES = 64 << 20
 # The environment variable with which a user picks Arrow's pool themselves.
 ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
 # Whether they did, before accounthealth was imported (this module is its first).
@@ -102,11 +109,46 @@ def _malloc_trim() -> t.Callable[[int], int] | None:
     return trim
 
 
+class _HeapInfo(ctypes.Structure):
+    """glibc's ``struct mallinfo2``."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+@functools.cache
+def _mallinfo2() -> t.Callable[[], _HeapInfo] | None:
+    """glibc's mallinfo2 (2.33 on); None where there is none."""
+    try:
+        info = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    info.restype = _HeapInfo
+    return t.cast(t.Callable[[], _HeapInfo], info)
+
+
 def return_freed_memory() -> bool:
-    """Hand the memory this process has freed back to the system; False where that is the C
-    library's own business (not glibc)."""
+    """Hand the memory this process has freed back to the system, where it is
+    ``TRIM_FROM_BYTES`` or more (where the C library cannot say, whatever it is); False where
+    nothing was handed back, or that is the C library's own business (not glibc)."""
     trim = _malloc_trim()
     if trim is None:
+        return False
+    info = _mallinfo2()
+    if info is not None and info().fordblks < TRIM_FROM_BYTES:
         return False
     trim(0)
     return True

@@ -34,20 +34,26 @@ first = bytearray(8 << 20)
 del first
 before = rss_mb()
 blocks, pins = [], []
-for _ in range(50):
+for _ in range(int(sys.argv[2])):
     blocks.append(bytearray(4 << 20))
     pins.append(bytearray(64 << 10))
 del blocks
 if sys.argv[1] == "returned":
     assert return_freed_memory()
+elif sys.argv[1] == "too little":
+    assert not return_freed_memory()
 print(rss_mb() - before)
 """
 
 
-def held_after_free(mode: str, seed: int) -> float:
+def held_after_free(mode: str, seed: int, blocks: int = 50) -> float:
     env = {**os.environ, "PYTHONHASHSEED": str(seed)}  # what the heap holds before varies
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", SCRIPT, mode, str(blocks)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return float(out.stdout)
 
@@ -58,6 +64,13 @@ def test_freed_blocks_go_back_to_the_system() -> None:
     for seed in (0, 1, 2):
         assert held_after_free("kept", seed) > 150
         assert held_after_free("returned", seed) < 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
+def test_too_little_freed_is_not_handed_back() -> None:
+    # 20 MB freed: handing it back would cost more than it saves (memory.TRIM_FROM_BYTES);
+    # the script fails if it is handed back.
+    held_after_free("too little", 0, blocks=5)
 
 
 # Imports accounthealth and pyarrow in the order given and prints the name of Arrow's memory
