@@ -94,19 +94,18 @@ def use_lasting_arrow_pool() -> str:
 
 
 @functools.cache
-def _malloc_trim() -> t.Callable[[int], int] | None:
-    """glibc's malloc_trim; None where the C library is not glibc (macOS, Windows, musl),
-    which keeps its own policy."""
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, where it is glibc; None elsewhere (macOS, Windows, musl), where it
+    keeps its own policy."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
-        trim = libc.malloc_trim
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    return trim
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    return libc
 
 
 class _HeapInfo(ctypes.Structure):
@@ -130,27 +129,28 @@ class _HeapInfo(ctypes.Structure):
 
 
 @functools.cache
-def _mallinfo2() -> t.Callable[[], _HeapInfo] | None:
-    """glibc's mallinfo2 (2.33 on); None where there is none."""
-    try:
-        info = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):
+def _heap_free() -> t.Callable[[], int] | None:
+    """How many bytes glibc's heaps hold free (mallinfo2, glibc 2.33 on); None where it
+    cannot say."""
+    libc = _glibc()
+    info = getattr(libc, "mallinfo2", None)
+    if info is None:
         return None
     info.restype = _HeapInfo
-    return t.cast(t.Callable[[], _HeapInfo], info)
+    return lambda: int(info().fordblks)
 
 
 def return_freed_memory() -> bool:
     """Hand the memory this process has freed back to the system, where it is
     ``TRIM_FROM_BYTES`` or more (where the C library cannot say, whatever it is); False where
     nothing was handed back, or that is the C library's own business (not glibc)."""
-    trim = _malloc_trim()
-    if trim is None:
+    libc = _glibc()
+    if libc is None:
         return False
-    info = _mallinfo2()
-    if info is not None and info().fordblks < TRIM_FROM_BYTES:
+    free = _heap_free()
+    if free is not None and free() < TRIM_FROM_BYTES:
         return False
-    trim(0)
+    libc.malloc_trim(0)
     return True
 
 

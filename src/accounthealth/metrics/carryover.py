@@ -160,16 +160,11 @@ class CarryOver:
         reading = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-state")
         try:
             inputs = meta.get("inputs", {})
+            every, all_inputs = set(meta["tables"]), set(inputs)
             # The whole state is read while its tables are counted, as most days it is all
             # good (on the benchmark's book the two took 15 and 17 ms, one after the other).
             whole = reading.submit(
-                state_files.read_state,
-                folder,
-                meta,
-                day,
-                set(meta["tables"]),
-                frozenset(),
-                set(inputs),
+                state_files.read_state, folder, meta, day, every, frozenset(), all_inputs
             )
             prints = self._fingerprints([*meta["tables"], *inputs])
             # Rows by day are counted only where rows may have been added (files ingested
@@ -198,7 +193,7 @@ class CarryOver:
                 for table, mark in inputs.items()
                 if _as_kept(prints[table], mark, counts.get(table))
             }
-            if good and good == set(meta["tables"]) and unchanged == set(inputs):
+            if good and good == every and unchanged == all_inputs:
                 carried = dataclasses.replace(whole.result(), quiet=frozenset(quiet))
             elif good:
                 carried = state_files.read_state(

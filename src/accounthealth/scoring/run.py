@@ -175,14 +175,14 @@ def scored_rows(
     for i in np.argsort(-sizes, kind="stable"):
         if not sizes[i]:
             break
-        seg, start = segments[i], int(bounds[i])
-        rows = slice(start, start + int(sizes[i]))
+        seg, start, size = segments[i], int(bounds[i]), int(sizes[i])
+        rows = slice(start, start + size)
         scored: dict[str, Values | np.ndarray | pa.Array] = {**score_segment(source, rows, seg)}
-        scored["segment_model"] = pa.nulls(int(sizes[i]), pa.string()).fill_null(seg.segment)
+        scored["segment_model"] = pa.nulls(size, pa.string()).fill_null(seg.segment)
         if "tier" in scored:
             tiers = t.cast(np.ndarray, scored["tier"])
             scored["tier"] = names_at([tier.name for tier in seg.tiers], tiers)
-        parts.append(_segment_rows(grid.slice(start, int(sizes[i])), scored, types, resolved))
+        parts.append(_segment_rows(grid.slice(start, size), scored, types, resolved))
         if segment_scored is not None:
             segment_scored(parts[-1])
     if not parts:
@@ -198,17 +198,13 @@ def _segment_rows(
 ) -> pa.Table:
     """One segment's scored rows: its ``grid`` rows' account columns and values, and its
     ``scored`` columns (``score_segment``) of the ``types`` every segment's rows have."""
-    size = grid.num_rows
+    typed = {c: _arrow(scored.get(c), grid.num_rows, type_) for c, type_ in types.items()}
     columns: dict[str, pa.Array | pa.ChunkedArray] = {c: grid.column(c) for c in ACCOUNT_COLUMNS}
-    columns |= {c: _arrow(scored.get(c), size, types[c]) for c in SCORE_COLUMNS}
+    columns |= {c: typed[c] for c in SCORE_COLUMNS}
     for name in resolved.metrics:
         columns[value_column(name)] = pc.cast(grid.column(value_column(name)), pa.float64())
-        for kind in ("s", "p", "w"):
-            column = f"{kind}__{name}"
-            columns[column] = _arrow(scored.get(column), size, types[column])
-    for column, type_ in types.items():
-        if column.startswith(("cs__", "cw__")):
-            columns[column] = _arrow(scored.get(column), size, type_)
+        columns |= {f"{kind}__{name}": typed[f"{kind}__{name}"] for kind in ("s", "p", "w")}
+    columns |= {c: part for c, part in typed.items() if c.startswith(("cs__", "cw__"))}
     return pa.table(columns)
 
 
