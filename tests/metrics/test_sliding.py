@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import accounthealth as ah
-from accounthealth.metrics.series import Series, chain, stable_order
+from accounthealth.metrics.series import Series, stable_order
+from accounthealth.metrics.sightings import chain
 
 from builders import account, make_project
 
