@@ -40,7 +40,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ibis
-import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
@@ -49,7 +48,9 @@ import pyarrow.compute as pc
 from accounthealth.engine.base import Engine
 from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.engine.readers import Readers
+from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
+from accounthealth.metrics.reads import Filter, Read
 from accounthealth.metrics.series import (
     EPOCH,
     Carried,
@@ -64,9 +65,8 @@ from accounthealth.metrics.series import (
 )
 from accounthealth.metrics.sightings import carried_on, chain, coded, counted, to_keep
 
-Filter = t.Callable[[Aggregate, ir.Table], ir.BooleanValue]
 # What a running sum keeps besides its count: the sum of finite values and how many values are
-# NaN, +inf and -inf (see _sum_measures).
+# NaN, +inf and -inf (see metrics/reads.py).
 SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 # Series columns that are only ever added to running values: left out when all zero.
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
@@ -81,8 +81,6 @@ POSITIONS_TABLE = "_accounthealth_positions"
 READERS = 2
 # A query by name, compiled once (by the function given, on the first call for that name).
 Compiled = t.Callable[[str, t.Callable[[], ir.Table]], PreparedQuery]
-# A read of the run's days: its name, and the query of the run's first and last day it makes.
-Read = tuple[str, t.Callable[[ir.DateValue, ir.DateValue], ir.Table]]
 
 
 @dataclass(frozen=True)
@@ -109,10 +107,6 @@ def carries(agg: Aggregate) -> bool:
 def consecutive(dates: t.Sequence[dt.date]) -> bool:
     """Two or more dates, one day apart, in order."""
     return len(dates) > 1 and all((b - a).days == 1 for a, b in itertools.pairwise(dates))
-
-
-def _day(value: ir.Value) -> ir.DateValue:
-    return value.cast("date") if value.type().is_timestamp() else value
 
 
 class RunningAggregates:
@@ -297,12 +291,8 @@ class RunningAggregates:
             resumed = self._carried is not None and self.aggregates[group[0]] in self._resumes
             # A quiet table has no rows after the carried day: nothing to read.
             quiet = resumed and group[0].table in t.cast(Carried, self._carried).quiet
-            reads = (
-                self._open_rows(group, resumed)
-                if group[0].active
-                else (self._day_rows(group, resumed),)
-            )
-            read = [None if quiet else self._reading(rows, "_d") for rows in reads]
+            rows = self._reads(group, resumed)
+            read = [None if quiet else self._reading(day, "_d") for day in rows]
             made.append(working.submit(self._make_series, key, resumed, read))
         return made
 
@@ -425,76 +415,13 @@ class RunningAggregates:
             return {}
         return carried.grid
 
-    def _day_rows(self, group: list[Aggregate], resumed: bool) -> Read:
-        """Per account and day: the row count, each summed column's count and sum, the last
-        day and for latest the last time and its value. Days before any window of the group
-        begins are folded into one row per account, so all history counts once; ``resumed``:
-        only the run's own days are read, the rest being carried."""
-        floor = min(-a.offset - (a.window or 0) for a in group)
-
-        def grouped(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-            rows = _rows(self.engine, group[0], self.where_of)
-            u = _day(rows[group[0].time])
-            index = u.delta(first, unit="day")
-            rows = rows.filter(u <= last)
-            if resumed:
-                rows = rows.filter(_from(rows[group[0].time], first))
-            rows = rows.mutate(_d=ibis.greatest(index, floor), _u=index)
-            measures: dict[str, ir.Value] = {"cnt": rows.count(), "last_u": rows._u.max()}
-            for agg in group:
-                if agg.kind in ("sum", "avg"):
-                    measures |= _sum_measures(rows, t.cast(str, agg.column))
-                elif agg.kind == "latest":
-                    # The time itself orders the rows (as the per-date argmax does); a
-                    # timestamp comes back as microseconds.
-                    measures["last_t"] = rows[agg.time].cast("timestamp").max()
-                    measures[f"v_{agg.column}"] = (
-                        rows[t.cast(str, agg.column)].cast("float64").argmax(rows[agg.time])
-                    )
-            return rows.group_by(["account_id", "_d"]).aggregate(**measures)
-
-        return f"rows {resumed} {self._name(group)}", grouped
-
-    def _open_rows(self, group: list[Aggregate], resumed: bool) -> tuple[Read, Read]:
-        """Rows open on some day of the run, counted per account on the day they open (days
-        before the run folded into one) and on the day they close; ``resumed``: only the rows
-        opened on the run's own days."""
-        agg = group[0]
-        o = agg.offset
-        columns = {c for a in group if a.kind in ("sum", "avg") for c in [t.cast(str, a.column)]}
-
-        def measures(table: ir.Table) -> dict[str, ir.Value]:
-            out: dict[str, ir.Value] = {"cnt": table.count()}
-            for c in columns:
-                out |= _sum_measures(table, c)
-            return out
-
-        def read(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-            rows = _rows(self.engine, agg, self.where_of)
-            u, end = _day(rows[agg.time]), _day(rows[agg.until])
-            # Rows closed before the first day read nothing; a row closed on or before the
-            # day it opened is never open.
-            rows = rows.filter(
-                u <= _before(last, o),
-                end.isnull() | ((end > _before(first, o)) & (end > u)),
-            )
-            if resumed:
-                rows = rows.filter(_from(rows[agg.time], first))
-            return rows
-
-        def opens(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-            rows = read(first, last)
-            rows = rows.mutate(_d=ibis.greatest(_day(rows[agg.time]).delta(first, unit="day"), -o))
-            return rows.group_by(["account_id", "_d"]).aggregate(**measures(rows))
-
-        def closes(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-            rows = read(first, last)
-            rows = rows.filter(rows[agg.until].notnull())
-            rows = rows.mutate(_d=_day(rows[agg.until]).delta(first, unit="day"))
-            return rows.group_by(["account_id", "_d"]).aggregate(**measures(rows))
-
-        name = f"{resumed} {self._name(group)}"
-        return (f"opens {name}", opens), (f"closes {name}", closes)
+    def _reads(self, group: list[Aggregate], resumed: bool) -> tuple[Read, ...]:
+        """The reads of a group's series: of rows open on a date, those opening and closing;
+        else its rows per account and day (``resumed``: of the run's own days only)."""
+        name = self._name(group)
+        if group[0].active:
+            return reads.open_rows(self.engine, group, self.where_of, resumed, name)
+        return (reads.day_rows(self.engine, group, self.where_of, resumed, name),)
 
     def _sightings(self, agg: Aggregate, col: str) -> t.Callable[[], tuple[Series, Series]]:
         """The days a distinct value enters and leaves the window of each account: it enters
@@ -504,26 +431,9 @@ class RunningAggregates:
         worked out by the function returned."""
         if col in self._resumes:
             return self._sightings_after(agg, col, t.cast(Carried, self._carried).sightings[col])
-        column = t.cast(str, agg.column)
         o, w = agg.offset, agg.window
-
-        def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-            rows = _rows(self.engine, agg, self.where_of)
-            u = _day(rows[agg.time])
-            rows = rows.filter(rows[column].notnull(), u <= last)
-            if w is not None:
-                rows = rows.filter(u > _before(first, o + w))
-            return rows.select(
-                account_id=rows.account_id, _v=rows[column], _u=u.delta(first, unit="day")
-            ).distinct()
-
         if w is None:
-
-            def firsts(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-                rows = seen(first, last)
-                return rows.group_by(["account_id", "_v"]).aggregate(_d=rows._u.min()).drop("_v")
-
-            first_seen = self._read((f"firsts {col}", firsts), "_d")
+            first_seen = self._read(reads.first_seen(self.engine, agg, self.where_of, col), "_d")
 
             def entering() -> tuple[Series, Series]:
                 enters = _series_of(first_seen)
@@ -532,15 +442,12 @@ class RunningAggregates:
 
             return entering
 
-        def values_seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-            rows = seen(first, last)
-            return rows.select("account_id", "_v", _d=rows._u.cast("int32"))
-
         # Each value's next sighting is found here, by ``chain``'s sort of the sightings with
         # their values, not by a window in the query: that took as long as the sort and the
         # values' fetch, and the sightings still seen after the last day are then at hand for
         # carrying on (reading them again at the end took 1.3-2.3 s for the benchmark's two).
-        accounts, days, values = _seen_columns(self._read((f"values seen {col}", values_seen)))
+        seen = reads.values_seen(self.engine, agg, self.where_of, col)
+        accounts, days, values = _seen_columns(self._read(seen))
 
         def chained() -> tuple[Series, Series]:
             nonlocal accounts, days, values
@@ -567,7 +474,7 @@ class RunningAggregates:
             return functools.partial(
                 self._carried_on, agg, col, carried, none, none, carried.values.slice(0, 0)
             )
-        read = self._reading(self._sightings_read(agg, col))
+        read = self._reading(reads.seen_on_run_days(self.engine, agg, self.where_of, col))
         return lambda: self._carried_on(agg, col, carried, *_seen_columns(read.result()))
 
     def _carried_on(
@@ -596,20 +503,6 @@ class RunningAggregates:
         )
         return enters, leaves
 
-    def _sightings_read(self, agg: Aggregate, col: str) -> Read:
-        """A distinct aggregate's sightings on the run's own days (a run carrying on)."""
-        column = t.cast(str, agg.column)
-
-        def seen(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
-            rows = _rows(self.engine, agg, self.where_of)
-            time = rows[agg.time]
-            rows = rows.filter(rows[column].notnull(), _from(time, first), _day(time) <= last)
-            return rows.select(
-                account_id=rows.account_id, _v=rows[column], _d=_day(time).delta(first, unit="day")
-            ).distinct()
-
-        return f"seen {col}", seen
-
     def compile_carrying_on(self, columns: t.Collection[str]) -> None:
         """Compile the reads of a run carrying the aggregates in ``columns`` on from this one
         (each kept series' and distinct value's rows of its own days), so that the day after
@@ -619,14 +512,12 @@ class RunningAggregates:
             return
         kept = self.kept(columns)
         for group in self._kept_groups(kept).values():
-            if group[0].active:
-                for read in self._open_rows(group, resumed=True):
-                    self._compiled_read(read, ["_d"])
-            else:
-                self._compiled_read(self._day_rows(group, resumed=True), ["_d"])
+            for read in self._reads(group, resumed=True):
+                self._compiled_read(read, ["_d"])
         for agg, col in kept.items():
             if agg.kind == "distinct":
-                self._compiled_read(self._sightings_read(agg, col), [])
+                seen = reads.seen_on_run_days(self.engine, agg, self.where_of, col)
+                self._compiled_read(seen, [])
 
     # -- the running values, day by day ---------------------------------------------------------
     def _advance(self) -> None:
@@ -873,40 +764,12 @@ def _seen_columns(data: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     )
 
 
-def _sum_measures(rows: ir.Table, column: str) -> dict[str, ir.Value]:
-    """A summed column per group: its values' count, the sum of its finite values, and how many
-    are NaN, +inf and -inf. Kept apart, a NaN or an infinity leaves the running sum when its
-    row leaves the window, as it leaves a sum over the window's rows."""
-    value = rows[column].cast("float64")
-    finite = value.notnull() & ~value.isnan() & ~value.isinf()
-
-    def how_many(condition: ir.BooleanValue) -> ir.Value:
-        return condition.fill_null(False).cast("int64").sum().fill_null(0)
-
-    return {
-        f"n_{column}": value.count(),
-        f"s_{column}": ibis.ifelse(finite, value, 0.0).sum().fill_null(0.0),
-        f"nan_{column}": how_many(value.isnan()),
-        f"pinf_{column}": how_many(value.isinf() & (value > 0)),
-        f"ninf_{column}": how_many(value.isinf() & (value < 0)),
-    }
-
-
 def _numeric(engine: Engine, agg: Aggregate) -> bool:
     """A latest value is carried as a number: other types are left to pairing."""
     if agg.kind != "latest":
         return True
     type_ = engine.table(agg.table)[t.cast(str, agg.column)].type()
     return type_.is_numeric() or type_.is_boolean()
-
-
-def _rows(engine: Engine, agg: Aggregate, where_of: Filter) -> ir.Table:
-    """The table's rows the aggregate can read: an account, a time, its own filter."""
-    rows = engine.table(agg.table)
-    rows = rows.filter(rows.account_id.notnull(), rows[agg.time].notnull())
-    if agg.where is not None:
-        rows = rows.filter(where_of(agg, rows))
-    return rows
 
 
 def _starting(agg: Aggregate, col: str, n: int) -> dict[str, np.ndarray]:
@@ -927,18 +790,3 @@ def _joined(rows: ir.Table, positions: ir.Table, order: t.Sequence[str]) -> ir.T
     known = rows.join(positions, rows.account_id == positions._account)
     known = known.drop("account_id", "_account")
     return known.order_by(list(order)) if order else known
-
-
-def _before(day: ir.DateValue, days: int) -> ir.DateValue:
-    """The date ``days`` before ``day``: a literal date of a literal (the engine then compares
-    dates with a date, where a date less an interval is a timestamp each row is cast to)."""
-    op = day.op()
-    if isinstance(op, ops.Literal):
-        return ibis.literal(op.value - dt.timedelta(days=days), "date")
-    return (day - ibis.interval(days=days)).cast("date")
-
-
-def _from(column: ir.Value, day: ir.DateValue) -> ir.BooleanValue:
-    """The column's day is ``day`` or later, against the column itself (which an engine prunes
-    by, ``day`` being a constant once bound): the day's midnight for a timestamp."""
-    return column >= (day.cast("timestamp") if column.type().is_timestamp() else day)
