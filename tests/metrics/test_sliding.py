@@ -14,7 +14,6 @@ import pytest
 
 import accounthealth as ah
 from accounthealth.metrics.series import Series, stable_order
-from accounthealth.metrics.sightings import chain
 
 from builders import account, make_project
 
@@ -126,56 +125,6 @@ def test_series_rows_of_a_day_across_gaps_and_outside_its_days() -> None:
     }  # fmt: skip
     empty = Series(np.zeros(0, np.int32), np.zeros(0, np.int32))
     assert empty.accounts[empty.on(0)].size == 0
-
-
-# Positions and codes that fit in one int64 sort key with the days, and that do not.
-@pytest.mark.parametrize("top", [5, 2**31 - 2])
-def test_sightings_chain_by_account_value_and_day(top: int) -> None:
-    # Two accounts seeing values over days, in no order: each (account, value)'s sightings
-    # in day order, each leaving when the window passes it or the value is seen next.
-    accounts = np.array([top, 0, top, 0, top, 0], np.int32)
-    codes = np.array([3, 2, 3, top, 0, 2], np.int32)
-    days = np.array([9, 4, -2, 7, 5, 1], np.int32)
-    seen = chain(accounts, codes, days, o=0, w=5)
-    assert list(zip(seen.accounts, seen.codes, seen.days, strict=True)) == [
-        (0, 2, 1), (0, 2, 4), (0, top, 7), (top, 0, 5), (top, 3, -2), (top, 3, 9),
-    ]  # fmt: skip
-    assert seen.leaves.tolist() == [4, 9, 12, 10, 3, 14]
-    assert seen.latest.tolist() == [False, True, True, True, False, True]
-
-
-# Sightings whose keys pack into one int64 with no bits for the code or the day (one value,
-# one day), with a few bits each, and with all 63 bits; and ones that need 64 bits or more.
-@pytest.mark.parametrize(
-    ("accounts", "codes", "days"),
-    [
-        (50, 1, 1),
-        (50, 3, 20),
-        (2**21, 2**21, 2**21),
-        (2**22, 2**22, 2**20),
-        (2**31 - 1, 2**31 - 1, 9),
-    ],
-)
-def test_sightings_chain_as_worked_out_one_by_one(accounts: int, codes: int, days: int) -> None:
-    rng = np.random.default_rng(accounts + codes + days)
-    rows = {
-        (int(rng.integers(accounts)), int(rng.integers(codes)), int(rng.integers(days)) - 7)
-        for _ in range(300)
-    }
-    a, c, d = (np.array(column, np.int32) for column in zip(*rows, strict=True))
-    seen = chain(a, c, d, o=2, w=5)
-    expected = sorted(rows)
-    leaves, latest = [], []
-    for i, (position, code, day) in enumerate(expected):
-        after = expected[i + 1] if i + 1 < len(expected) else None
-        again = after is not None and after[:2] == (position, code)
-        leaves.append(min(day + 7, after[2] + 2) if again else day + 7)
-        latest.append(not again)
-    got = list(zip(seen.accounts.tolist(), seen.codes.tolist(), seen.days.tolist(), strict=True))
-    assert got == expected
-    assert seen.leaves.tolist() == leaves
-    assert seen.latest.tolist() == latest
-    assert {seen.accounts.dtype, seen.codes.dtype, seen.days.dtype} == {np.dtype(np.int32)}
 
 
 # Small integers (a 16-bit radix sort), large ones, fractions and NaN (merge sorts).

@@ -160,7 +160,7 @@ class DuckDBEngine(Engine):
     def _looked_up(self, names: list[str]) -> dict[str, ir.Table]:
         # The tables (not views) among them from one look at the catalog, typed as Ibis types
         # them when it looks each up: that took 3-4 ms a table, some 20 ms of a daily run.
-        # Each type parsed once: the tables' 63 columns have a dozen types between them, and
+        # Each type parsed once: the benchmark book's tables have 63 columns of a dozen types, and
         # parsing each took 0.1 ms.
         to_ibis = functools.cache(self.ibis.compiler.type_mapper.from_string)
         found = {}

@@ -120,7 +120,7 @@ def values_seen(engine: Engine, agg: Aggregate, where_of: Filter, col: str) -> R
 
 def first_seen(engine: Engine, agg: Aggregate, where_of: Filter, col: str) -> Read:
     """The day index each account first saw each value of the distinct aggregate ``agg``
-    over all history (column ``col``), up to the run's last day."""
+    (column ``col``), one without a window (over all history), up to the run's last day."""
 
     def query(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
         rows = _seen(engine, agg, where_of, first, last)

@@ -73,9 +73,9 @@ def counted(
     chained: Sightings, values: pa.Array, o: int, last: int
 ) -> tuple[Sightings, Series, Series]:
     """A run's own ``chain``ed sightings, whose codes index ``values``, counted: those still
-    counting or yet to after its ``last`` day, and the rows entering and leaving its days'
-    counts. A sighting superseded before the first day enters and leaves on it: it counts
-    once."""
+    counting or yet to after its ``last`` day, and the rows entering and leaving the count,
+    each by its day (those after ``last`` are for no day of the run). A sighting superseded
+    before the first day enters and leaves on it: it counts once."""
     still = chained.leaves > last
     kept = Sightings(
         chained.accounts[still],

@@ -23,9 +23,9 @@ over open rows; latest of a non-numeric column) are left to pairing rows with da
 A run can also start where an earlier one ended (``Carried``, kept by metrics/carryover.py):
 its running values, the series rows still to enter or leave a window and, per distinct
 aggregate, the sightings still in (or yet to enter) their window, with their values. The run
-then reads only the rows of its own days. The series, raw values and carried state are shaped
-in metrics/series.py; a distinct count's sightings are chained, counted, carried on and kept
-by metrics/sightings.py.
+then reads only the rows of its own days. What a run reads is queried by metrics/reads.py;
+the series, raw values and carried state are shaped in metrics/series.py; a distinct count's
+sightings are chained, counted, carried on and kept by metrics/sightings.py.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.engine.readers import Readers
 from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
-from accounthealth.metrics.reads import Filter, Read
 from accounthealth.metrics.series import (
     EPOCH,
     Carried,
@@ -66,7 +65,7 @@ from accounthealth.metrics.series import (
 from accounthealth.metrics.sightings import carried_on, chain, coded, counted, to_keep
 
 # What a running sum keeps besides its count: the sum of finite values and how many values are
-# NaN, +inf and -inf (see metrics/reads.py).
+# NaN, +inf and -inf (see reads._sum_measures).
 SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 # Series columns that are only ever added to running values: left out when all zero.
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
@@ -118,7 +117,7 @@ class RunningAggregates:
         engine: Engine,
         aggregates: t.Mapping[Aggregate, str],
         dates: t.Sequence[dt.date],
-        where_of: Filter,
+        where_of: reads.Filter,
         carried: Carried | None = None,
         compiled: Compiled | None = None,
     ) -> None:
@@ -291,8 +290,8 @@ class RunningAggregates:
             resumed = self._carried is not None and self.aggregates[group[0]] in self._resumes
             # A quiet table has no rows after the carried day: nothing to read.
             quiet = resumed and group[0].table in t.cast(Carried, self._carried).quiet
-            rows = self._reads(group, resumed)
-            read = [None if quiet else self._reading(day, "_d") for day in rows]
+            reading = self._reads(group, resumed)
+            read = [None if quiet else self._reading(one, "_d") for one in reading]
             made.append(working.submit(self._make_series, key, resumed, read))
         return made
 
@@ -356,7 +355,7 @@ class RunningAggregates:
         looking 200,000 ids up in Arrow took 0.05 s a table."""
         return self.engine.to_arrow(_joined(rows, self._positions, order))
 
-    def _reading(self, read: Read, *order: str) -> Future[pa.Table]:
+    def _reading(self, read: reads.Read, *order: str) -> Future[pa.Table]:
         """``_read`` on a connection of the run's readers where it has them, else now."""
         if self._readers is not None:
             query = self._compiled_read(read, order)
@@ -365,7 +364,7 @@ class RunningAggregates:
         done.set_result(self._read(read, *order))
         return done
 
-    def _read(self, read: Read, *order: str) -> pa.Table:
+    def _read(self, read: reads.Read, *order: str) -> pa.Table:
         """The rows of a ``read`` (its query of the run's first and last days), ``placed``:
         compiled once where the run has compiled queries, else with the days as literals."""
         if not self._compiled:
@@ -380,7 +379,7 @@ class RunningAggregates:
         days = {"first": self.first, "last": self.last}
         return {name: days[name] for name in query.parameters}
 
-    def _compiled_read(self, read: Read, order: t.Sequence[str]) -> PreparedQuery:
+    def _compiled_read(self, read: reads.Read, order: t.Sequence[str]) -> PreparedQuery:
         """A ``read`` compiled once under its name (or as compiled before), its days the
         parameters ``first`` and ``last``, the accounts' positions the table
         ``POSITIONS_TABLE``."""
@@ -415,7 +414,7 @@ class RunningAggregates:
             return {}
         return carried.grid
 
-    def _reads(self, group: list[Aggregate], resumed: bool) -> tuple[Read, ...]:
+    def _reads(self, group: list[Aggregate], resumed: bool) -> tuple[reads.Read, ...]:
         """The reads of a group's series: of rows open on a date, those opening and closing;
         else its rows per account and day (``resumed``: of the run's own days only)."""
         name = self._name(group)
