@@ -264,7 +264,6 @@ class Project(ActingOnHealth):
     def _score(self, dates: list[dt.date], batch_days: int | None) -> ScoreReport:
         resolved = self.model
         started = time.perf_counter()
-        record_model(self.store, resolved)
         running = days = None
         cache = self.query_cache
         carry = resumed = None
@@ -297,6 +296,9 @@ class Project(ActingOnHealth):
             # Written history carries the overrides in force; read once, each row keeps those
             # of its own date.
             in_force = overrides.in_force(self.store, dates[0], dates[-1])
+            # Recorded here, not first: the kept state's key and reads wait for nothing it
+            # does, and a daily run's main thread would often wait for its reads here.
+            record_model(self.store, resolved)
         except BaseException:
             if running is not None:
                 running.abandon()
