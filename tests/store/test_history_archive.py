@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import accounthealth as ah
+from accounthealth.actions import overrides
 from accounthealth.scoring import run as run_module
+from accounthealth.scoring.finish import final_scores
 from accounthealth.store import archive as archive_module
 from accounthealth.store import schema
 from accounthealth.store import scores as history
@@ -201,6 +203,41 @@ def test_each_segments_detail_is_written_once_scored_the_largest_first(
     assert sorted(detail) == sorted(
         (a, "enterprise" if a in ENTERPRISE else "default") for a in CHURNERS + RETAINERS
     )
+
+
+def test_rows_handed_over_after_some_too_few_to_write_early_are_written_with_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detail written early is the batch's first rows: after rows too few to write early, the
+    next rows handed over wait for the batch too, however many, and every account's detail
+    is written once."""
+    folder = churn_book(tmp_path / "book")
+    day = dt.date(2026, 3, 15)
+    monkeypatch.setattr(history, "PART_ROWS", 4)
+    written: list[int] = []
+    real_part = history.HistoryWriter._write_part
+
+    def part(self: history.HistoryWriter, rows: t.Any) -> None:
+        written.append(rows.num_rows)
+        real_part(self, rows)
+
+    monkeypatch.setattr(history.HistoryWriter, "_write_part", part)
+    with ah.open(folder) as p:
+        p.ingest()
+        p.score(day)  # the store's model and layouts
+        scored = run_module.score_table(p.compute, p.model, [day])
+        assert scored.num_rows == 10
+        written.clear()
+        with history.HistoryWriter(p.store, p.model) as writer:
+            writer.segment_scored(scored.slice(0, 2))  # under PART_ROWS: not written now
+            writer.segment_scored(scored.slice(2, 5))  # enough, but after rows waiting
+            assert written == []
+            writer.begin(scored, [day])
+            assert written == [10]  # all the batch's rows, once
+            in_force = overrides.in_force(p.store, day, day)
+            writer.finish(final_scores(scored, p.model, in_force=in_force))
+        detail = p.store.sql("SELECT account_id FROM score_details WHERE as_of = ?", [day])
+    assert sorted(a for (a,) in detail) == sorted(CHURNERS + RETAINERS)
 
 
 def test_a_segments_detail_failing_to_write_keeps_the_days_history_as_it_was(

@@ -180,7 +180,7 @@ class RunningAggregates:
         self._running: dict[str, np.ndarray] = {}
         # Per distinct aggregate: (accounts, day) of values entering and of values leaving.
         self._distinct: dict[str, tuple[Series, Series]] = {}
-        # Per distinct aggregate of a carried run: its sightings, to carry on (see _chain).
+        # Per distinct aggregate: its sightings, to carry on (metrics/sightings.py).
         self._seen: dict[str, Sightings] = {}
         # What each read gives is worked out (made series, its sightings chained and sorted) in
         # a thread while the next read runs: the engine's reads keep both cores busy, the NumPy
@@ -214,8 +214,9 @@ class RunningAggregates:
     def ready(self) -> None:
         """Wait until the run's reads are in and worked out; raises what failed there. They
         run from when it is made, so its caller can set up the rest of its run meanwhile (the
-        day grid and the overrides took 30 ms of a daily run of the benchmark's book, while a
-        core waited for the reads); what needs them calls this first."""
+        day grid, the overrides and the model's record took 40 ms of a daily run of the
+        benchmark's book, while a core would have waited for the reads); what needs them calls
+        this first."""
         with self._ready:
             if self._failed is not None:
                 raise self._failed

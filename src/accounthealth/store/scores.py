@@ -183,9 +183,10 @@ class HistoryWriter:
         self.store, self.resolved = store, resolved
         self.rows = 0
         self._pending: tuple[Future[int], Future[pa.Table]] | None = None
-        # The next batch's detail files being written, and how many of its rows they hold.
+        # The next batch's detail files being written, how many of its first rows they hold,
+        # and how many rows of it were handed over (``segment_scored``).
         self._parts: list[Future[list[DayFile]]] = []
-        self._parted = 0
+        self._parted = self._handed = 0
 
     def __enter__(self) -> HistoryWriter:
         self._writer = self.store.writer()
@@ -216,21 +217,26 @@ class HistoryWriter:
         return schemas
 
     def segment_scored(self, rows: pa.Table) -> None:
-        """Start writing the detail of the next batch's first rows not handed over yet: one
-        segment's, scored while the others are (``scoring.run.scored_rows``, the largest
-        first), if it has ``PART_ROWS`` or more. A store without an archive inserts the whole
-        batch's detail at ``begin``."""
-        if self._archive is None or rows.num_rows < PART_ROWS:
-            return
-        self._write_part(rows)
+        """Hand over the next batch's next rows: one segment's, scored while the others are
+        (``scoring.run.scored_rows``, the largest first). Their detail is written now if they
+        are ``PART_ROWS`` or more and all rows handed over before them are being written too
+        (what is written early is the batch's first rows); else with the rest at ``begin``. A
+        store without an archive inserts the whole batch's detail at ``begin``."""
+        early = (
+            self._archive is not None
+            and rows.num_rows >= PART_ROWS
+            and self._parted == self._handed
+        )
+        self._handed += rows.num_rows
+        if early:
+            self._write_part(rows)
 
     def _write_part(self, rows: pa.Table) -> None:
         details = _details_table(rows, self.resolved)
         # A large part as two halves at once: a model without segments has one part a day.
-        half = rows.num_rows // 2 if rows.num_rows >= SPLIT_ROWS else rows.num_rows
-        for piece in (details.slice(0, half), details.slice(half)):
-            if piece.num_rows:
-                self._parts.append(self._files.submit(self._write_detail, piece))
+        half = rows.num_rows // 2
+        pieces = [details] if rows.num_rows < SPLIT_ROWS else [details[:half], details[half:]]
+        self._parts += [self._files.submit(self._write_detail, piece) for piece in pieces]
         self._parted += rows.num_rows
 
     def _write_detail(self, details: pa.Table) -> list[DayFile]:
@@ -242,10 +248,10 @@ class HistoryWriter:
         batch's rows from the scoring query (those handed to ``segment_scored`` first): their
         detail now, their scores at ``finish``."""
         self._settle()
-        assert self._parted <= scored.num_rows, "the rows handed over are the batch's first"
+        assert self._handed <= scored.num_rows, "the rows handed over are the batch's first"
         if self._archive is not None and scored.num_rows > self._parted:
             self._write_part(scored.slice(self._parted))
-        parts, self._parts, self._parted = self._parts, [], 0
+        parts, self._parts, self._parted, self._handed = self._parts, [], 0, 0
         scores: Future[pa.Table] = Future()
         details = _details_table(scored, self.resolved) if self._archive is None else None
         scored = scored.select(list(SCORED_COLUMNS))
