@@ -96,6 +96,10 @@ def test_segment_errors(tmp_path: Path) -> None:
     seg = BASE + "segments:\n  big:\n    when: \"segment = 'x'\"\n    weights: {usge: 3}\n"
     message = error_for(tmp_path / "w", "{count: events, score: boolean}", seg)
     assert "unknown component 'usge'" in message and "did you mean 'usage'?" in message
+    seg = BASE + "segments:\n  big:\n    when: \"segment = 'x'\"\n    weights: {usage: 0}\n"
+    message = error_for(tmp_path / "z", "{count: events, score: boolean}", seg)
+    assert "model.yaml:" in message and "segments.big.weights.usage" in message
+    assert "greater than 0" in message
     # 'default' names the model of the accounts no segment matches: a segment by that name
     # would take them over.
     seg = BASE + "segments:\n  default:\n    when: \"segment = 'x'\"\n"

@@ -309,7 +309,8 @@ class Segment(Strict):
 
     when: str
     description: str | None = None
-    weights: dict[str, float] = Field(default_factory=dict)
+    # Above 0, as a component's own weight: a segment whose weights summed to 0 divided by it.
+    weights: dict[str, t.Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     components: dict[str, Component | None] = Field(default_factory=dict)
     tiers: Tiers | None = None
     renewal: Renewal | None = None
