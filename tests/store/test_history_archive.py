@@ -74,7 +74,7 @@ def test_each_day_is_a_scores_file_and_a_detail_file_of_its_version_and_date(
         scores = score_rows(p)
         assert p.store.sql("SELECT count(*) FROM scores_stored") == [(0,)]
     assert files == day_files(folder)
-    keys: dict[str, set[tuple[str, dt.date]]] = {"scores": set(), "m1c1": set()}
+    keys: dict[str, set[tuple[str, dt.date]]] = {"scores": set(), "m1c1-lean": set()}
     for file in files:
         rows = pq.read_table(folder / ARCHIVE / file).to_pylist()
         assert len(rows) == 2
@@ -84,7 +84,7 @@ def test_each_day_is_a_scores_file_and_a_detail_file_of_its_version_and_date(
                 (r["account_id"], r["as_of"]): scores[(r["account_id"], r["as_of"])][0]
                 for r in rows
             }
-    assert keys["scores"] == keys["m1c1"] == {(version, day) for day in DAYS[:3]}
+    assert keys["scores"] == keys["m1c1-lean"] == {(version, day) for day in DAYS[:3]}
     # The files hold the detail the scores were computed from (each day's quantity) and
     # the scores themselves: A's use rises day by day, B's falls.
     assert values[("A", DAYS[1], "use_today")] == 4.0
@@ -330,7 +330,7 @@ def test_rescoring_replaces_history_kept_in_the_table_before_the_archive(
     assert in_table == [("older",)]
 
 
-@pytest.mark.parametrize("kind", ["m1c1", "scores"])
+@pytest.mark.parametrize("kind", ["m1c1-lean", "scores"])
 def test_only_old_files_listed_nowhere_are_deleted(folder: Path, kind: str) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
@@ -413,7 +413,7 @@ def test_a_file_cut_short_by_a_failed_write_breaks_no_read_and_goes_later(
     monkeypatch.undo()
     # The day's scores and detail files, both cut short, under names the views do not read.
     torn = sorted((folder / ARCHIVE).glob("*/*.partial"))
-    assert [path.parent.name for path in torn] == ["m1c1", "scores"]
+    assert [path.parent.name for path in torn] == ["m1c1-lean", "scores"]
     with ah.open(folder) as p:
         assert score_rows(p) == before
     an_hour_ago = time.time() - ORPHAN_AGE_SECONDS - 60
@@ -448,8 +448,8 @@ def test_a_model_with_more_metrics_adds_a_layout_and_both_read(folder: Path) -> 
         p.score(DAYS[1])
         values = metric_rows(p)
     assert sorted(path.name for path in (folder / ARCHIVE).iterdir()) == [
-        "m1c1",
-        "m2c1",
+        "m1c1-lean",
+        "m2c1-lean",
         "scores",
     ]
     assert values[("A", DAYS[0], "use_today")] == 3.0

@@ -123,6 +123,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE scores RENAME TO scores_stored",
         "CREATE VIEW scores AS SELECT * FROM scores_stored",
     ),
+    # Each part's weight in its segment model, from which the score_details view works out the
+    # shares a lean detail file leaves out (store/archive.py). NULL for versions recorded
+    # before: record_model gives a version its weights when it scores again.
+    ("ALTER TABLE model_parts ADD COLUMN weight DOUBLE",),
 )
 # Per position of score_details: metric columns (m<i>_...) and component columns (c<i>_...).
 METRIC_FIELDS = {"value": "DOUBLE", "score": "DOUBLE", "present": "BOOLEAN", "share": "DOUBLE"}

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.scoring.finish import FINAL_COLUMNS
-from accounthealth.store.archive import DayFile, HistoryArchive, archive_of
+from accounthealth.store.archive import DERIVED, DayFile, HistoryArchive, archive_of
 from accounthealth.store.schema import stored_schema, widen_details
 
 # The tables a batch replaces rows of. scores_stored and score_details_stored hold history
@@ -79,14 +79,15 @@ def positions(resolved: ResolvedModel) -> dict[str, dict[str, int]]:
 def _model_parts(resolved: ResolvedModel) -> pa.Table:
     """Which metric and component each position holds, per segment model."""
     at = positions(resolved)
-    rows: list[tuple[str, str, int, str, str | None]] = []
+    rows: list[tuple[str, str, int, str, str | None, float]] = []
     for seg in resolved.segments:
         for c in seg.components:
-            rows.append((seg.segment, "component", at["component"][c.name], c.name, None))
+            rows.append((seg.segment, "component", at["component"][c.name], c.name, None, c.weight))
             rows += [
-                (seg.segment, "metric", at["metric"][m.name], c.name, m.name) for m in c.metrics
+                (seg.segment, "metric", at["metric"][m.name], c.name, m.name, m.weight)
+                for m in c.metrics
             ]
-    segment, kind, position, component, metric = zip(*rows, strict=True)
+    segment, kind, position, component, metric, weight = zip(*rows, strict=True)
     return pa.table(
         {
             "model_version": pa.array([resolved.version] * len(rows), pa.string()),
@@ -95,6 +96,7 @@ def _model_parts(resolved: ResolvedModel) -> pa.Table:
             "position": pa.array(position, pa.int32()),
             "component": pa.array(component, pa.string()),
             "metric": pa.array(metric, pa.string()),
+            "weight": pa.array(weight, pa.float64()),
         }
     )
 
@@ -116,8 +118,9 @@ def detail_columns(resolved: ResolvedModel) -> dict[str, str]:
     return columns
 
 
-def _details_table(scored: pa.Table, resolved: ResolvedModel) -> pa.Table:
-    """score_details rows straight from the scored Arrow rows: no trip through pandas."""
+def _details_table(scored: pa.Table, resolved: ResolvedModel, lean: bool = False) -> pa.Table:
+    """score_details rows straight from the scored Arrow rows: no trip through pandas.
+    ``lean``: without the columns an archive's view works out (store/archive.py)."""
     details = {
         "account_id": scored.column("account_id"),
         "as_of": scored.column("as_of").cast(pa.date32()),
@@ -125,6 +128,8 @@ def _details_table(scored: pa.Table, resolved: ResolvedModel) -> pa.Table:
         "segment_model": scored.column("segment_model"),
     }
     for column, source in detail_columns(resolved).items():
+        if lean and DERIVED.fullmatch(column):
+            continue
         values = scored.column(source)
         details[column] = pc.fill_null(values, False) if column.endswith("_present") else values
     return pa.table(details)
@@ -158,8 +163,12 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
                 [version, resolved.model.name, definition, dt.datetime.now()],
             )
         # Checked on its own: a version that scored before the store had model_parts (its
-        # third migration) has a definition but no parts yet.
-        if not engine.sql("SELECT 1 FROM model_parts WHERE model_version = ?", [version]):
+        # third migration) has a definition but no parts yet, and one that scored before
+        # they had weights (the ninth) has parts without them.
+        if not engine.sql(
+            "SELECT 1 FROM model_parts WHERE model_version = ? AND weight IS NOT NULL", [version]
+        ):
+            engine.sql("DELETE FROM model_parts WHERE model_version = ?", [version])
             engine.write_arrow("model_parts", _model_parts(resolved))
 
 
@@ -232,7 +241,7 @@ class HistoryWriter:
             self._write_part(rows)
 
     def _write_part(self, rows: pa.Table) -> None:
-        details = _details_table(rows, self.resolved)
+        details = _details_table(rows, self.resolved, lean=True)
         # A large part as two halves at once: a model without segments has one part a day.
         half = rows.num_rows // 2
         pieces = [details] if rows.num_rows < SPLIT_ROWS else [details[:half], details[half:]]
