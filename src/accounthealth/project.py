@@ -49,12 +49,8 @@ from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
 from accounthealth.store import migrate
 from accounthealth.store.archive import archive_of
-from accounthealth.store.scores import (
-    HistoryWriter,
-    current,
-    history_for,
-    record_model,
-)
+from accounthealth.store.model_parts import record_model
+from accounthealth.store.scores import HistoryWriter, current, history_for
 from accounthealth.validation.backtest import Backtest, BacktestOptions, backtest
 
 SORTS = ("score", "arr", "change", "renewal", "name")

@@ -88,6 +88,9 @@ def score_segment(grid: Grid, rows: slice, model: ScoringModel) -> dict[str, Val
             s = effective[m.name]
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = np.where(s.null | unweighted, 0.0, share * m.weight / md)
+            # p__, w__ and cw__ are worked out again in SQL by a DuckDB store's view of its
+            # lean detail files (store/derived.py); tests/store/test_lean_detail.py keeps them
+            # equal.
             out[f"s__{m.name}"], out[f"p__{m.name}"] = s, present[m.name]
             out[f"w__{m.name}"] = Values(w, no)
     unknown = no.copy()

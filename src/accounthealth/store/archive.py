@@ -19,14 +19,11 @@ writer (store/scores.py) writes each segment's as soon as it is scored, a large 
 halves at once.
 
 A detail file holds each metric's value and score and each component's score, not what
-follows from them and the model (``DERIVED``): whether a metric had data (its value is not
-NULL) and each metric's and component's share of the score (from which scores are NULL and
-the weights ``model_parts`` records for the row's model version and segment model). The
-view works those out as it reads (``_derived``), as ``scoring/combine.py`` does. Written, the
-shares and flags were 35 of a day's 74 columns and a third of the CPU time of writing them
-(42 of 117 ms on the benchmark's book); one-day runs without them took 0.481 s against
-0.513 s (medians of eight, in turns). Folders without ``-lean`` (written before) hold them
-and are read as they are.
+follows from them and the model: whether a metric had data and the shares of the score, which
+the view works out as it reads (store/derived.py). They were 35 of a day's 74 columns and a
+third of the CPU of writing them; one-day runs of the benchmark's book took 0.474 s without
+them against 0.498 s (medians of ten, in turns). Folders without ``-lean``, written before,
+hold them and are read as they are.
 
 The store's ``detail_files`` table says which files are history (both kinds: its name is
 older than the scores' files). A batch writes its files first, then lists them and unlists
@@ -56,15 +53,14 @@ import pyarrow.parquet as pq
 import sqlglot.expressions as sge
 
 from accounthealth.engine.base import Engine
+from accounthealth.store.derived import LEAN, derived_select, lean
 
 # Files listed nowhere are deleted only after this long.
 ORPHAN_AGE_SECONDS = 3600
 LAYOUT_FILE = "_layout.parquet"
 SCORES_FOLDER = "scores"
-_LAYOUT = re.compile(r"m(\d+)c(\d+)(-lean)?")
-LEAN = "-lean"
-# The detail columns a lean file leaves to its view.
-DERIVED = re.compile(r"m\d+_(present|share)|c\d+_share")
+_LAYOUT = re.compile(rf"m(\d+)c(\d+)({LEAN})?")
+
 _COMPONENT_SCORE = re.compile(r"c\d+_score")
 # A day file, or one being written: files get their name only once complete, since the views
 # read every file their pattern matches (a torn one there would break every read).
@@ -248,7 +244,9 @@ class HistoryArchive:
         for layout in self.layouts():
             match = t.cast(re.Match[str], _LAYOUT.fullmatch(layout))
             listed = self._listed(layout)
-            selects.append(_derived(listed, int(match[1]), int(match[2])) if match[3] else listed)
+            selects.append(
+                derived_select(listed, int(match[1]), int(match[2])) if match[3] else listed
+            )
         return selects
 
     def scores_selects(self) -> list[str]:
@@ -268,89 +266,6 @@ def archive_of(engine: Engine) -> HistoryArchive | None:
     """The history archive of a store that keeps one (a DuckDB file), else None."""
     folder = engine.detail_folder
     return HistoryArchive(folder) if folder is not None else None
-
-
-def lean(schema: pa.Schema) -> pa.Schema:
-    """The detail columns ``schema`` but those a lean file leaves to its view."""
-    return pa.schema([field for field in schema if not DERIVED.fullmatch(field.name)])
-
-
-def _derived(listed: str, metrics: int, components: int) -> str:
-    """The SELECT of a lean layout's ``listed`` rows with the columns its files leave out,
-    worked out as scoring/combine.py does: a metric had data where its value is not NULL; a
-    component's share is its weight over the weights of the row's components with a score
-    (0 where it has none); a metric's, its component's share times its weight over the weights
-    of its component's metrics with a score (0 where it has none). Weights are above 0, so a
-    score's own weight is in the sum it is divided by. The weights are the
-    ``model_parts`` of the row's model version and segment model; NULL where its model has no
-    such position, as written detail has. Sums are in position order, which is the model's
-    where metrics and components first appear in it: shares match the scoring's to the last
-    bit where a different order of the same weights sums to the same (whole and half weights
-    always do)."""
-    ms, cs = range(metrics), range(components)
-    pivot = ", ".join(
-        [
-            f"max(p.weight) FILTER (WHERE p.kind = 'component' AND p.position = {j}) AS _cw{j}"
-            for j in cs
-        ]
-        + [
-            f"max(p.weight) FILTER (WHERE p.kind = 'metric' AND p.position = {i}) AS _mw{i}"
-            for i in ms
-        ]
-        + [
-            f"max(o.position) FILTER (WHERE p.kind = 'metric' AND p.position = {i}) AS _mc{i}"
-            for i in ms
-        ]
-    )
-    weights = (
-        f"SELECT p.model_version, p.segment_model, {pivot} FROM model_parts AS p "
-        "LEFT JOIN model_parts AS o ON o.model_version = p.model_version "
-        "AND o.segment_model = p.segment_model AND o.kind = 'component' "
-        "AND o.component = p.component GROUP BY p.model_version, p.segment_model"
-    )
-    total = " + ".join(
-        ["0.0"] + [f"CASE WHEN c{j}_score IS NULL THEN 0.0 ELSE _cw{j} END" for j in cs]
-    )
-    scored = {
-        j: " + ".join(
-            ["0.0"]
-            + [
-                f"CASE WHEN _mc{i} = {j} AND m{i}_score IS NOT NULL THEN _mw{i} ELSE 0.0 END"
-                for i in ms
-            ]
-        )
-        for j in cs
-    }
-    sums = ", ".join([f"{total} AS _total"] + [f"{sql} AS _md{j}" for j, sql in scored.items()])
-    component_shares = ", ".join(
-        f"CASE WHEN _cw{j} IS NULL THEN NULL WHEN c{j}_score IS NULL THEN 0.0 "
-        f"ELSE _cw{j} / _total END AS c{j}_share"
-        for j in cs
-    )
-    of_component = {
-        i: " ".join(f"WHEN {j} THEN c{j}_share * _mw{i} / _md{j}" for j in cs) for i in ms
-    }
-    metric_columns = ", ".join(
-        [f"_mc{i} IS NOT NULL AND m{i}_value IS NOT NULL AS m{i}_present" for i in ms]
-        + [
-            f"CASE WHEN _mw{i} IS NULL THEN NULL WHEN m{i}_score IS NULL THEN 0.0 "
-            f"ELSE CASE _mc{i} {of_component[i]} END END AS m{i}_share"
-            for i in ms
-        ]
-    )
-    helpers = ", ".join(
-        ["_total"]
-        + [f"_md{j}" for j in cs]
-        + [f"_cw{j}" for j in cs]
-        + [f"_mw{i}" for i in ms]
-        + [f"_mc{i}" for i in ms]
-    )
-    return (
-        f"SELECT * EXCLUDE ({helpers}), {metric_columns} FROM ("
-        f"SELECT *, {component_shares} FROM ("
-        f"SELECT *, {sums} FROM ({listed}) AS d "
-        f"LEFT JOIN ({weights}) AS w USING (model_version, segment_model)))"
-    )
 
 
 def _widen(rows: pa.Table, schema: pa.Schema) -> pa.Table:

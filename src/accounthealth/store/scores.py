@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import sys
 import threading
@@ -24,8 +23,10 @@ import pyarrow.compute as pc
 from accounthealth.engine.base import Engine
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.scoring.finish import FINAL_COLUMNS
-from accounthealth.store.archive import DERIVED, DayFile, HistoryArchive, archive_of
-from accounthealth.store.schema import stored_schema, widen_details
+from accounthealth.store.archive import DayFile, HistoryArchive, archive_of
+from accounthealth.store.derived import DERIVED
+from accounthealth.store.model_parts import Positions, detail_columns, version_positions
+from accounthealth.store.schema import stored_schema
 
 # The tables a batch replaces rows of. scores_stored and score_details_stored hold history
 # where the store keeps no archive of files (PostgreSQL), or written before the archive took
@@ -66,68 +67,19 @@ SCORED_COLUMNS = {
 }
 
 
-def positions(resolved: ResolvedModel) -> dict[str, dict[str, int]]:
-    """The score_details position of each metric and component of the model, by name."""
-    metrics = dict.fromkeys(m.name for seg in resolved.segments for m in seg.metrics)
-    components = dict.fromkeys(c.name for seg in resolved.segments for c in seg.components)
-    return {
-        "metric": {name: i for i, name in enumerate(metrics)},
-        "component": {name: i for i, name in enumerate(components)},
-    }
-
-
-def _model_parts(resolved: ResolvedModel) -> pa.Table:
-    """Which metric and component each position holds, per segment model."""
-    at = positions(resolved)
-    rows: list[tuple[str, str, int, str, str | None, float]] = []
-    for seg in resolved.segments:
-        for c in seg.components:
-            rows.append((seg.segment, "component", at["component"][c.name], c.name, None, c.weight))
-            rows += [
-                (seg.segment, "metric", at["metric"][m.name], c.name, m.name, m.weight)
-                for m in c.metrics
-            ]
-    segment, kind, position, component, metric, weight = zip(*rows, strict=True)
-    return pa.table(
-        {
-            "model_version": pa.array([resolved.version] * len(rows), pa.string()),
-            "segment_model": pa.array(segment, pa.string()),
-            "kind": pa.array(kind, pa.string()),
-            "position": pa.array(position, pa.int32()),
-            "component": pa.array(component, pa.string()),
-            "metric": pa.array(metric, pa.string()),
-            "weight": pa.array(weight, pa.float64()),
-        }
-    )
-
-
-def detail_columns(resolved: ResolvedModel) -> dict[str, str]:
-    """Scored columns that are metric and component detail, by their score_details column.
-    They are final once scored (rollups, trend tiers and overrides change only the scores)."""
-    at = positions(resolved)
-    columns = {}
-    for name, i in at["metric"].items():
-        columns |= {
-            f"m{i}_value": f"v__{name}",
-            f"m{i}_score": f"s__{name}",
-            f"m{i}_present": f"p__{name}",
-            f"m{i}_share": f"w__{name}",
-        }
-    for name, i in at["component"].items():
-        columns |= {f"c{i}_score": f"cs__{name}", f"c{i}_share": f"cw__{name}"}
-    return columns
-
-
-def _details_table(scored: pa.Table, resolved: ResolvedModel, lean: bool = False) -> pa.Table:
-    """score_details rows straight from the scored Arrow rows: no trip through pandas.
-    ``lean``: without the columns an archive's view works out (store/archive.py)."""
+def _details_table(
+    scored: pa.Table, resolved: ResolvedModel, at: Positions, lean: bool = False
+) -> pa.Table:
+    """score_details rows straight from the scored Arrow rows (no trip through pandas), the
+    detail at the version's positions ``at``. ``lean``: without the columns an archive's view
+    works out (store/derived.py)."""
     details = {
         "account_id": scored.column("account_id"),
         "as_of": scored.column("as_of").cast(pa.date32()),
         "model_version": pa.repeat(pa.scalar(resolved.version, pa.string()), scored.num_rows),
         "segment_model": scored.column("segment_model"),
     }
-    for column, source in detail_columns(resolved).items():
+    for column, source in detail_columns(at).items():
         if lean and DERIVED.fullmatch(column):
             continue
         values = scored.column(source)
@@ -144,36 +96,6 @@ def _scores_table(scored: pa.Table, final: pa.Table, resolved: ResolvedModel) ->
     scores["model_version"] = pa.repeat(pa.scalar(resolved.version, pa.string()), n)
     scores["computed_at"] = pa.repeat(pa.scalar(dt.datetime.now(), pa.timestamp("us")), n)
     return pa.table(scores)
-
-
-def record_model(engine: Engine, resolved: ResolvedModel) -> None:
-    """Keep the definition of every model version that scores, and which metric and component
-    each score_details position holds; give score_details the columns the model needs. Once
-    per scoring run, before its batches."""
-    version = resolved.version
-    # Parts recorded with their weights were recorded by this function, after it gave the
-    # store the version's columns (none is ever dropped): looking up the store's width again
-    # took 4-5 ms of a daily run.
-    recorded = "SELECT 1 FROM model_parts WHERE model_version = ? AND weight IS NOT NULL"
-    if engine.sql(recorded, [version]):
-        return
-    at = positions(resolved)
-    widen_details(engine, len(at["metric"]), len(at["component"]))
-    with engine.transaction():
-        if not engine.sql("SELECT 1 FROM model_versions WHERE model_version = ?", [version]):
-            definition = json.dumps(
-                resolved.model.model_dump(mode="json", by_alias=True, exclude_none=True)
-            )
-            engine.sql(
-                "INSERT INTO model_versions VALUES (?, ?, ?, ?)",
-                [version, resolved.model.name, definition, dt.datetime.now()],
-            )
-        # Checked on its own: a version that scored before the store had model_parts (its
-        # third migration) has a definition but no parts yet, and one that scored before
-        # they had weights (the ninth) has parts without them.
-        if not engine.sql(recorded, [version]):
-            engine.sql("DELETE FROM model_parts WHERE model_version = ?", [version])
-            engine.write_arrow("model_parts", _model_parts(resolved))
 
 
 class HistoryWriter:
@@ -207,9 +129,10 @@ class HistoryWriter:
         self._pool = ThreadPoolExecutor(
             1, thread_name_prefix="accounthealth-history", initializer=_yielding
         )
+        # Looked up on the writer's thread and connection, while the first batch is scored:
+        # on the caller's they took 14 ms before a daily run's scoring began.
+        self._positions = self._pool.submit(version_positions, self._writer, self.resolved)
         if self._archive is not None:
-            # Looked up on the writer's thread and connection, while the first batch is
-            # scored: on the caller's they took 14 ms before a daily run's scoring began.
             self._schemas = self._pool.submit(self._stored_schemas)
         # A store with an archive writes a batch's detail files in these, beside the scores
         # file written by the batch's own thread.
@@ -245,7 +168,7 @@ class HistoryWriter:
             self._write_part(rows)
 
     def _write_part(self, rows: pa.Table) -> None:
-        details = _details_table(rows, self.resolved, lean=True)
+        details = _details_table(rows, self.resolved, self._positions.result(), lean=True)
         # A large part as two halves at once: a model without segments has one part a day.
         half = rows.num_rows // 2
         pieces = [details] if rows.num_rows < SPLIT_ROWS else [details[:half], details[half:]]
@@ -266,7 +189,11 @@ class HistoryWriter:
             self._write_part(scored.slice(self._parted))
         parts, self._parts, self._parted, self._handed = self._parts, [], 0, 0
         scores: Future[pa.Table] = Future()
-        details = _details_table(scored, self.resolved) if self._archive is None else None
+        details = (
+            _details_table(scored, self.resolved, self._positions.result())
+            if self._archive is None
+            else None
+        )
         scored = scored.select(list(SCORED_COLUMNS))
         done = self._pool.submit(self._write, details, parts, scored, scores, list(dates))
         self._pending = (done, scores)
