@@ -50,6 +50,8 @@ from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.engine.readers import Readers
 from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
+from accounthealth.metrics.running import add, raise_to, starting
+from accounthealth.metrics.running import value as running_value
 from accounthealth.metrics.series import (
     EPOCH,
     Carried,
@@ -64,9 +66,6 @@ from accounthealth.metrics.series import (
 )
 from accounthealth.metrics.sightings import carried_on, chain, coded, counted, to_keep
 
-# What a running sum keeps besides its count: the sum of finite values and how many values are
-# NaN, +inf and -inf (see reads._sum_measures).
-SUM_PARTS = ("n", "s", "nan", "pinf", "ninf")
 # Series columns that are only ever added to running values: left out when all zero.
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
 # The name the running values of one day take in a compiled metric query.
@@ -201,7 +200,7 @@ class RunningAggregates:
             for agg, col in self.aggregates.items():
                 if agg.kind == "distinct":
                     distinct[col] = working.submit(self._sightings(agg, col))
-                self._running |= _starting(agg, col, n)
+                self._running |= starting(agg, col, n)
             built = self._build_series(working)
             # While a run carrying on reads its day.
             if carried is not None:
@@ -536,10 +535,13 @@ class RunningAggregates:
             fold = k == 0 and col not in self._resumes
             if agg.active:
                 opens, closes = self._open[key]
-                self._add(
-                    agg, col, opens.take(opens.between(None, -o)) if fold else opens.day(k - o)
+                add(
+                    self._running,
+                    agg,
+                    col,
+                    opens.take(opens.between(None, -o)) if fold else opens.day(k - o),
                 )
-                self._add(agg, col, closes.day(k - o), sign=-1.0)
+                add(self._running, agg, col, closes.day(k - o), sign=-1.0)
                 continue
             series = self._series[key]
             if fold:
@@ -549,11 +551,11 @@ class RunningAggregates:
             else:
                 entering = series.day(k - o)
             if agg.kind in ("days_since", "latest"):
-                self._raise(agg, col, entering)
+                raise_to(self._running, agg, col, entering)
                 continue
-            self._add(agg, col, entering)
+            add(self._running, agg, col, entering)
             if w is not None and not fold:
-                self._add(agg, col, series.day(k - o - w), sign=-1.0)
+                add(self._running, agg, col, series.day(k - o - w), sign=-1.0)
         self._next += 1
 
     # -- what a later run carries on from -------------------------------------------------------
@@ -585,7 +587,7 @@ class RunningAggregates:
         running: dict[str, dict[str, np.ndarray]] = {}
         for agg, col in self.kept(columns).items():
             running[col] = {}
-            for name, start in _starting(agg, col, 1).items():
+            for name, start in starting(agg, col, 1).items():
                 values = self._running[name]
                 if name in marks:
                     running[col][name] = values + self._base
@@ -622,75 +624,6 @@ class RunningAggregates:
         return Carried(
             self.last, self.ids, tuple(kept.values()), {}, series, sightings, inputs=carried
         )
-
-    def _add(self, agg: Aggregate, col: str, rows: Series, sign: float = 1.0) -> None:
-        """Add (``sign`` -1: take away) the series ``rows`` to a count, sum or avg."""
-        at = rows.accounts
-        if not len(at):
-            return
-        # np.add.at: the first day's rows hold an account once per day, and each must count.
-        if agg.kind in ("sum", "avg"):
-            for part in SUM_PARTS:
-                values = rows.columns.get(f"{part}_{agg.column}")
-                if values is not None:
-                    np.add.at(self._running[f"{col}_{part}"], at, sign * values)
-        else:
-            np.add.at(self._running[col], at, sign * rows.columns["cnt"])
-
-    def _raise(self, agg: Aggregate, col: str, rows: Series) -> None:
-        """Keep the later day (time, with its value, for latest) of the series ``rows``."""
-        at = rows.accounts
-        if not len(at):
-            return
-        # Rows are in day order: each account's last row holds its latest day (or time). The
-        # highest row number per account, scattered: a quarter of the cost of sorting them.
-        last_row = np.full(len(self.ids), -1, np.int64)
-        np.maximum.at(last_row, at, np.arange(len(at)))
-        at = np.flatnonzero(last_row >= 0)
-        last = last_row[at]
-        mark = rows.columns["last_t" if agg.kind == "latest" else "last_u"][last]
-        later = mark >= self._running[col][at]
-        self._running[col][at[later]] = mark[later]
-        if agg.kind == "latest":
-            value = rows.columns[f"v_{agg.column}"][last]
-            self._running[f"{col}_value"][at[later]] = value[later]
-            self._running[f"{col}_day"][at[later]] = rows.columns["last_u"][last][later]
-
-    def _value(self, agg: Aggregate, col: str, day: dt.date) -> Raw:
-        """The aggregate's raw value for every account on ``day`` (after its changes). Every
-        array given is a new one, not the running state itself (Arrow may share its memory)."""
-        k = (day - self.first).days
-        oldest = k - agg.offset - (agg.window or 0)  # the last day index out of the window
-        if agg.kind in ("sum", "avg"):
-            return self._sum_value(agg, col)
-        mark = self._running[col]
-        if agg.kind == "days_since":
-            valid = np.isfinite(mark) & ((agg.window is None) | (mark > oldest))
-            days = np.where(valid, mark, 0).astype(np.int64) + (self.first - EPOCH).days
-            return Raw(days.astype(np.int32), ~valid)
-        if agg.kind == "latest":
-            on = self._running[f"{col}_day"]
-            value = self._running[f"{col}_value"].copy()
-            valid = np.isfinite(mark) & ((agg.window is None) | (on > oldest))
-            return Raw(value, ~valid | np.isnan(value))
-        if agg.kind in ("count", "distinct"):
-            return Raw(np.rint(mark).astype(np.int64), None)
-        return Raw(mark > 0.5, None)  # exists
-
-    def _sum_value(self, agg: Aggregate, col: str) -> Raw:
-        """A running sum or average: NULL without values, NaN or an infinity while one is in
-        the window (as SQL's sum gives them), else the sum of the finite values."""
-        count = self._running[f"{col}_n"]
-        nan, pinf, ninf = (self._running[f"{col}_{part}"] > 0.5 for part in ("nan", "pinf", "ninf"))
-        total = np.where(
-            nan | (pinf & ninf),
-            np.nan,
-            np.where(pinf, np.inf, np.where(ninf, -np.inf, self._running[f"{col}_s"])),
-        )
-        none = count < 0.5
-        if agg.kind == "sum":
-            return Raw(total, none)
-        return Raw(total / np.where(none, 1.0, count), none)
 
     # -- what scoring reads ---------------------------------------------------------------------
     def schema(self) -> ibis.Schema:
@@ -730,7 +663,11 @@ class RunningAggregates:
         if day != expected:
             raise ValueError(f"running aggregates are at {expected}, not {day}")
         self._advance()
-        return {col: self._value(agg, col, day) for agg, col in self.aggregates.items()}
+        k = (day - self.first).days
+        return {
+            col: running_value(self._running, agg, col, k, self._base)
+            for agg, col in self.aggregates.items()
+        }
 
 
 def _series_of(data: pa.Table) -> Series:
@@ -770,18 +707,6 @@ def _numeric(engine: Engine, agg: Aggregate) -> bool:
         return True
     type_ = engine.table(agg.table)[t.cast(str, agg.column)].type()
     return type_.is_numeric() or type_.is_boolean()
-
-
-def _starting(agg: Aggregate, col: str, n: int) -> dict[str, np.ndarray]:
-    """An aggregate's running values before any row, by name, for ``n`` accounts."""
-    if agg.kind in ("days_since", "latest"):
-        marks = {col: np.full(n, -np.inf)}
-        if agg.kind == "latest":
-            marks |= {f"{col}_value": np.full(n, np.nan), f"{col}_day": np.full(n, -np.inf)}
-        return marks
-    if agg.kind in ("sum", "avg"):
-        return {f"{col}_{part}": np.zeros(n) for part in SUM_PARTS}
-    return {col: np.zeros(n)}
 
 
 def _joined(rows: ir.Table, positions: ir.Table, order: t.Sequence[str]) -> ir.Table:
