@@ -60,7 +60,6 @@ ORPHAN_AGE_SECONDS = 3600
 LAYOUT_FILE = "_layout.parquet"
 SCORES_FOLDER = "scores"
 _LAYOUT = re.compile(rf"m(\d+)c(\d+)({LEAN})?")
-
 _COMPONENT_SCORE = re.compile(r"c\d+_score")
 # A day file, or one being written: files get their name only once complete, since the views
 # read every file their pattern matches (a torn one there would break every read).

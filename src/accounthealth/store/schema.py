@@ -124,7 +124,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE VIEW scores AS SELECT * FROM scores_stored",
     ),
     # Each part's weight in its segment model, from which the score_details view works out the
-    # shares a lean detail file leaves out (store/archive.py). NULL for versions recorded
+    # shares a lean detail file leaves out (store/derived.py). NULL for versions recorded
     # before: record_model gives a version its weights when it scores again.
     ("ALTER TABLE model_parts ADD COLUMN weight DOUBLE",),
 )
