@@ -28,9 +28,10 @@ import accounthealth as ah
 import accounthealth.project as project_module
 from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.engine.readers import Readers
-from accounthealth.metrics import carryover, state_files
+from accounthealth.metrics import carryover, sliding, state_files
 from accounthealth.metrics.census import census
 from accounthealth.metrics.compute import running_aggregates
+from accounthealth.metrics.hashed import HASH
 from accounthealth.metrics.series import EPOCH, Carried, Series
 from accounthealth.metrics.sliding import POSITIONS_TABLE, RunningAggregates
 from accounthealth.project import CARRIED
@@ -496,6 +497,30 @@ def test_a_table_changed_other_than_by_an_ingest_is_read_again(carried_on: Path)
         assert _carried_on(p, X + dt.timedelta(days=1), X, why)[("A2", "csat")] is None
 
 
+def _compiled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of each query compiled from now on."""
+    compiles: list[str] = []
+    real = DuckDBEngine.prepare
+
+    def prepare(self: DuckDBEngine, expr: t.Any) -> t.Any:
+        query = real(self, expr)
+        compiles.append(query.sql)
+        return query
+
+    monkeypatch.setattr(DuckDBEngine, "prepare", prepare)
+    return compiles
+
+
+def _next_day(folder: Path, k: int, event: dict) -> None:
+    """Day X + ``k`` as the daily job runs it, in a process of its own: ``event`` arrives in a
+    file, is ingested, and the day carries on from the day before."""
+    day = X + dt.timedelta(days=k)
+    _events_file(folder, f"{k:04d}", [event])
+    with ah.open(folder) as p:
+        p.ingest()
+        _carried_on(p, day, day - dt.timedelta(days=1))
+
+
 def test_the_daily_runs_reads_are_compiled_once(
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -507,33 +532,63 @@ def test_the_daily_runs_reads_are_compiled_once(
     The values are those of all history."""
     queries = carried_on / ".accounthealth-cache" / "queries"
     kept = [json.loads(entry.read_text())["query"]["sql"] for entry in queries.glob("*.json")]
-    reads = [sql for sql in kept if POSITIONS_TABLE in sql]
-    # The events' rows, their users, the tickets' opened and closed: each its query.
+    reads = [sql for sql in kept if HASH in sql]
+    # The events' rows, their users, the tickets' opened and closed: each its query, each
+    # returning its rows' accounts' hashes (metrics/hashed.py), not joining their positions.
     assert len(reads) >= 4
+    assert not any(POSITIONS_TABLE in sql for sql in reads)
     assert all("getvariable('accounthealth_first')" in sql.lower() for sql in reads)
     assert not any(str(X + dt.timedelta(days=1)) in sql for sql in reads)  # no date in them
-    compiles: list[str] = []
-    real = DuckDBEngine.prepare
-
-    def prepare(self: DuckDBEngine, expr: t.Any) -> t.Any:
-        query = real(self, expr)
-        compiles.append(query.sql)
-        return query
-
-    monkeypatch.setattr(DuckDBEngine, "prepare", prepare)
+    compiles = _compiled(monkeypatch)
     for k in (1, 2, 3):
-        day = X + dt.timedelta(days=k)
-        _events_file(carried_on, f"{k:04d}", [_event(900 + k, "A1", k, 9, "u7", 3)])
         compiles.clear()
-        with ah.open(carried_on) as p:  # each day in a process of its own
-            p.ingest()
-            _carried_on(p, day, day - dt.timedelta(days=1))
+        _next_day(carried_on, k, _event(900 + k, "A1", k, 9, "u7", 3))
         counts = [sql for sql in compiles if "getvariable('accounthealth_after')" in sql.lower()]
-        assert not any(POSITIONS_TABLE in sql for sql in compiles)
+        assert not any(HASH in sql or POSITIONS_TABLE in sql for sql in compiles)
         assert counts == [], k
     assert compiles == []
     census = [sql for sql in kept if "getvariable('accounthealth_after')" in sql.lower()]
     assert len(census) == 1
+
+
+def _index_file(folder: Path, day: dt.date) -> Path:
+    (state,) = (folder / CARRIED).glob(f"*/{day.isoformat()}/state.json")
+    return state.parent / state_files.INDEX
+
+
+def test_the_accounts_hashes_are_kept_with_the_state_and_found_once(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backfill finds its accounts' positions by their ids' hashes and keeps them with its
+    state; while the accounts are the same, the days after take them as kept (the file is
+    linked, not written again) and hash no account."""
+    backfilled = _index_file(carried_on, X)
+    inode = backfilled.stat().st_ino
+
+    def hashed(*_: object) -> None:
+        raise AssertionError("the accounts were hashed again")
+
+    monkeypatch.setattr(sliding, "hashed", hashed)
+    for k in (1, 2):
+        _next_day(carried_on, k, _event(300 + k, "A2", k, 9, "u4", 2))
+        assert _index_file(carried_on, X + dt.timedelta(days=k)).stat().st_ino == inode, k
+
+
+def test_accounts_sharing_a_hash_are_joined_to_their_rows_instead(
+    carried_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where two accounts' ids hash alike, a run finds its rows' accounts by joining their ids,
+    and keeps no hashes for the next: the values are still those of all history."""
+    _index_file(carried_on, X).unlink()  # as if the backfill's accounts had shared a hash
+    monkeypatch.setattr(sliding, "hashed", lambda *_: None)
+    joined = _compiled(monkeypatch)
+    for k in (1, 2):
+        _next_day(carried_on, k, _event(300 + k, "A1", k, 9, "u4", 2))
+        assert not _index_file(carried_on, X + dt.timedelta(days=k)).exists(), k
+    # The joining reads, compiled once (the cache keeps them by another name than the
+    # hashing ones); no read hashes.
+    reads = [sql for sql in joined if POSITIONS_TABLE in sql]
+    assert len(reads) >= 4 and not any(HASH in sql for sql in joined)
 
 
 def _placed_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:

@@ -39,13 +39,25 @@ class Readers:
             initializer=lambda: setattr(self._local, "connection", unused.get_nowait()),
         )
 
-    def run(self, query: PreparedQuery, values: t.Mapping[str, t.Any]) -> Future[pa.Table]:
-        """``query`` with its parameters' ``values``, as it will be once run."""
-        return self._pool.submit(self._run, query, dict(values))
+    def run(
+        self,
+        query: PreparedQuery,
+        values: t.Mapping[str, t.Any],
+        then: t.Callable[[pa.Table], pa.Table] | None = None,
+    ) -> Future[pa.Table]:
+        """``query`` with its parameters' ``values``, as it will be once run (and passed to
+        ``then``, in the reading thread)."""
+        return self._pool.submit(self._run, query, dict(values), then)
 
-    def _run(self, query: PreparedQuery, values: dict[str, t.Any]) -> pa.Table:
+    def _run(
+        self,
+        query: PreparedQuery,
+        values: dict[str, t.Any],
+        then: t.Callable[[pa.Table], pa.Table] | None,
+    ) -> pa.Table:
         connection: Engine = self._local.connection
-        return connection.run_attached(query, values, self._attached)
+        data = connection.run_attached(query, values, self._attached)
+        return then(data) if then is not None else data
 
     def close(self) -> None:
         """Drop the queries not started yet (none once their results are in), wait for those

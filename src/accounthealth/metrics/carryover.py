@@ -223,6 +223,8 @@ class CarryOver:
             read += [
                 (data, state_files.grid_file(folder, name)) for name, data in carried.grid.items()
             ]
+            if carried.index is not None:
+                read.append((carried.index, folder / state_files.INDEX))
             for name, pieces in carried.series.items():
                 read += [
                     (piece, folder / file)

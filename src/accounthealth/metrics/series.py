@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from accounthealth.metrics.hashed import HashedPositions
+
 EPOCH = dt.date(1970, 1, 1)
 # Series columns that hold a day index, as the series' days do (moved with them when carried).
 DAY_COLUMNS = ("last_u",)
@@ -216,6 +218,8 @@ class Carried:
     # What the day grid worked out of its accounts input on that run's last day (its
     # ``DayGrid.kept``), by name: good while that input is carried on.
     grid: dict[str, pa.Table] = field(default_factory=dict)
+    # The accounts' positions by their ids' hashes (metrics/hashed.py), if that run had them.
+    index: HashedPositions | None = None
 
 
 def compact(values: np.ndarray) -> np.ndarray:

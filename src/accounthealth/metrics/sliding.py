@@ -50,6 +50,7 @@ from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.engine.readers import Readers
 from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
+from accounthealth.metrics.hashed import HASH, HashedPositions, hashed, hashed_rows
 from accounthealth.metrics.running import add, raise_to, starting
 from accounthealth.metrics.running import value as running_value
 from accounthealth.metrics.series import (
@@ -170,6 +171,13 @@ class RunningAggregates:
             if carried is not None and not self._same
             else np.arange(n if carried is not None else 0, dtype=np.int32)
         )
+        # The accounts' positions by their ids' hashes, which the compiled reads return
+        # instead of joining the positions (metrics/hashed.py): kept with the state while the
+        # accounts are the same, else found for this run's compiled reads or the next run's.
+        self._hashed: HashedPositions | None = None
+        if compiled is not None:
+            kept = carried.index if carried is not None and self._same else None
+            self._hashed = kept if kept is not None else hashed(engine, self.ids)
         # The day grid's inputs read (or carried) in this run, by table (``placed_input``).
         self.inputs: dict[str, pa.Table] = {}
         self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
@@ -359,7 +367,7 @@ class RunningAggregates:
         """``_read`` on a connection of the run's readers where it has them, else now."""
         if self._readers is not None:
             query = self._compiled_read(read, order)
-            return self._readers.run(query, self._days(query))
+            return self._readers.run(query, self._days(query), then=self._located)
         done: Future[pa.Table] = Future()
         done.set_result(self._read(read, *order))
         return done
@@ -372,7 +380,14 @@ class RunningAggregates:
             first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
             return self.placed(rows(first, last), *order)
         query = self._compiled_read(read, order)
-        return self.engine.run_attached(query, self._days(query), self._attached)
+        return self._located(self.engine.run_attached(query, self._days(query), self._attached))
+
+    def _located(self, data: pa.Table) -> pa.Table:
+        """A compiled read's rows with their accounts' positions: those it returned, or found
+        by the hashes it returned instead."""
+        if HASH not in data.column_names:
+            return data
+        return t.cast(HashedPositions, self._hashed).place(data)
 
     def _days(self, query: PreparedQuery) -> dict[str, dt.date]:
         """The values of a compiled read's parameters: the run's first and last days."""
@@ -381,18 +396,21 @@ class RunningAggregates:
 
     def _compiled_read(self, read: reads.Read, order: t.Sequence[str]) -> PreparedQuery:
         """A ``read`` compiled once under its name (or as compiled before), its days the
-        parameters ``first`` and ``last``, the accounts' positions the table
-        ``POSITIONS_TABLE``."""
+        parameters ``first`` and ``last``; the accounts' positions the table
+        ``POSITIONS_TABLE``, or their ids' hashes where the run finds positions by them."""
         name, rows = read
+
+        def days() -> ir.Table:
+            return rows(parameter("first", "date"), parameter("last", "date"))
+
+        if self._hashed is not None:
+            return t.cast(Compiled, self._compile)(
+                f"{name} by hash", lambda: hashed_rows(days(), order)
+            )
         positions = ibis.table(
             ibis.Schema.from_pyarrow(self._position_rows.schema), name=POSITIONS_TABLE
         )
-        return t.cast(Compiled, self._compile)(
-            name,
-            lambda: _joined(
-                rows(parameter("first", "date"), parameter("last", "date")), positions, order
-            ),
-        )
+        return t.cast(Compiled, self._compile)(name, lambda: _joined(days(), positions, order))
 
     def placed_input(self, table: str, rows: ir.Table, *order: str) -> pa.Table:
         """``rows`` of the day grid's input ``table``, ``placed``; or as the day before's run
@@ -622,7 +640,14 @@ class RunningAggregates:
         }
         carried = {table: data for table, data in self.inputs.items() if table in inputs}
         return Carried(
-            self.last, self.ids, tuple(kept.values()), {}, series, sightings, inputs=carried
+            self.last,
+            self.ids,
+            tuple(kept.values()),
+            {},
+            series,
+            sightings,
+            inputs=carried,
+            index=self._hashed,
         )
 
     # -- what scoring reads ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 folder, and how it is written and read back.
 
     ids.arrow                  the accounts, by position
+    index.arrow                their ids' hashes, sorted, with their positions (metrics/hashed.py)
     running-<column>.arrow     an aggregate's running values
     series-<i>-<j>.arrow       a series' pieces, in order
     sightings-<column>.arrow   a distinct aggregate's sightings, and values-<column>.arrow
@@ -21,9 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
+from accounthealth.metrics.hashed import HashedPositions
 from accounthealth.metrics.series import Carried, Series, Sightings
 
 SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
+INDEX = "index.arrow"
 
 
 # Whether an object carried on as it was read is now at a path as a second name of the file it
@@ -35,6 +38,9 @@ def write_rows(carried: Carried, work: Path, linked: Linked) -> None:
     """Write what ``carried`` holds before its running values into the state's folder
     ``work``: its accounts, the series' pieces, the sightings and the day grid's inputs."""
     write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
+    index = carried.index
+    if index is not None and not linked(index, work / INDEX):
+        write_arrays(work / INDEX, {"hash": index.hashes, "position": index.positions})
     for name, files in piece_files(carried).items():
         for piece, file in zip(carried.series[name], files, strict=True):
             if not linked(piece, work / file):
@@ -137,10 +143,14 @@ def read_state(
             *(arrays[c] for c in SIGHTING_COLUMNS), dictionary.combine_chunks()
         )
     kept = {table: kept_table(input_file(folder, table)) for table in inputs}
+    index = None
+    if (folder / INDEX).exists():
+        arrays = kept_arrays(folder / INDEX)
+        index = HashedPositions(arrays["hash"], arrays["position"])
     # What the day grid worked out of the accounts holds while they do.
     grid = (
         {name: kept_table(grid_file(folder, name)) for name in meta.get("grid", [])}
         if "accounts" in kept
         else {}
     )
-    return Carried(day, ids, columns, running, series, sightings, quiet, kept, grid)
+    return Carried(day, ids, columns, running, series, sightings, quiet, kept, grid, index)
