@@ -11,10 +11,12 @@ the state from day to day (``Carried.index``): one-day runs in turns took 0.487 
 
 Exact where the accounts' hashes differ, which ``HashedPositions.of`` checks (else the run
 joins). A row whose account is none of the run's is dropped, as the join drops it, unless its
-id's hash equals an account's: for ids that are not accounts (ingest rejects rows of unknown
-accounts, so these are accounts since removed, or rows of tables read in place), that is 2^-64
-per pair of ids. The hashes are the engine's own function: the kept state, and so the index,
-is for one engine version (scoring/querycache.py's fingerprint).
+id's hash equals an account's. Were the hash random, that would be 2^-64 for a pair of ids;
+DuckDB's hash is not cryptographic, so ids made to collide could. Such ids are rare to begin
+with: ingest rejects rows of unknown accounts, so they are accounts since removed, or rows of
+tables read in place. The hashes are the engine's own function as Ibis types it (a signed
+64-bit reinterpretation of DuckDB's unsigned hash): the kept state, and so the index, is for
+one version of each (scoring/querycache.py's fingerprint).
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ import numpy as np
 import pyarrow as pa
 
 from accounthealth.engine.base import Engine
+from accounthealth.metrics.series import POSITION
 
-# The column of a read that holds its rows' accounts' hashes, and the one that replaces it.
+# The column of a read that holds its rows' accounts' hashes (replaced by ``POSITION``).
 HASH = "_account_hash"
-POSITION = "_position"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HashedPositions:
     """The hashes of a run's accounts' ids, sorted, with the position of each one's account."""
 
@@ -42,13 +44,23 @@ class HashedPositions:
     positions: np.ndarray
 
     @classmethod
-    def of(cls, hashes: np.ndarray) -> HashedPositions | None:
-        """From each account's hash, in position order; None where two accounts share one."""
+    def of(cls, hashes: np.ndarray, positions: np.ndarray) -> HashedPositions | None:
+        """From each account's hash and position; None where two accounts share a hash."""
         order = np.argsort(hashes)
         ordered = hashes[order]
         if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):
             return None
-        return cls(ordered, order.astype(np.int32))
+        return cls(ordered, positions[order].astype(np.int32))
+
+    @classmethod
+    def found(cls, engine: Engine, accounts: pa.Table) -> HashedPositions | None:
+        """The positions of ``accounts`` (``_account`` ids, ``POSITION``) by the hash
+        ``engine`` gives each id; None where two share one. Each row brings its position:
+        the engine may return them in any order."""
+        rows = ibis.memtable(accounts)
+        data = engine.to_arrow(rows.select(POSITION, **{HASH: rows._account.hash()}))
+        positions = data.column(POSITION).to_numpy()
+        return cls.of(_unsigned(data.column(HASH).to_numpy()), positions)
 
     def place(self, data: pa.Table) -> pa.Table:
         """``data``'s rows of the run's accounts, each with its account's ``POSITION`` instead
@@ -57,19 +69,12 @@ class HashedPositions:
         data = data.drop_columns([HASH])
         if not len(self.hashes):
             return data.slice(0, 0).append_column(POSITION, pa.array([], pa.int32()))
-        at = np.searchsorted(self.hashes, hashes)
-        at[at == len(self.hashes)] = 0
+        # Where each hash would go among the accounts'; one past them all is compared with
+        # the last, which it is not.
+        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
         known = self.hashes[at] == hashes
         data = data.append_column(POSITION, pa.array(self.positions[at]))
         return data if known.all() else data.filter(pa.array(known))
-
-
-def hashed(engine: Engine, ids: pa.Array) -> HashedPositions | None:
-    """The positions of the accounts ``ids`` (in position order) by the hash ``engine`` gives
-    each id; None where two share one."""
-    rows = ibis.memtable(pa.table({"account_id": ids}))
-    data = engine.to_arrow(rows.select(**{HASH: rows.account_id.hash()}))
-    return HashedPositions.of(_unsigned(data.column(HASH).to_numpy()))
 
 
 def hashed_rows(rows: ir.Table, order: t.Sequence[str]) -> ir.Table:
@@ -80,7 +85,7 @@ def hashed_rows(rows: ir.Table, order: t.Sequence[str]) -> ir.Table:
 
 
 def _unsigned(hashes: np.ndarray) -> np.ndarray:
-    """Hashes as unsigned 64-bit integers, however the engine typed them."""
+    """Hashes as unsigned 64-bit integers: Ibis types DuckDB's as signed ones."""
     if hashes.dtype == np.int64:
         return hashes.view(np.uint64)
     return hashes.astype(np.uint64, copy=False)

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import typing as t
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from accounthealth.metrics.hashed import HashedPositions
+if t.TYPE_CHECKING:
+    from accounthealth.metrics.hashed import HashedPositions
 
 EPOCH = dt.date(1970, 1, 1)
+# The column of a run's reads that holds each row's account's position among its accounts.
+POSITION = "_position"
 # Series columns that hold a day index, as the series' days do (moved with them when carried).
 DAY_COLUMNS = ("last_u",)
 

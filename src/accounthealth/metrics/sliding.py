@@ -23,7 +23,8 @@ over open rows; latest of a non-numeric column) are left to pairing rows with da
 A run can also start where an earlier one ended (``Carried``, kept by metrics/carryover.py):
 its running values, the series rows still to enter or leave a window and, per distinct
 aggregate, the sightings still in (or yet to enter) their window, with their values. The run
-then reads only the rows of its own days. What a run reads is queried by metrics/reads.py;
+then reads only the rows of its own days. What a run reads is queried by metrics/reads.py
+(its rows' accounts found by their ids' hashes, where a run carries on: metrics/hashed.py);
 the series, raw values and carried state are shaped in metrics/series.py; a distinct count's
 sightings are chained, counted, carried on and kept by metrics/sightings.py.
 """
@@ -50,11 +51,12 @@ from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.engine.readers import Readers
 from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
-from accounthealth.metrics.hashed import HASH, HashedPositions, hashed, hashed_rows
+from accounthealth.metrics.hashed import HASH, HashedPositions, hashed_rows
 from accounthealth.metrics.running import add, raise_to, starting
 from accounthealth.metrics.running import value as running_value
 from accounthealth.metrics.series import (
     EPOCH,
+    POSITION,
     Carried,
     Pieces,
     Raw,
@@ -74,9 +76,9 @@ RUNNING_TABLE = "_accounthealth_running"
 # The name the accounts' positions take in a run's queries compiled once.
 POSITIONS_TABLE = "_accounthealth_positions"
 # How many connections of its own a run carrying on reads its day on, at once. Its reads are of
-# one day and take 5-15 ms each, mostly the engine's fixed costs (joining 200,000 positions);
-# run one after another they held up the run (0.13 s of a daily run of the benchmark's book),
-# run two at a time beside the restoring of the running values 0.1 s.
+# one day and took 5-15 ms each when they joined 200,000 positions (metrics/hashed.py); run one
+# after another they held up the run (0.13 s of a daily run of the benchmark's book), run two
+# at a time beside the restoring of the running values 0.1 s.
 READERS = 2
 # A query by name, compiled once (by the function given, on the first call for that name).
 Compiled = t.Callable[[str, t.Callable[[], ir.Table]], PreparedQuery]
@@ -156,11 +158,9 @@ class RunningAggregates:
         # Each account's position, for the engine to join: a series then comes back as
         # positions, not ids to look up (that look-up was a fifth of reading a 90-day run).
         self._position_rows = pa.table(
-            {"_account": self.ids, "_position": pa.array(np.arange(n, dtype=np.int32))}
+            {"_account": self.ids, POSITION: pa.array(np.arange(n, dtype=np.int32))}
         )
         self._positions = ibis.memtable(self._position_rows)
-        # What the run's compiled reads read beside the engine's tables.
-        self._attached = {POSITIONS_TABLE: self._position_rows}
         # Whether the carried accounts are these, in this order (as they are while no account
         # is added or removed): their rows then keep their positions, with no look-up of
         # 200,000 ids (0.07 s) and no copies of millions of carried rows to drop none.
@@ -173,11 +173,17 @@ class RunningAggregates:
         )
         # The accounts' positions by their ids' hashes, which the compiled reads return
         # instead of joining the positions (metrics/hashed.py): kept with the state while the
-        # accounts are the same, else found for this run's compiled reads or the next run's.
+        # accounts are the same, else found for this run's compiled reads or the next run's
+        # (again each day while two accounts share a hash, which no run keeps).
         self._hashed: HashedPositions | None = None
         if compiled is not None:
             kept = carried.index if carried is not None and self._same else None
-            self._hashed = kept if kept is not None else hashed(engine, self.ids)
+            self._hashed = (
+                kept if kept is not None else HashedPositions.found(engine, self._position_rows)
+            )
+        # What the run's compiled reads read beside the engine's tables: the positions, where
+        # they join them.
+        self._attached = {POSITIONS_TABLE: self._position_rows} if self._hashed is None else {}
         # The day grid's inputs read (or carried) in this run, by table (``placed_input``).
         self.inputs: dict[str, pa.Table] = {}
         self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
@@ -367,7 +373,7 @@ class RunningAggregates:
         """``_read`` on a connection of the run's readers where it has them, else now."""
         if self._readers is not None:
             query = self._compiled_read(read, order)
-            return self._readers.run(query, self._days(query), then=self._located)
+            return self._readers.run(query, self._days(query), then=self._positioned)
         done: Future[pa.Table] = Future()
         done.set_result(self._read(read, *order))
         return done
@@ -380,9 +386,9 @@ class RunningAggregates:
             first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
             return self.placed(rows(first, last), *order)
         query = self._compiled_read(read, order)
-        return self._located(self.engine.run_attached(query, self._days(query), self._attached))
+        return self._positioned(self.engine.run_attached(query, self._days(query), self._attached))
 
-    def _located(self, data: pa.Table) -> pa.Table:
+    def _positioned(self, data: pa.Table) -> pa.Table:
         """A compiled read's rows with their accounts' positions: those it returned, or found
         by the hashes it returned instead."""
         if HASH not in data.column_names:
@@ -699,11 +705,11 @@ def _series_of(data: pa.Table) -> Series:
     """A read grouped by account and day (``_d``), ``_read`` in day order, as a series."""
     day = "_d"
     series = Series(
-        accounts=data.column("_position").to_numpy(),  # int32 as given
+        accounts=data.column(POSITION).to_numpy(),  # int32 as given
         days=data.column(day).to_numpy().astype(np.int32),
     )
     for name in data.column_names:
-        if name not in ("_position", day):
+        if name not in (POSITION, day):
             column = data.column(name)
             if pa.types.is_timestamp(column.type):
                 # Microseconds since the epoch: exact in a float64 for the next two centuries,
@@ -720,7 +726,7 @@ def _seen_columns(data: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """Rows of sightings read as (account positions, int32 day indexes, values), in no order:
     ``chain`` sorts them."""
     return (
-        data.column("_position").to_numpy(),
+        data.column(POSITION).to_numpy(),
         data.column("_d").to_numpy().astype(np.int32),
         data.column("_v").combine_chunks(),
     )

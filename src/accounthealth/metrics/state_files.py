@@ -36,7 +36,8 @@ Linked = t.Callable[[object, Path], bool]
 
 def write_rows(carried: Carried, work: Path, linked: Linked) -> None:
     """Write what ``carried`` holds before its running values into the state's folder
-    ``work``: its accounts, the series' pieces, the sightings and the day grid's inputs."""
+    ``work``: its accounts (and their positions by hash), the series' pieces, the sightings
+    and the day grid's inputs."""
     write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
     index = carried.index
     if index is not None and not linked(index, work / INDEX):

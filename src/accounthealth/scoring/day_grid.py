@@ -37,7 +37,7 @@ from accounthealth.metrics.definitions import (
     ResolvedModel,
     leaves,
 )
-from accounthealth.metrics.series import EPOCH, stable_order
+from accounthealth.metrics.series import EPOCH, POSITION, stable_order
 from accounthealth.metrics.sliding import Compiled, RunningAggregates
 from accounthealth.scoring.functions import Values
 from accounthealth.scoring.grid import SEGMENT_MODEL, segment_label
@@ -54,8 +54,6 @@ INPUTS = ("accounts", "contracts")
 # What a grid keeps for the next day's (``DayGrid.kept``): the labels (column SEGMENT) and
 # the population (column POSITION, then the account columns).
 LABELS, POPULATION, SEGMENT = "labels", "population", "segment"
-# Each input row's account position, as ``RunningAggregates.placed_input`` gives it.
-POSITION = "_position"
 
 
 @dataclass(frozen=True)
