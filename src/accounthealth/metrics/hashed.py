@@ -21,7 +21,6 @@ one version of each (scoring/querycache.py's fingerprint).
 
 from __future__ import annotations
 
-import typing as t
 from dataclasses import dataclass
 
 import ibis
@@ -77,11 +76,9 @@ class HashedPositions:
         return data if known.all() else data.filter(pa.array(known))
 
 
-def hashed_rows(rows: ir.Table, order: t.Sequence[str]) -> ir.Table:
-    """``rows`` (with an ``account_id``) with its hash (``HASH``) instead, in the order of
-    the ``order`` columns (without them, in any)."""
-    known = rows.mutate(**{HASH: rows.account_id.hash()}).drop("account_id")
-    return known.order_by(list(order)) if order else known
+def hashed_rows(rows: ir.Table) -> ir.Table:
+    """``rows`` (with an ``account_id``) with its hash (``HASH``) instead."""
+    return rows.mutate(**{HASH: rows.account_id.hash()}).drop("account_id")
 
 
 def _unsigned(hashes: np.ndarray) -> np.ndarray:

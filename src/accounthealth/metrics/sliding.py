@@ -51,7 +51,7 @@ from accounthealth.engine.parameters import PreparedQuery, parameter
 from accounthealth.engine.readers import Readers
 from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
-from accounthealth.metrics.hashed import HASH, HashedPositions, hashed_rows
+from accounthealth.metrics.hashed import HashedPositions, hashed_rows
 from accounthealth.metrics.running import add, raise_to, starting
 from accounthealth.metrics.running import value as running_value
 from accounthealth.metrics.series import (
@@ -389,11 +389,9 @@ class RunningAggregates:
         return self._positioned(self.engine.run_attached(query, self._days(query), self._attached))
 
     def _positioned(self, data: pa.Table) -> pa.Table:
-        """A compiled read's rows with their accounts' positions: those it returned, or found
-        by the hashes it returned instead."""
-        if HASH not in data.column_names:
-            return data
-        return t.cast(HashedPositions, self._hashed).place(data)
+        """A compiled read's rows with their accounts' positions: found by the hashes it
+        returned instead where the run has them (``_compiled_read``), else as it returned."""
+        return data if self._hashed is None else self._hashed.place(data)
 
     def _days(self, query: PreparedQuery) -> dict[str, dt.date]:
         """The values of a compiled read's parameters: the run's first and last days."""
@@ -411,7 +409,7 @@ class RunningAggregates:
 
         if self._hashed is not None:
             return t.cast(Compiled, self._compile)(
-                f"{name} by hash", lambda: hashed_rows(days(), order)
+                f"{name} by hash", lambda: _ordered(hashed_rows(days()), order)
             )
         positions = ibis.table(
             ibis.Schema.from_pyarrow(self._position_rows.schema), name=POSITIONS_TABLE
@@ -744,5 +742,9 @@ def _joined(rows: ir.Table, positions: ir.Table, order: t.Sequence[str]) -> ir.T
     """``rows`` with their account's ``_position`` from ``positions`` instead of its id, in
     the order of the ``order`` columns (without them, in any)."""
     known = rows.join(positions, rows.account_id == positions._account)
-    known = known.drop("account_id", "_account")
-    return known.order_by(list(order)) if order else known
+    return _ordered(known.drop("account_id", "_account"), order)
+
+
+def _ordered(rows: ir.Table, order: t.Sequence[str]) -> ir.Table:
+    """``rows`` in the order of the ``order`` columns (without them, in any)."""
+    return rows.order_by(list(order)) if order else rows
