@@ -333,6 +333,7 @@ class Project(ActingOnHealth):
                         days,
                         at_last_day,
                         history.segment_scored,
+                        history.shares,
                     )
                     history.begin(scored, batch)
                     earlier = None

@@ -168,9 +168,9 @@ def test_each_segments_detail_is_written_once_scored_the_largest_first(
     real_score, real_part = run_module.score_segment, history.HistoryWriter._write_part
     real_begin = history.HistoryWriter.begin
 
-    def score(grid: t.Any, rows: slice, model: t.Any) -> t.Any:
+    def score(grid: t.Any, rows: slice, model: t.Any, *shares: bool) -> t.Any:
         steps.append(("scored", (model.segment, rows.stop - rows.start)))
-        return real_score(grid, rows, model)
+        return real_score(grid, rows, model, *shares)
 
     def part(self: history.HistoryWriter, rows: t.Any) -> None:
         steps.append(("part", sorted(rows.column("segment_model").to_pylist())))

@@ -17,6 +17,7 @@ import pytest
 
 import accounthealth as ah
 from accounthealth.scoring import run as run_module
+from accounthealth.scoring.combine import SHARES
 from accounthealth.store import scores as history
 from accounthealth.store.archive import LAYOUT_FILE
 from accounthealth.store.derived import DERIVED
@@ -123,7 +124,11 @@ def _read(p: ah.Project, day: dt.date) -> dict[str, dict]:
 def _computed(p: ah.Project, day: dt.date) -> dict[str, dict]:
     """The detail rows scoring gives ``day`` now, with the derived columns, at the positions
     of the version as the store recorded them."""
-    scored = run_module.score_table(p.compute, p.model, [day])
+    return _computed_from(run_module.score_table(p.compute, p.model, [day]), p)
+
+
+def _computed_from(scored: pa.Table, p: ah.Project) -> dict[str, dict]:
+    """``_computed``'s rows of the ``scored`` rows."""
     rows = history._details_table(scored, p.model, version_positions(p.store, p.model))
     return {row["account_id"]: row for row in rows.to_pylist()}
 
@@ -161,6 +166,30 @@ def test_the_view_gives_the_presence_and_shares_scoring_computed(folder: Path) -
     assert {v for a, _, v in shares if a == "Z1" and v is not None} == {0.0}
     present = {v for row in computed.values() for c, v in row.items() if c.endswith("present")}
     assert present == {True, False}
+
+
+def test_a_run_writing_lean_detail_scores_without_the_shares(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the view works out, scoring for such a store does not: the rows it hands to
+    history are scoring's own but for those columns."""
+    with ah.open(folder) as p:
+        full = run_module.score_table(p.compute, p.model, [DAY])
+        shares = [c for c in full.column_names if c.startswith(SHARES)]
+        lean = run_module.score_table(p.compute, p.model, [DAY], shares=False)
+        assert shares and lean.equals(full.drop_columns(shares))
+        handed: list[list[str]] = []
+        begin = history.HistoryWriter.begin
+
+        def begin_seen(writer: history.HistoryWriter, scored: pa.Table, dates: list) -> None:
+            handed.append(scored.column_names)
+            begin(writer, scored, dates)
+
+        monkeypatch.setattr(history.HistoryWriter, "begin", begin_seen)
+        p.score(DAY)
+        read = _read(p, DAY)
+    assert handed == [lean.column_names]
+    assert _differing(read, _computed_from(full, p)) == []
 
 
 def test_each_version_and_order_of_the_model_reads_as_it_scored(folder: Path) -> None:

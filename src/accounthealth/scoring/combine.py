@@ -12,6 +12,10 @@ from accounthealth.metrics.compute import value_column
 from accounthealth.metrics.definitions import ScoringModel
 from accounthealth.scoring.functions import Grid, Values, bounded, reaches, score
 
+# The columns ``score_segment`` gives only with ``shares``, by their prefixes: whether each
+# metric had data and its share of the score, and each component's share.
+SHARES = ("p__", "w__", "cw__")
+
 
 def tiers_of(value: Values, tiers: tuple[Tier, ...]) -> np.ndarray:
     """The position in ``tiers`` (ordered best first) of the tier whose lower bound each score
@@ -33,13 +37,16 @@ def renewal_adjustment(base: Values, days: Values, renewal: Renewal | None) -> V
     return Values((100.0 - bounded(risk, upper=100.0)) - base.data, base.null)
 
 
-def score_segment(grid: Grid, rows: slice, model: ScoringModel) -> dict[str, Values | np.ndarray]:
+def score_segment(
+    grid: Grid, rows: slice, model: ScoringModel, shares: bool = True
+) -> dict[str, Values | np.ndarray]:
     """Score the ``rows`` of ``grid`` that are one segment's with its model.
 
     Returns, by column: per metric ``s__`` (effective score), ``p__`` (had data, an array of
     booleans), ``w__`` (share of the overall score); per component ``cs__`` (score) and ``cw__``
     (share); and base_score, renewal_adjustment, own_score, coverage, and tier (an array of
-    positions in the model's tiers, -1 for none).
+    positions in the model's tiers, -1 for none). Without ``shares``, no ``p__``, ``w__`` or
+    ``cw__``: where they are worked out as history is read (``SHARES``), they are not here.
     """
     n = rows.stop - rows.start
     zero, no = np.zeros(n), np.zeros(n, dtype=bool)
@@ -81,18 +88,21 @@ def score_segment(grid: Grid, rows: slice, model: ScoringModel) -> dict[str, Val
         md = scored_weight[c.name]
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(cs.null | (weights == 0), 0.0, c.weight / weights)
-        out[f"cs__{c.name}"], out[f"cw__{c.name}"] = cs, Values(share, no)
+        out[f"cs__{c.name}"] = cs
         base += np.where(cs.null, 0.0, cs.data * share)
         unweighted = md == 0
         for m in c.metrics:
-            s = effective[m.name]
+            out[f"s__{m.name}"] = s = effective[m.name]
+            if not shares:
+                continue
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = np.where(s.null | unweighted, 0.0, share * m.weight / md)
             # p__, w__ and cw__ are worked out again in SQL by a DuckDB store's view of its
             # lean detail files (store/derived.py); tests/store/test_lean_detail.py keeps them
             # equal.
-            out[f"s__{m.name}"], out[f"p__{m.name}"] = s, present[m.name]
-            out[f"w__{m.name}"] = Values(w, no)
+            out[f"p__{m.name}"], out[f"w__{m.name}"] = present[m.name], Values(w, no)
+        if shares:
+            out[f"cw__{c.name}"] = Values(share, no)
     unknown = no.copy()
     for m in model.metrics:
         if m.missing == "unknown":

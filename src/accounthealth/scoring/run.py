@@ -18,7 +18,7 @@ from accounthealth.metrics.compute import AsOf, value_column
 from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.metrics.series import stable_order
 from accounthealth.metrics.sliding import RUNNING_TABLE, Compiled, RunningAggregates
-from accounthealth.scoring.combine import score_segment
+from accounthealth.scoring.combine import SHARES, score_segment
 from accounthealth.scoring.day_grid import DayGrid
 from accounthealth.scoring.functions import Grid, Values, names_at
 from accounthealth.scoring.grid import ACCOUNT_COLUMNS, SEGMENT_MODEL, grid_query
@@ -44,6 +44,7 @@ def score_table(
     days: DayGrid | None = None,
     at_last_day: t.Callable[[], None] | None = None,
     segment_scored: t.Callable[[pa.Table], None] | None = None,
+    shares: bool = True,
 ) -> pa.Table:
     """One row per account and date with every metric, component and overall score. With a
     ``cache``, one date on an engine that binds parameters runs a query compiled once; with
@@ -51,7 +52,9 @@ def score_table(
     (``day_grid``), one date's grid is worked out in memory from them. ``at_last_day`` is
     called once ``running`` has reached the last of ``dates``, before the dates are scored
     (the run starts keeping its state for the next day then); ``segment_scored`` with each
-    segment's rows once scored (``scored_rows``).
+    segment's rows once scored (``scored_rows``). Without ``shares``, the rows have no
+    columns of the metrics' and components' shares, nor of which metrics had data
+    (``combine.SHARES``).
 
     The engine computes the metric values (the work that reads the data, where the data is);
     the scores are then computed here, on those values: a few arithmetic steps per account,
@@ -68,7 +71,7 @@ def score_table(
         values = running.table(dates) if running is not None else None
         at_last_day()
         grid = engine.to_arrow(grid_query(engine, resolved, dates, running=values))
-    return scored_rows(grid, resolved, numbers, segment_scored)
+    return scored_rows(grid, resolved, numbers, segment_scored, shares)
 
 
 def _nothing() -> None:
@@ -150,13 +153,14 @@ def scored_rows(
     resolved: ResolvedModel,
     numbers: dict[str, Values] | None = None,
     segment_scored: t.Callable[[pa.Table], None] | None = None,
+    shares: bool = True,
 ) -> pa.Table:
     """The scored rows of a metric grid, one segment's after another, the largest segment's
     first: the account columns, each segment model's scores, and per metric and component the
     detail (typed NULLs where a row's model lacks it). ``numbers``: columns of the grid as
     NumPy already (``Grid``); ``segment_scored`` is called with each segment's rows as soon as
     they are scored (the history writer writes their detail while the next is scored: the
-    largest first, since it takes longest to write)."""
+    largest first, since it takes longest to write); ``shares``: as ``score_table``'s."""
     segments = resolved.segments
     which = grid.column(SEGMENT_MODEL).to_numpy()
     if np.any(np.diff(which) < 0):
@@ -170,6 +174,8 @@ def scored_rows(
         types |= {f"s__{name}": pa.float64(), f"p__{name}": pa.bool_(), f"w__{name}": pa.float64()}
     for name in dict.fromkeys(c.name for seg in segments for c in seg.components):
         types |= {f"cs__{name}": pa.float64(), f"cw__{name}": pa.float64()}
+    if not shares:
+        types = {c: type_ for c, type_ in types.items() if not c.startswith(SHARES)}
     source = Grid(grid, numbers)
     parts = []
     for i in np.argsort(-sizes, kind="stable"):
@@ -177,7 +183,9 @@ def scored_rows(
             break
         seg, start, size = segments[i], int(bounds[i]), int(sizes[i])
         rows = slice(start, start + size)
-        scored: dict[str, Values | np.ndarray | pa.Array] = {**score_segment(source, rows, seg)}
+        scored: dict[str, Values | np.ndarray | pa.Array] = {
+            **score_segment(source, rows, seg, shares)
+        }
         scored["segment_model"] = pa.nulls(size, pa.string()).fill_null(seg.segment)
         if "tier" in scored:
             tiers = t.cast(np.ndarray, scored["tier"])
@@ -203,7 +211,7 @@ def _segment_rows(
     columns |= {c: typed[c] for c in SCORE_COLUMNS}
     for name in resolved.metrics:
         columns[value_column(name)] = pc.cast(grid.column(value_column(name)), pa.float64())
-        columns |= {f"{kind}__{name}": typed[f"{kind}__{name}"] for kind in ("s", "p", "w")}
+        columns |= {c: typed[c] for c in (f"{kind}__{name}" for kind in "spw") if c in typed}
     columns |= {c: part for c, part in typed.items() if c.startswith(("cs__", "cw__"))}
     return pa.table(columns)
 

@@ -141,6 +141,13 @@ class HistoryWriter:
         )
         return self
 
+    @property
+    def shares(self) -> bool:
+        """Whether the detail written holds the metrics' and components' shares and which
+        metrics had data (``scoring.combine.SHARES``): not where the store's archive works
+        them out as it is read (store/derived.py), so scoring need not."""
+        return self._archive is None
+
     def _stored_schemas(self) -> dict[str, pa.Schema]:
         schemas = {
             table: stored_schema(self._writer, table)
