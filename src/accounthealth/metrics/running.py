@@ -85,7 +85,9 @@ def value(running: Running, agg: Aggregate, col: str, k: int, base: int) -> Raw:
         valid = np.isfinite(mark) & ((agg.window is None) | (on > oldest))
         return Raw(latest, ~valid | np.isnan(latest))
     if agg.kind in ("count", "distinct"):
-        return Raw(np.rint(mark).astype(np.int64), None)
+        # Whole numbers as float64: the day grid computes with them so, and a column of
+        # integers takes them as they are (a conversion each way saved).
+        return Raw(np.rint(mark), None)
     return Raw(mark > 0.5, None)  # exists
 
 
@@ -94,11 +96,14 @@ def _sum_value(running: Running, agg: Aggregate, col: str) -> Raw:
     window (as SQL's sum gives them), else the sum of the finite values."""
     count = running[f"{col}_n"]
     nan, pinf, ninf = (running[f"{col}_{part}"] > 0.5 for part in ("nan", "pinf", "ninf"))
-    total = np.where(
-        nan | (pinf & ninf),
-        np.nan,
-        np.where(pinf, np.inf, np.where(ninf, -np.inf, running[f"{col}_s"])),
-    )
+    if nan.any() or pinf.any() or ninf.any():
+        total = np.where(
+            nan | (pinf & ninf),
+            np.nan,
+            np.where(pinf, np.inf, np.where(ninf, -np.inf, running[f"{col}_s"])),
+        )
+    else:
+        total = running[f"{col}_s"].copy()  # the usual case: no NaN or infinity in the window
     none = count < 0.5
     if agg.kind == "sum":
         return Raw(total, none)
