@@ -113,29 +113,39 @@ def test_each_days_files_keep_the_statistics_that_let_a_read_of_a_date_skip_them
         assert codecs == {CODEC.upper()}, file
 
 
-def test_a_large_days_detail_is_two_files_that_read_as_one(
+def test_a_large_days_scores_and_detail_are_two_files_each_that_read_as_one(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = trajectory_project(tmp_path / "whole", {"A": [3, 4, 5, 6], "B": [8, 7, 6, 5]})
     with ah.open(whole) as p:
         p.ingest()
         p.score(start=DAYS[0], end=DAYS[2])
-        expected = metric_rows(p)
-    # Every day "large": its two accounts' detail goes to two files, one row each.
+        expected, scores = metric_rows(p), score_rows(p)
+    # Every day "large": its two accounts' scores and detail go to two files each, one row
+    # each.
     monkeypatch.setattr(history, "SPLIT_ROWS", 1)
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[2])
         assert metric_rows(p) == expected
+        assert _without_times(score_rows(p)) == _without_times(scores)
         files = listed(p)
-        p.score(DAYS[1])  # rescoring a day replaces both halves
+        p.score(DAYS[1])  # rescoring a day replaces all four halves
         assert metric_rows(p) == expected
+        assert _without_times(score_rows(p)) == _without_times(scores)
         again = listed(p)
-    detail = sorted(f for f in files if not f.startswith("scores/"))
-    assert len(detail) == 6
-    assert [pq.read_metadata(folder / ARCHIVE / f).num_rows for f in detail] == [1] * 6
+    for kind in ("scores", "m1c1-lean"):
+        halves = sorted(f for f in files if f.startswith(f"{kind}/"))
+        assert len(halves) == 6
+        assert [pq.read_metadata(folder / ARCHIVE / f).num_rows for f in halves] == [1] * 6
     replaced = files - again
-    assert len(replaced) == 3  # the day's scores file and its two detail files
+    assert len(replaced) == 4  # the day's two scores files and its two detail files
     assert len(again) == len(files)
+
+
+def _without_times(
+    scores: dict[tuple[str, dt.date], tuple[float, str, dt.datetime]],
+) -> dict[tuple[str, dt.date], tuple[float, str]]:
+    return {key: (score, tier) for key, (score, tier, _) in scores.items()}
 
 
 DEFAULT, ENTERPRISE_ROWS = ["default"] * 7, ["enterprise"] * 3
