@@ -335,7 +335,7 @@ class Project(ActingOnHealth):
                         history.segment_scored,
                         history.shares,
                     )
-                    history.begin(scored, batch)
+                    history.begin(scored, batch, last=i == len(batches) - 1)
                     earlier = None
                     if spec is not None:
                         # The 4-tier split compares with stored scores `days` earlier.

@@ -14,6 +14,7 @@ import typing as t
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -113,33 +114,44 @@ def test_each_days_files_keep_the_statistics_that_let_a_read_of_a_date_skip_them
         assert codecs == {CODEC.upper()}, file
 
 
-def test_a_large_days_scores_and_detail_are_two_files_each_that_read_as_one(
+def test_a_large_days_detail_is_two_files_and_a_runs_last_days_scores_too(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each large day's detail is two files; its scores are, on the run's last day only (the
+    one a run waits for at its end). Both read as one day."""
     whole = trajectory_project(tmp_path / "whole", {"A": [3, 4, 5, 6], "B": [8, 7, 6, 5]})
     with ah.open(whole) as p:
         p.ingest()
         p.score(start=DAYS[0], end=DAYS[2])
         expected, scores = metric_rows(p), score_rows(p)
-    # Every day "large": its two accounts' scores and detail go to two files each, one row
-    # each.
+    # Every day "large": its two accounts' detail goes to two files, one row each.
     monkeypatch.setattr(history, "SPLIT_ROWS", 1)
     with ah.open(folder) as p:
         p.score(start=DAYS[0], end=DAYS[2])
         assert metric_rows(p) == expected
         assert _without_times(score_rows(p)) == _without_times(scores)
         files = listed(p)
-        p.score(DAYS[1])  # rescoring a day replaces all four halves
+        p.score(DAYS[1])  # a day alone is its run's last: all four halves replace its files
         assert metric_rows(p) == expected
         assert _without_times(score_rows(p)) == _without_times(scores)
         again = listed(p)
-    for kind in ("scores", "m1c1-lean"):
-        halves = sorted(f for f in files if f.startswith(f"{kind}/"))
-        assert len(halves) == 6
-        assert [pq.read_metadata(folder / ARCHIVE / f).num_rows for f in halves] == [1] * 6
+    detail = sorted(f for f in files if not f.startswith("scores/"))
+    assert [pq.read_metadata(folder / ARCHIVE / f).num_rows for f in detail] == [1] * 6
+    assert _scores_files(folder, files) == {DAYS[0]: [2], DAYS[1]: [2], DAYS[2]: [1, 1]}
+    assert _scores_files(folder, again) == {DAYS[0]: [2], DAYS[1]: [1, 1], DAYS[2]: [1, 1]}
     replaced = files - again
-    assert len(replaced) == 4  # the day's two scores files and its two detail files
-    assert len(again) == len(files)
+    assert len(replaced) == 3  # the day's scores file and its two detail files
+    assert len(again) == len(files) + 1
+
+
+def _scores_files(folder: Path, files: set[str]) -> dict[dt.date, list[int]]:
+    """The rows of each scores file of ``files``, by their day."""
+    rows: dict[dt.date, list[int]] = {}
+    for file in files:
+        if file.startswith("scores/"):
+            table = pq.read_table(folder / ARCHIVE / file)
+            rows.setdefault(table.column("as_of")[0].as_py(), []).append(table.num_rows)
+    return {day: sorted(counts) for day, counts in rows.items()}
 
 
 def _without_times(
@@ -186,9 +198,9 @@ def test_each_segments_detail_is_written_once_scored_the_largest_first(
         steps.append(("part", sorted(rows.column("segment_model").to_pylist())))
         real_part(self, rows)
 
-    def begin(self: history.HistoryWriter, *args: t.Any) -> None:
+    def begin(self: history.HistoryWriter, *args: t.Any, **kwargs: t.Any) -> None:
         steps.append(("begin", None))
-        real_begin(self, *args)
+        real_begin(self, *args, **kwargs)
 
     monkeypatch.setattr(history, "PART_ROWS", part_rows)
     monkeypatch.setattr(run_module, "score_segment", score)
@@ -250,18 +262,28 @@ def test_rows_handed_over_after_some_too_few_to_write_early_are_written_with_the
     assert sorted(a for (a,) in detail) == sorted(CHURNERS + RETAINERS)
 
 
-def test_a_segments_detail_failing_to_write_keeps_the_days_history_as_it_was(
-    folder: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("setting", "write"),
+    [
+        ("PART_ROWS", "write_detail"),  # a segment's detail, written as soon as it is scored
+        ("SPLIT_ROWS", "write_scores"),  # the second half of a run's last day's scores
+    ],
+)
+def test_a_file_of_the_day_failing_to_write_keeps_the_days_history_as_it_was(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, setting: str, write: str
 ) -> None:
     with ah.open(folder) as p:
         p.score(DAYS[0])
         before = (listed(p), metric_rows(p), score_rows(p))
-    monkeypatch.setattr(history, "PART_ROWS", 1)
+    monkeypatch.setattr(history, setting, 1)
+    real = getattr(HistoryArchive, write)
 
-    def disk_full(*_: object) -> None:
-        raise OSError("No space left on device")
+    def full_for_b(archive: HistoryArchive, rows: pa.Table, schema: pa.Schema) -> t.Any:
+        if "B" in rows.column("account_id").to_pylist():
+            raise OSError("No space left on device")
+        return real(archive, rows, schema)
 
-    monkeypatch.setattr(HistoryArchive, "write_detail", disk_full)
+    monkeypatch.setattr(HistoryArchive, write, full_for_b)
     with ah.open(folder) as p, pytest.raises(OSError, match="No space left"):
         p.score(DAYS[0])
     monkeypatch.undo()

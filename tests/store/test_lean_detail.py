@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import shutil
+import typing as t
 import uuid
 from pathlib import Path
 
@@ -181,9 +182,11 @@ def test_a_run_writing_lean_detail_scores_without_the_shares(
         handed: list[list[str]] = []
         begin = history.HistoryWriter.begin
 
-        def begin_seen(writer: history.HistoryWriter, scored: pa.Table, dates: list) -> None:
+        def begin_seen(
+            writer: history.HistoryWriter, scored: pa.Table, *args: t.Any, **kw: t.Any
+        ) -> None:
             handed.append(scored.column_names)
-            begin(writer, scored, dates)
+            begin(writer, scored, *args, **kw)
 
         monkeypatch.setattr(history.HistoryWriter, "begin", begin_seen)
         p.score(DAY)

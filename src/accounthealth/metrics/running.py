@@ -85,8 +85,8 @@ def value(running: Running, agg: Aggregate, col: str, k: int, base: int) -> Raw:
         valid = np.isfinite(mark) & ((agg.window is None) | (on > oldest))
         return Raw(latest, ~valid | np.isnan(latest))
     if agg.kind in ("count", "distinct"):
-        # Whole numbers as float64: the day grid computes with them so, and a column of
-        # integers takes them as they are (a conversion each way saved).
+        # Whole numbers as float64, as the day grid computes with them (it made them floats
+        # again); a column of integers (``RunningAggregates.values``) converts them.
         return Raw(np.rint(mark), None)
     return Raw(mark > 0.5, None)  # exists
 
@@ -103,7 +103,9 @@ def _sum_value(running: Running, agg: Aggregate, col: str) -> Raw:
             np.where(pinf, np.inf, np.where(ninf, -np.inf, running[f"{col}_s"])),
         )
     else:
-        total = running[f"{col}_s"].copy()  # the usual case: no NaN or infinity in the window
+        # The usual case: no NaN or infinity in the window. A sum is a copy, not the running
+        # state itself (Arrow may share its memory); an average's division makes one.
+        total = running[f"{col}_s"] if agg.kind == "avg" else running[f"{col}_s"].copy()
     none = count < 0.5
     if agg.kind == "sum":
         return Raw(total, none)

@@ -9,7 +9,7 @@ DuckDB 0.33-0.41 s to insert and a checkpoint's share more; as a file they take 
 and 8 MB. So a DuckDB store keeps each day as files in the folder named after it
 (``accounthealth.duckdb.details/``):
 
-    scores/<random id>.parquet                    the day's scores (two files for a large day)
+    scores/<random id>.parquet                    the day's scores (two for a run's large last day)
     m<metrics>c<components>-lean/<random id>.parquet  the day's detail (a file or more)
 
 one detail folder per width of the store's detail columns (a model with more metrics widens

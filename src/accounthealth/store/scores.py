@@ -181,19 +181,18 @@ class HistoryWriter:
     def _write_part(self, rows: pa.Table) -> None:
         details = _details_table(rows, self.resolved, self._positions.result(), lean=True)
         # A large part as two halves at once: a model without segments has one part a day.
-        half = rows.num_rows // 2
-        pieces = [details] if rows.num_rows < SPLIT_ROWS else [details[:half], details[half:]]
-        self._parts += [self._files.submit(self._write_detail, piece) for piece in pieces]
+        self._parts += [self._files.submit(self._write_detail, half) for half in _halves(details)]
         self._parted += rows.num_rows
 
     def _write_detail(self, details: pa.Table) -> list[DayFile]:
         schema = self._schemas.result()["score_details_stored"]
         return t.cast(HistoryArchive, self._archive).write_detail(details, schema)
 
-    def begin(self, scored: pa.Table, dates: t.Sequence[dt.date]) -> None:
+    def begin(self, scored: pa.Table, dates: t.Sequence[dt.date], last: bool = False) -> None:
         """Start replacing the history of ``dates`` (consecutive days) with ``scored``, the
         batch's rows from the scoring query (those handed to ``segment_scored`` first): their
-        detail now, their scores at ``finish``."""
+        detail now, their scores at ``finish``. ``last``: the run's last batch, whose writes
+        it waits for at its end (``_write_scores``)."""
         self._settle()
         assert self._handed <= scored.num_rows, "the rows handed over are the batch's first"
         if self._archive is not None and scored.num_rows > self._parted:
@@ -206,7 +205,7 @@ class HistoryWriter:
             else None
         )
         scored = scored.select(list(SCORED_COLUMNS))
-        done = self._pool.submit(self._write, details, parts, scored, scores, list(dates))
+        done = self._pool.submit(self._write, details, parts, scored, scores, list(dates), last)
         self._pending = (done, scores)
 
     def finish(self, final: pa.Table) -> None:
@@ -222,6 +221,7 @@ class HistoryWriter:
         scored: pa.Table,
         scores: Future[pa.Table],
         dates: list[dt.date],
+        last_batch: bool,
     ) -> int:
         engine, version, archive = self._writer, self.resolved.version, self._archive
         first, last = min(dates), max(dates)
@@ -233,7 +233,8 @@ class HistoryWriter:
             try:
                 rows = self._final(scored, scores)
                 schema = self._schemas.result()["scores_stored"]
-                files = [] if rows is None else self._write_scores(rows, schema, first == last)
+                halved = last_batch and first == last
+                files = [] if rows is None else self._write_scores(rows, schema, halved)
             finally:
                 wait(parts)  # none is still writing once the batch is over
             for part in parts:
@@ -256,21 +257,24 @@ class HistoryWriter:
                     engine.write_arrow("scores_stored", rows)
         return scored.num_rows
 
-    def _write_scores(self, rows: pa.Table, schema: pa.Schema, one_day: bool) -> list[DayFile]:
-        """A batch's scores files; a day of ``SPLIT_ROWS`` or more as two halves written at
-        once. Its scores are final only once the whole day is scored, so a daily run waits
-        for their file alone at the end, with a core to spare (on the benchmark's book one
-        file took 41-42 ms of CPU, 47-58 ms from the final scores)."""
+    def _write_scores(self, rows: pa.Table, schema: pa.Schema, halved: bool) -> list[DayFile]:
+        """A batch's scores files; where ``halved`` (a run's last batch, of one day), a day of
+        ``SPLIT_ROWS`` or more as two halves written at once. Its scores are final only once
+        the whole day is scored, so a daily run waits for their file alone at its end, with
+        a core to spare (on the benchmark's book one file took 41-42 ms of CPU, 47-58 ms from
+        the final scores); a backfill's other days are written while the next is scored,
+        both cores busy, as one file each."""
         archive = t.cast(HistoryArchive, self._archive)
-        if not one_day or rows.num_rows < SPLIT_ROWS:
-            return archive.write_scores(rows, schema)
-        half = rows.num_rows // 2
-        second = self._scores_half.submit(archive.write_scores, rows[half:], schema)
+        first, *second = _halves(rows) if halved else [rows]
+        if not second:
+            return archive.write_scores(first, schema)
+        # Submitted while the caller is still in the batch (it waits for it in __exit__).
+        other = self._scores_half.submit(archive.write_scores, second[0], schema)
         try:
-            files = archive.write_scores(rows[:half], schema)
+            files = archive.write_scores(first, schema)
         finally:
-            wait([second])
-        return files + second.result()
+            wait([other])
+        return files + other.result()
 
     def _final(self, scored: pa.Table, scores: Future[pa.Table]) -> pa.Table | None:
         """The batch's scores rows, once the caller has handed them over (None if the batch
@@ -299,6 +303,15 @@ class HistoryWriter:
             self._files.shutdown()  # with any part of a batch never begun (files unlisted)
             self._scores_half.shutdown()
             self._writer.close()
+
+
+def _halves(rows: pa.Table) -> list[pa.Table]:
+    """``rows`` as two halves to write at once if they are ``SPLIT_ROWS`` or more, else
+    whole."""
+    if rows.num_rows < SPLIT_ROWS:
+        return [rows]
+    half = rows.num_rows // 2
+    return [rows[:half], rows[half:]]
 
 
 # How much lower the history writer's threads run than the scoring thread (a nice value).
