@@ -32,8 +32,9 @@ from accounthealth.metrics import carryover, state_files
 from accounthealth.metrics.census import census
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.hashed import HASH, HashedPositions
+from accounthealth.metrics.placing import POSITIONS_TABLE, Placing
 from accounthealth.metrics.series import EPOCH, Carried, Series
-from accounthealth.metrics.sliding import POSITIONS_TABLE, RunningAggregates
+from accounthealth.metrics.sliding import RunningAggregates
 from accounthealth.project import CARRIED
 from accounthealth.scoring import day_grid
 from accounthealth.scoring.run import compiled_queries
@@ -608,13 +609,13 @@ def _placed_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
     """The columns of each read with account positions from now on (the day grid reads the
     accounts and contracts so)."""
     reads: list[set[str]] = []
-    real = RunningAggregates.placed
+    real = Placing.placed
 
-    def placed(self: RunningAggregates, rows: t.Any, *order: str) -> pa.Table:
+    def placed(self: Placing, rows: t.Any, *order: str) -> pa.Table:
         reads.append(set(rows.columns))
         return real(self, rows, *order)
 
-    monkeypatch.setattr(RunningAggregates, "placed", placed)
+    monkeypatch.setattr(Placing, "placed", placed)
     return reads
 
 

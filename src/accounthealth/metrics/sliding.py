@@ -24,9 +24,9 @@ A run can also start where an earlier one ended (``Carried``, kept by metrics/ca
 its running values, the series rows still to enter or leave a window and, per distinct
 aggregate, the sightings still in (or yet to enter) their window, with their values. The run
 then reads only the rows of its own days. What a run reads is queried by metrics/reads.py
-(its rows' accounts found by their ids' hashes, where a run carries on: metrics/hashed.py);
-the series, raw values and carried state are shaped in metrics/series.py; a distinct count's
-sightings are chained, counted, carried on and kept by metrics/sightings.py.
+and its rows placed at their accounts' positions by metrics/placing.py; the series, raw
+values and carried state are shaped in metrics/series.py; a distinct count's sightings are
+chained, counted, carried on and kept by metrics/sightings.py.
 """
 
 from __future__ import annotations
@@ -47,11 +47,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
-from accounthealth.engine.parameters import PreparedQuery, parameter
-from accounthealth.engine.readers import Readers
 from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
-from accounthealth.metrics.hashed import HashedPositions, hashed_rows
+from accounthealth.metrics.placing import Compiled, Placing
 from accounthealth.metrics.running import add, raise_to, starting
 from accounthealth.metrics.running import value as running_value
 from accounthealth.metrics.series import (
@@ -73,15 +71,6 @@ from accounthealth.metrics.sightings import carried_on, chain, coded, counted, t
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
 # The name the running values of one day take in a compiled metric query.
 RUNNING_TABLE = "_accounthealth_running"
-# The name the accounts' positions take in a run's queries compiled once.
-POSITIONS_TABLE = "_accounthealth_positions"
-# How many connections of its own a run carrying on reads its day on, at once. Its reads are of
-# one day and took 5-15 ms each when they joined 200,000 positions (metrics/hashed.py); run one
-# after another they held up the run (0.13 s of a daily run of the benchmark's book), run two
-# at a time beside the restoring of the running values 0.1 s.
-READERS = 2
-# A query by name, compiled once (by the function given, on the first call for that name).
-Compiled = t.Callable[[str, t.Callable[[], ir.Table]], PreparedQuery]
 
 
 @dataclass(frozen=True)
@@ -129,11 +118,6 @@ class RunningAggregates:
         self.first, self.last = dates[0], dates[-1]
         self.engine, self.where_of = engine, where_of
         self._carried = carried
-        # A run carrying on is the daily one: its queries are the same each day but for the
-        # dates, so they are compiled once with the dates as parameters (compiling each
-        # through Ibis took 10-15 ms of its 20-35 ms). Any run compiles the next day's.
-        self._compile = compiled
-        self._compiled = carried is not None and compiled is not None
         # The aggregates that carry on from ``carried`` (the day before's); the others start
         # from all history.
         self._resumes: set[str] = set()
@@ -155,35 +139,8 @@ class RunningAggregates:
             ids = engine.to_arrow(accounts.order_by("account_id"))
             self.ids = ids.column("account_id").combine_chunks()
         n = len(self.ids)
-        # Each account's position, for the engine to join: a series then comes back as
-        # positions, not ids to look up (that look-up was a fifth of reading a 90-day run).
-        self._position_rows = pa.table(
-            {"_account": self.ids, POSITION: pa.array(np.arange(n, dtype=np.int32))}
-        )
-        self._positions = ibis.memtable(self._position_rows)
-        # Whether the carried accounts are these, in this order (as they are while no account
-        # is added or removed): their rows then keep their positions, with no look-up of
-        # 200,000 ids (0.07 s) and no copies of millions of carried rows to drop none.
-        self._same = carried is not None and carried.ids.equals(self.ids)
-        # Each carried account's position now (-1: no longer an account).
-        self._now = (
-            pc.index_in(carried.ids, value_set=self.ids).fill_null(-1).to_numpy().astype(np.int32)
-            if carried is not None and not self._same
-            else np.arange(n if carried is not None else 0, dtype=np.int32)
-        )
-        # The accounts' positions by their ids' hashes, which the compiled reads return
-        # instead of joining the positions (metrics/hashed.py): kept with the state while the
-        # accounts are the same, else found for this run's compiled reads or the next run's
-        # (again each day while two accounts share a hash, which no run keeps).
-        self._hashed: HashedPositions | None = None
-        if compiled is not None:
-            kept = carried.index if carried is not None and self._same else None
-            self._hashed = (
-                kept if kept is not None else HashedPositions.found(engine, self._position_rows)
-            )
-        # What the run's compiled reads read beside the engine's tables: the positions, where
-        # they join them.
-        self._attached = {POSITIONS_TABLE: self._position_rows} if self._hashed is None else {}
+        # Where the rows it reads go: its accounts' positions (metrics/placing.py).
+        self._placing = Placing(engine, self.ids, self.first, self.last, carried, compiled)
         # The day grid's inputs read (or carried) in this run, by table (``placed_input``).
         self.inputs: dict[str, pa.Table] = {}
         self._groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
@@ -200,11 +157,6 @@ class RunningAggregates:
         # work after each only one (a 90-day backfill of the benchmark's book spent 3 of its
         # 8 s of reads so).
         working = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-series")
-        self._readers = (
-            Readers(engine, self._attached, READERS)
-            if self._compiled and engine.in_process
-            else None
-        )
         self._working: ThreadPoolExecutor | None = working
         self._ready = threading.Lock()
         self._failed: BaseException | None = None
@@ -223,6 +175,11 @@ class RunningAggregates:
             self._reads_done()
             raise
         self._pending = (distinct, built)
+
+    @property
+    def _same(self) -> bool:
+        """Whether the carried accounts are this run's, in order (``Placing.same``)."""
+        return self._placing.same
 
     def ready(self) -> None:
         """Wait until the run's reads are in and worked out; raises what failed there. They
@@ -257,13 +214,12 @@ class RunningAggregates:
         """Stop the run's reading threads and close its read connections."""
         t.cast(ThreadPoolExecutor, self._working).shutdown(cancel_futures=True)
         self._working = None
-        if self._readers is not None:
-            self._readers.close()
-            self._readers = None
+        self._placing.close()
 
     def _restore(self, carried: Carried) -> None:
         """Start the carried aggregates' running values where ``carried`` left them."""
-        moved, marks = self._now >= 0, self._day_marks()
+        now = self._placing.now
+        moved, marks = now >= 0, self._day_marks()
         for name, values in (
             (n, v)
             for col, arrays in carried.running.items()
@@ -274,7 +230,7 @@ class RunningAggregates:
             if self._same:  # no scatter
                 self._running[name] = np.asarray(values, np.float64) - shift
             else:
-                self._running[name][self._now[moved]] = values[moved] - shift
+                self._running[name][now[moved]] = values[moved] - shift
 
     def _day_marks(self) -> set[str]:
         """The running values that are day indexes (carried as days since the epoch)."""
@@ -305,7 +261,7 @@ class RunningAggregates:
             # A quiet table has no rows after the carried day: nothing to read.
             quiet = resumed and group[0].table in t.cast(Carried, self._carried).quiet
             reading = self._reads(group, resumed)
-            read = [None if quiet else self._reading(one, "_d") for one in reading]
+            read = [None if quiet else self._placing.reading(one, "_d") for one in reading]
             made.append(working.submit(self._make_series, key, resumed, read))
         return made
 
@@ -349,72 +305,9 @@ class RunningAggregates:
         piece itself while the accounts are the same."""
         if self._same:
             return piece
-        accounts, kept = self._still(piece.accounts)
+        accounts, kept = self._placing.still(piece.accounts)
         columns = {name: values[kept] for name, values in piece.columns.items()}
         return Series(accounts, piece.days[kept], columns)
-
-    def _still(self, accounts: np.ndarray) -> tuple[np.ndarray, slice | np.ndarray]:
-        """Carried rows' ``accounts`` as positions now, of the rows whose account still is,
-        and which rows those are (a mask; all of them, as a slice, for the same accounts)."""
-        if self._same:
-            return accounts, slice(None)
-        at = self._now[accounts]
-        kept = at >= 0
-        return at[kept], kept
-
-    def placed(self, rows: ir.Table, *order: str) -> pa.Table:
-        """``rows`` (with an ``account_id``) run on the engine, each with its account's position
-        (``_position``) instead of its id, in the order of the ``order`` columns (without
-        them, in any); rows of unknown accounts are dropped. The engine joins the positions:
-        looking 200,000 ids up in Arrow took 0.05 s a table."""
-        return self.engine.to_arrow(_joined(rows, self._positions, order))
-
-    def _reading(self, read: reads.Read, *order: str) -> Future[pa.Table]:
-        """``_read`` on a connection of the run's readers where it has them, else now."""
-        if self._readers is not None:
-            query = self._compiled_read(read, order)
-            return self._readers.run(query, self._days(query), then=self._positioned)
-        done: Future[pa.Table] = Future()
-        done.set_result(self._read(read, *order))
-        return done
-
-    def _read(self, read: reads.Read, *order: str) -> pa.Table:
-        """The rows of a ``read`` (its query of the run's first and last days), ``placed``:
-        compiled once where the run has compiled queries, else with the days as literals."""
-        if not self._compiled:
-            _, rows = read
-            first, last = ibis.literal(self.first, "date"), ibis.literal(self.last, "date")
-            return self.placed(rows(first, last), *order)
-        query = self._compiled_read(read, order)
-        return self._positioned(self.engine.run_attached(query, self._days(query), self._attached))
-
-    def _positioned(self, data: pa.Table) -> pa.Table:
-        """A compiled read's rows with their accounts' positions: found by the hashes it
-        returned instead where the run has them (``_compiled_read``), else as it returned."""
-        return data if self._hashed is None else self._hashed.place(data)
-
-    def _days(self, query: PreparedQuery) -> dict[str, dt.date]:
-        """The values of a compiled read's parameters: the run's first and last days."""
-        days = {"first": self.first, "last": self.last}
-        return {name: days[name] for name in query.parameters}
-
-    def _compiled_read(self, read: reads.Read, order: t.Sequence[str]) -> PreparedQuery:
-        """A ``read`` compiled once under its name (or as compiled before), its days the
-        parameters ``first`` and ``last``; the accounts' positions the table
-        ``POSITIONS_TABLE``, or their ids' hashes where the run finds positions by them."""
-        name, rows = read
-
-        def days() -> ir.Table:
-            return rows(parameter("first", "date"), parameter("last", "date"))
-
-        if self._hashed is not None:
-            return t.cast(Compiled, self._compile)(
-                f"{name} by hash", lambda: _ordered(hashed_rows(days()), order)
-            )
-        positions = ibis.table(
-            ibis.Schema.from_pyarrow(self._position_rows.schema), name=POSITIONS_TABLE
-        )
-        return t.cast(Compiled, self._compile)(name, lambda: _joined(days(), positions, order))
 
     def placed_input(self, table: str, rows: ir.Table, *order: str) -> pa.Table:
         """``rows`` of the day grid's input ``table``, ``placed``; or as the day before's run
@@ -424,7 +317,7 @@ class RunningAggregates:
         carried = None
         if self._carried is not None and self._same:
             carried = self._carried.inputs.get(table)
-        data = carried if carried is not None else self.placed(rows, *order)
+        data = carried if carried is not None else self._placing.placed(rows, *order)
         self.inputs[table] = data
         return data
 
@@ -454,7 +347,9 @@ class RunningAggregates:
             return self._sightings_after(agg, col, t.cast(Carried, self._carried).sightings[col])
         o, w = agg.offset, agg.window
         if w is None:
-            first_seen = self._read(reads.first_seen(self.engine, agg, self.where_of, col), "_d")
+            first_seen = self._placing.read(
+                reads.first_seen(self.engine, agg, self.where_of, col), "_d"
+            )
 
             def entering() -> tuple[Series, Series]:
                 enters = _series_of(first_seen)
@@ -468,7 +363,7 @@ class RunningAggregates:
         # values' fetch, and the sightings still seen after the last day are then at hand for
         # carrying on (reading them again at the end took 1.3-2.3 s for the benchmark's two).
         seen = reads.values_seen(self.engine, agg, self.where_of, col)
-        accounts, days, values = _seen_columns(self._read(seen))
+        accounts, days, values = _seen_columns(self._placing.read(seen))
 
         def chained() -> tuple[Series, Series]:
             nonlocal accounts, days, values
@@ -495,7 +390,7 @@ class RunningAggregates:
             return functools.partial(
                 self._carried_on, agg, col, carried, none, none, carried.values.slice(0, 0)
             )
-        read = self._reading(reads.seen_on_run_days(self.engine, agg, self.where_of, col))
+        read = self._placing.reading(reads.seen_on_run_days(self.engine, agg, self.where_of, col))
         return lambda: self._carried_on(agg, col, carried, *_seen_columns(read.result()))
 
     def _carried_on(
@@ -510,7 +405,7 @@ class RunningAggregates:
         """``_sightings_after`` of the run's sightings read."""
         o, w = agg.offset, t.cast(int, agg.window)
         codes, dictionary = coded(values, carried.values)
-        now, kept = self._still(carried.accounts)
+        now, kept = self._placing.still(carried.accounts)
         self._seen[col], enters, leaves = carried_on(
             carried,
             chain(accounts, codes, days, o, w),
@@ -529,16 +424,16 @@ class RunningAggregates:
         (each kept series' and distinct value's rows of its own days), so that the day after
         a backfill does not compile them (0.15-0.2 s of a daily run of the benchmark's book).
         Where this run has compiled queries."""
-        if self._compile is None:
+        if not self._placing.compiles:
             return
         kept = self.kept(columns)
         for group in self._kept_groups(kept).values():
             for read in self._reads(group, resumed=True):
-                self._compiled_read(read, ["_d"])
+                self._placing.compiled_read(read, ["_d"])
         for agg, col in kept.items():
             if agg.kind == "distinct":
                 seen = reads.seen_on_run_days(self.engine, agg, self.where_of, col)
-                self._compiled_read(seen, [])
+                self._placing.compiled_read(seen, [])
 
     # -- the running values, day by day ---------------------------------------------------------
     def _advance(self) -> None:
@@ -651,7 +546,7 @@ class RunningAggregates:
             series,
             sightings,
             inputs=carried,
-            index=self._hashed,
+            index=self._placing.hashed,
         )
 
     # -- what scoring reads ---------------------------------------------------------------------
@@ -736,15 +631,3 @@ def _numeric(engine: Engine, agg: Aggregate) -> bool:
         return True
     type_ = engine.table(agg.table)[t.cast(str, agg.column)].type()
     return type_.is_numeric() or type_.is_boolean()
-
-
-def _joined(rows: ir.Table, positions: ir.Table, order: t.Sequence[str]) -> ir.Table:
-    """``rows`` with their account's ``_position`` from ``positions`` instead of its id, in
-    the order of the ``order`` columns (without them, in any)."""
-    known = rows.join(positions, rows.account_id == positions._account)
-    return _ordered(known.drop("account_id", "_account"), order)
-
-
-def _ordered(rows: ir.Table, order: t.Sequence[str]) -> ir.Table:
-    """``rows`` in the order of the ``order`` columns (without them, in any)."""
-    return rows.order_by(list(order)) if order else rows
