@@ -67,45 +67,54 @@ def raise_to(running: Running, agg: Aggregate, col: str, rows: Series) -> None:
         running[f"{col}_day"][at[later]] = rows.columns["last_u"][last][later]
 
 
-def value(running: Running, agg: Aggregate, col: str, k: int, base: int) -> Raw:
-    """The aggregate's raw value for every account on day index ``k`` (after its changes);
-    ``base``: day index 0's days since the epoch. Every array given is a new one, not the
-    running state itself (Arrow may share its memory)."""
+def value(
+    running: Running, agg: Aggregate, col: str, k: int, base: int, at: np.ndarray | None = None
+) -> Raw:
+    """The aggregate's raw value on day index ``k`` (after its changes) of the accounts at
+    positions ``at``, in that order (None: every account); ``base``: day index 0's days since
+    the epoch. Every array given is a new one, not the running state itself (Arrow may share
+    its memory)."""
     oldest = k - agg.offset - (agg.window or 0)  # the last day index out of the window
     if agg.kind in ("sum", "avg"):
-        return _sum_value(running, agg, col)
-    mark = running[col]
+        return _sum_value(running, agg, col, at)
+    mark = _taken(running, col, at)
     if agg.kind == "days_since":
         valid = np.isfinite(mark) & ((agg.window is None) | (mark > oldest))
         days = np.where(valid, mark, 0).astype(np.int64) + base
         return Raw(days.astype(np.int32), ~valid)
     if agg.kind == "latest":
-        on = running[f"{col}_day"]
-        latest = running[f"{col}_value"].copy()
+        on = _taken(running, f"{col}_day", at)
+        latest = running[f"{col}_value"].copy() if at is None else running[f"{col}_value"][at]
         valid = np.isfinite(mark) & ((agg.window is None) | (on > oldest))
         return Raw(latest, ~valid | np.isnan(latest))
     if agg.kind in ("count", "distinct"):
         # Whole numbers as float64, as the day grid computes with them (it made them floats
         # again); a column of integers (``RunningAggregates.values``) converts them.
-        return Raw(np.rint(mark), None)
+        return Raw(np.rint(mark) if at is None else np.rint(mark, out=mark), None)
     return Raw(mark > 0.5, None)  # exists
 
 
-def _sum_value(running: Running, agg: Aggregate, col: str) -> Raw:
-    """A running sum or average: NULL without values, NaN or an infinity while one is in the
-    window (as SQL's sum gives them), else the sum of the finite values."""
-    count = running[f"{col}_n"]
-    nan, pinf, ninf = (running[f"{col}_{part}"] > 0.5 for part in ("nan", "pinf", "ninf"))
-    if nan.any() or pinf.any() or ninf.any():
+def _taken(running: Running, name: str, at: np.ndarray | None) -> np.ndarray:
+    """A running array at positions ``at`` (a new array), or itself (None)."""
+    return running[name] if at is None else running[name][at]
+
+
+def _sum_value(running: Running, agg: Aggregate, col: str, at: np.ndarray | None) -> Raw:
+    """A running sum or average (of the accounts at ``at``, None: all): NULL without values,
+    NaN or an infinity while one is in the window (as SQL's sum gives them), else the sum of
+    the finite values."""
+    count = _taken(running, f"{col}_n", at)
+    flags = [running[f"{col}_{part}"] > 0.5 for part in ("nan", "pinf", "ninf")]
+    sums = _taken(running, f"{col}_s", at)
+    if any(flag.any() for flag in flags):
+        nan, pinf, ninf = flags if at is None else (flag[at] for flag in flags)
         total = np.where(
-            nan | (pinf & ninf),
-            np.nan,
-            np.where(pinf, np.inf, np.where(ninf, -np.inf, running[f"{col}_s"])),
+            nan | (pinf & ninf), np.nan, np.where(pinf, np.inf, np.where(ninf, -np.inf, sums))
         )
     else:
         # The usual case: no NaN or infinity in the window. A sum is a copy, not the running
         # state itself (Arrow may share its memory); an average's division makes one.
-        total = running[f"{col}_s"] if agg.kind == "avg" else running[f"{col}_s"].copy()
+        total = sums.copy() if agg.kind == "sum" and at is None else sums
     none = count < 0.5
     if agg.kind == "sum":
         return Raw(total, none)

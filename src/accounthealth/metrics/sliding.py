@@ -580,16 +580,17 @@ class RunningAggregates:
             parts.append(pa.table(columns))
         return pa.concat_tables(parts)
 
-    def raw(self, day: dt.date) -> dict[str, Raw]:
-        """Each aggregate's raw value on ``day`` (the day after the previous call's) for every
-        account, in ``ids`` order, by its column."""
+    def raw(self, day: dt.date, at: np.ndarray | None = None) -> dict[str, Raw]:
+        """Each aggregate's raw value on ``day`` (the day after the previous call's) for the
+        accounts at positions ``at``, in that order (None: every account, in ``ids`` order), by
+        its column."""
         expected = self.first + dt.timedelta(days=self._next)
         if day != expected:
             raise ValueError(f"running aggregates are at {expected}, not {day}")
         self._advance()
         k = (day - self.first).days
         return {
-            col: running_value(self._running, agg, col, k, self._base)
+            col: running_value(self._running, agg, col, k, self._base, at)
             for agg, col in self.aggregates.items()
         }
 
