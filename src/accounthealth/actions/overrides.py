@@ -181,7 +181,9 @@ def in_force(store: Engine, start: dt.date, end: dt.date) -> pd.DataFrame:
     before expires_on, and before the day they were removed."""
     # All of them, filtered here: overrides are made by hand (a few thousand at most), and
     # compiling a filtered query cost more than reading them, once per day of a backfill.
-    frame = store.execute(store.table("overrides"))
+    # Through Arrow: Ibis's own conversion to pandas took 6-8 ms of every run's start, with no
+    # override at all, against 1-2 ms.
+    frame = store.to_arrow(store.table("overrides")).to_pandas()
     frame["removed_on"] = frame["removed_at"]
     for column in ("starts_on", "expires_on", "removed_on"):
         frame[column] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in frame[column]]
