@@ -97,7 +97,7 @@ class DuckDBEngine(Engine):
         # built with bound parameters instead ran the grid ten times slower.
         table = self.raw.sql(query.sql).to_arrow_table()
         # The same conversion as Ibis's own to_pyarrow: types exactly as the expression said.
-        return DuckDBPyArrowData.convert_table(table, ibis.schema(query.schema))
+        return DuckDBPyArrowData.convert_table(table, query.types())
 
     @contextmanager
     def attached(self, name: str, data: pa.Table | None) -> t.Iterator[None]:

@@ -196,7 +196,7 @@ class PostgresEngine(Engine):
         import psycopg
 
         params = [values[name] for name in query.parameters]
-        schema = ibis.schema(query.schema)
+        schema = query.types()
         struct = schema.as_struct().to_pyarrow()
         # A server-side cursor (it needs a transaction): rows arrive a batch at a time, as
         # Ibis's own PostgreSQL to_pyarrow reads them, and leave Python as Arrow.
