@@ -110,11 +110,24 @@ class _Tiers:
     Arrow, it took 15-20 ms of a day of the benchmark's 184,000 accounts."""
 
     def __init__(self, column: pa.Array | pa.ChunkedArray) -> None:
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
-        encoded = pc.dictionary_encode(column)
-        self.names: list[str] = encoded.dictionary.to_pylist()
-        self.codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+        """From tier names, or positions in names (as scoring gives them, each segment's
+        with its own)."""
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        self.names: list[str] = []
+        codes = []
+        for chunk in chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = pc.dictionary_encode(chunk)
+            # Each of the chunk's names at its position in ``names``; NULL at -1.
+            at = np.array([*map(self._position, chunk.dictionary.to_pylist()), -1], np.int64)
+            codes.append(at[pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)])
+        self.codes = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+
+    def _position(self, name: str) -> int:
+        """Where ``name`` is in ``names``, added at their end if not there."""
+        if name not in self.names:
+            self.names.append(name)
+        return self.names.index(name)
 
     def __getitem__(self, at: np.ndarray) -> np.ndarray:
         """The names at some rows (None for none)."""
@@ -122,10 +135,7 @@ class _Tiers:
 
     def __setitem__(self, at: np.ndarray, names: np.ndarray) -> None:
         found, distinct = pd.factorize(names)  # a missing name is -1
-        for name in distinct:
-            if name not in self.names:
-                self.names.append(name)
-        position = np.array([self.names.index(name) for name in distinct] + [-1], np.int64)
+        position = np.array([*map(self._position, distinct), -1], np.int64)
         self.codes[at] = position[found]
 
     def named(self, name: str) -> np.ndarray:
