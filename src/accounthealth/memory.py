@@ -37,7 +37,6 @@ with peaks of 1,368-1,424 MB against 1,403-1,410 MB.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import gc
 import os
@@ -100,7 +99,9 @@ def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The C library this process runs on, by its own symbols: ctypes.util.find_library
+        # runs ldconfig in a child process (7 ms of a daily run).
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
     except (OSError, AttributeError):
         return None
