@@ -14,17 +14,19 @@ N = 8
 AT = np.array([5, 0, 7, 2, 3])  # some accounts, out of order
 
 
-def _running(kind: str, col: str) -> Running:
+def _running(kind: str, col: str, finite: bool) -> Running:
     """Running arrays of ``kind`` with a value of each sort somewhere: none yet, whole
-    counts, marks inside and outside a 3-day window, NaN and infinite sums."""
+    counts, marks inside and outside a 3-day window, and (unless ``finite``) NaN and infinite
+    sums."""
     if kind in ("sum", "avg"):
         parts = {part: np.zeros(N) for part in SUM_PARTS}
         parts["n"][:] = [0, 1, 2, 3, 1, 2, 0, 4]
         parts["s"][:] = [0, 1.5, -2.0, 9.25, 0.1, 3.0, 0, 7.0]
-        parts["nan"][3] = 1
-        parts["pinf"][4] = 1
-        parts["ninf"][4] = 1
-        parts["pinf"][5] = 1
+        if not finite:
+            parts["nan"][3] = 1
+            parts["pinf"][4] = 1
+            parts["ninf"][4] = 1
+            parts["pinf"][5] = 1
         return {f"{col}_{part}": values for part, values in parts.items()}
     if kind in ("days_since", "latest"):
         marks = np.array([-np.inf, 1, 2, 5, 6, -np.inf, 3, 6])
@@ -36,12 +38,15 @@ def _running(kind: str, col: str) -> Running:
     return {col: np.array([0, 1.0000000001, 2, 0.9999999, 3, 0, 1, 5])}
 
 
+@pytest.mark.parametrize("finite", [True, False], ids=["finite", "with NaN and infinities"])
 @pytest.mark.parametrize(
     "kind", ["count", "distinct", "exists", "sum", "avg", "days_since", "latest"]
 )
-def test_the_values_of_some_accounts_are_those_of_all_taken_at_them(kind: str) -> None:
+def test_the_values_of_some_accounts_are_those_of_all_taken_at_them(
+    kind: str, finite: bool
+) -> None:
     agg = Aggregate(kind, "events", "quantity", "event_time", window=3)
-    running = _running(kind, "c")
+    running = _running(kind, "c", finite)
     before = {name: array.copy() for name, array in running.items()}
     every = value(running, agg, "c", 6, 20_000)
     some = value(running, agg, "c", 6, 20_000, AT)

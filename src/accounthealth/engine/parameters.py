@@ -33,7 +33,7 @@ def parameter(name: str, type_: str) -> ir.Value:
     """A bound parameter ``name`` of Ibis type ``type_`` as an expression."""
     if not name.isidentifier():
         raise ValueError(f"not a parameter name: {name!r}")
-    return Parameter(name, dt.dtype(type_)).to_expr()
+    return Parameter(name, _dtype(type_)).to_expr()
 
 
 class NamedParameters:

@@ -176,9 +176,9 @@ def joined(old: np.ndarray, new: np.ndarray, shift: int = 0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Raw:
-    """An aggregate's raw value for every account: exists as booleans, days_since as days
-    since the epoch (int32), others float64 (a count's whole numbers); and where it is NULL
-    (None: nowhere)."""
+    """An aggregate's raw value for every account (or those asked for, in the order asked):
+    exists as booleans, days_since as days since the epoch (int32), others float64 (a count's
+    whole numbers); and where it is NULL (None: nowhere)."""
 
     data: np.ndarray
     null: np.ndarray | None

@@ -64,11 +64,11 @@ def score_segment(
     component: dict[str, Values] = {}
     # Per component, the weight of its metrics that have a score.
     scored_weight: dict[str, np.ndarray] = {}
-    # Each metric's score with 0 where it has none, and 1.0 where it has one: products with
-    # these do what a NumPy where per sum did, at a fifth of its cost. A metric with a score
-    # on every row (most: a missing value scores a default) adds its weight as it is, in the
-    # same order, so the sums are the same to the last bit (27 of the benchmark's 45 metrics
-    # of a segment: 10 ms a day).
+    # A metric with rows without a score adds its score with 0 there, and its weight times
+    # 1.0 where it has one (0 where not); one with a score on every row (most: a missing value
+    # scores a default) adds its score and its weight as they are, in the same order, so the
+    # sums are the same to the last bit (27 of the benchmark's 45 metrics of a segment: 10 ms
+    # a day).
     gaps = {name: bool(s.null.any()) for name, s in effective.items()}
     coverage = zero.copy()
     for c in model.components:

@@ -41,8 +41,8 @@ class Values:
         null = column.is_null().to_numpy(zero_copy_only=False)
         return cls(pc.fill_null(column, 0.0).to_numpy(zero_copy_only=False), null)
 
-    def take(self, rows: slice) -> Values:
-        """The values of some rows (a view)."""
+    def take(self, rows: slice | np.ndarray) -> Values:
+        """The values of some rows: a view of a slice, a copy at positions."""
         return Values(self.data[rows], self.null[rows])
 
     def fill_null(self, value: float) -> Values:

@@ -126,7 +126,7 @@ def _compiled_grid(
     # Compiled with a date that stands for any (a parameter): the first is as good as any.
     first = running.first if running is not None else dt.date.today()
 
-    def compile() -> PreparedQuery:
+    def compile_grid() -> PreparedQuery:
         # The running values' placeholder made only to compile: typing its columns through
         # Ibis took 6 ms of a daily run that found the query compiled.
         placeholder = running.placeholder() if running is not None else None
@@ -134,7 +134,7 @@ def _compiled_grid(
             grid_query(engine, resolved, [first], parameters=True, running=placeholder)
         )
 
-    return cache.prepared(key, compile)
+    return cache.prepared(key, compile_grid)
 
 
 def compiled_queries(
@@ -194,9 +194,8 @@ def scored_rows(
         scored["segment_model"] = pa.nulls(size, pa.string()).fill_null(seg.segment)
         if "tier" in scored:
             tiers = t.cast(np.ndarray, scored["tier"]).astype(np.int32)
-            scored["tier"] = pa.DictionaryArray.from_arrays(
-                pa.array(tiers, mask=tiers < 0), [tier.name for tier in seg.tiers]
-            )
+            names = pa.array([tier.name for tier in seg.tiers], pa.string())
+            scored["tier"] = pa.DictionaryArray.from_arrays(pa.array(tiers, mask=tiers < 0), names)
         parts.append(_segment_rows(grid.slice(start, size), scored, types, resolved))
         if segment_scored is not None:
             segment_scored(parts[-1])
