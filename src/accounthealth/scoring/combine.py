@@ -79,11 +79,10 @@ def score_segment(
             if gaps[m.name]:
                 num += np.where(s.null, 0.0, s.data) * m.weight
                 den += (~s.null).astype(np.float64) * m.weight
-                coverage += present[m.name] * part
             else:
                 num += s.data * m.weight
                 den += m.weight
-                coverage += part if present[m.name].all() else present[m.name] * part
+            coverage += part if present[m.name].all() else present[m.name] * part
         with np.errstate(divide="ignore", invalid="ignore"):
             component[c.name] = Values(num / den, den == 0)
         scored_weight[c.name] = den
