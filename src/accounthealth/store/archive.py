@@ -301,11 +301,19 @@ def _literal(text: str) -> str:
 def _write_whole(table: pa.Table, path: Path, **options: t.Any) -> None:
     """Write a Parquet file under a name the views do not read, make its content durable,
     then give it its own name: a run killed while writing leaves no torn file where the
-    views read (the caller syncs the directory entry before a commit lists the file)."""
+    views read (the caller syncs the directory entry before a commit lists the file). Once
+    durable, its pages leave the system's file cache (where it can say so): history is read
+    later, if at all, and a backfill's 1.4 GB of it would otherwise push out what the engine
+    reads (the store, the sources). The next file then reuses those pages. On the benchmark's
+    virtual machine, which hands the pages no one uses back to its host, new ones cost about
+    2 ms a MB to take: 90-day backfills took 20.2-20.7 s with it against 20.8-21.5 s, with
+    3.2-3.4 s of system time against 5.1-5.6 s (three each, in turns)."""
     partial = path.with_name(path.name + ".partial")
     pq.write_table(table, partial, **options)
     with open(partial, "rb+") as file:
         os.fsync(file.fileno())
+        if hasattr(os, "posix_fadvise"):  # not on macOS or Windows
+            os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     os.replace(partial, path)
 
 
