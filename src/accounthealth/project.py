@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 import typing as t
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import ibis
@@ -35,7 +37,7 @@ from accounthealth.memory import (
     return_freed_memory,
     use_lasting_arrow_pool,
 )
-from accounthealth.metrics.carryover import CarryOver
+from accounthealth.metrics.carryover import CarryOver, Resumed
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.definitions import ResolvedModel, resolve
 from accounthealth.metrics.sliding import consecutive
@@ -49,7 +51,6 @@ from accounthealth.sources.schema import TABLES
 from accounthealth.sources.views import register_views
 from accounthealth.store import migrate
 from accounthealth.store.archive import archive_of
-from accounthealth.store.model_parts import record_model
 from accounthealth.store.scores import HistoryWriter, current, history_for
 from accounthealth.validation.backtest import Backtest, BacktestOptions, backtest
 
@@ -260,6 +261,40 @@ class Project(ActingOnHealth):
     def _score(self, dates: list[dt.date], batch_days: int | None) -> ScoreReport:
         resolved = self.model
         started = time.perf_counter()
+        # The history writer first: its thread records the model version, looks up what it
+        # needs of the store and reads the overrides in force while this one works out what
+        # to read and reads it (on this thread, they took 15-20 ms of a daily run of the
+        # benchmark's book, with a core to spare at its start).
+        with (
+            self.progress.task("scoring", total=len(dates)) as advance,
+            HistoryWriter(self.store, resolved) as history,
+        ):
+            # Written history carries the overrides in force; read once, each row keeps
+            # those of its own date.
+            in_force = history.reading(partial(overrides.in_force, start=dates[0], end=dates[-1]))
+            resumed = self._score_into(history, advance, in_force, resolved, dates, batch_days)
+        # Once the writer is done: its rows include the last batch's.
+        carried = resumed.carried if resumed is not None else None
+        return ScoreReport(
+            resolved.version,
+            tuple(dates),
+            history.rows,
+            time.perf_counter() - started,
+            carried_from=carried.day if carried is not None else None,
+            not_carried=resumed.why_not if resumed is not None else None,
+        )
+
+    def _score_into(
+        self,
+        history: HistoryWriter,
+        advance: t.Callable[[int], None],
+        in_force: Future[pd.DataFrame],
+        resolved: ResolvedModel,
+        dates: list[dt.date],
+        batch_days: int | None,
+    ) -> Resumed | None:
+        """Score ``dates`` into ``history`` (``_score``); returns the kept state it carried
+        on from, if it looked for one."""
         running = days = None
         cache = self.query_cache
         carry = resumed = None
@@ -289,12 +324,6 @@ class Project(ActingOnHealth):
         try:
             if running is not None:
                 days = day_grid(self.compute, resolved, running, cache)
-            # Written history carries the overrides in force; read once, each row keeps those
-            # of its own date.
-            in_force = overrides.in_force(self.store, dates[0], dates[-1])
-            # Recorded here, not first: the kept state's key and reads wait for nothing it
-            # does, and a daily run's main thread would often wait for its reads here.
-            record_model(self.store, resolved)
         except BaseException:
             if running is not None:
                 running.abandon()
@@ -313,55 +342,43 @@ class Project(ActingOnHealth):
             if carry is not None and running is not None:
                 carry.start_keeping(running, days)
                 reached = carry.last_day_reached
-            with (
-                self.progress.task("scoring", total=len(dates)) as advance,
-                HistoryWriter(self.store, resolved) as history,
-            ):
-                return_freed_memory()  # what reading the data freed (memory.py)
-                for i, batch in enumerate(batches):
-                    if i and running is None:
-                        # What the last batch freed. Not between the one-day batches of a
-                        # run of running values: each day reuses what the day before freed.
-                        return_freed_memory()
-                    at_last_day = reached if i == len(batches) - 1 else None
-                    scored = score_table(
-                        self.compute,
-                        resolved,
-                        batch,
-                        cache,
-                        running,
-                        days,
-                        at_last_day,
-                        history.segment_scored,
-                        history.shares,
-                    )
-                    history.begin(scored, batch, last=i == len(batches) - 1)
-                    earlier = None
-                    if spec is not None:
-                        # The 4-tier split compares with stored scores `days` earlier.
-                        back = dt.timedelta(days=spec.days)
-                        wanted = sorted({d - back for d in batch} - set(batch))
-                        earlier = history_for(self.store, resolved.version, wanted)
-                    final = final_scores(scored, resolved, earlier=earlier, in_force=in_force)
-                    history.finish(final)
-                    advance(len(batch))
-                if carry is not None:
-                    # While the last batch is written.
-                    unkept = carry.finish_keeping()
-                    if unkept:
-                        self.progress.note(unkept)
+            return_freed_memory()  # what reading the data freed (memory.py)
+            for i, batch in enumerate(batches):
+                if i and running is None:
+                    # What the last batch freed. Not between the one-day batches of a run of
+                    # running values: each day reuses what the day before freed.
+                    return_freed_memory()
+                at_last_day = reached if i == len(batches) - 1 else None
+                scored = score_table(
+                    self.compute,
+                    resolved,
+                    batch,
+                    cache,
+                    running,
+                    days,
+                    at_last_day,
+                    history.segment_scored,
+                    history.shares,
+                )
+                history.begin(scored, batch, last=i == len(batches) - 1)
+                earlier = None
+                if spec is not None:
+                    # The 4-tier split compares with stored scores `days` earlier.
+                    back = dt.timedelta(days=spec.days)
+                    wanted = sorted({d - back for d in batch} - set(batch))
+                    earlier = history_for(self.store, resolved.version, wanted)
+                final = final_scores(scored, resolved, earlier=earlier, in_force=in_force.result())
+                history.finish(final)
+                advance(len(batch))
+            if carry is not None:
+                # While the last batch is written.
+                unkept = carry.finish_keeping()
+                if unkept:
+                    self.progress.note(unkept)
         finally:
             if carry is not None:
                 carry.abandon_keeping()
-        carried = resumed.carried if resumed is not None else None
-        return ScoreReport(
-            resolved.version,
-            tuple(dates),
-            history.rows,
-            time.perf_counter() - started,
-            carried_from=carried.day if carried is not None else None,
-            not_carried=resumed.why_not if resumed is not None else None,
-        )
+        return resumed
 
     def evaluate(
         self, dates: t.Iterable[dt.date], model: ResolvedModel | None = None

@@ -25,8 +25,15 @@ from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.scoring.finish import FINAL_COLUMNS
 from accounthealth.store.archive import DayFile, HistoryArchive, archive_of
 from accounthealth.store.derived import DERIVED
-from accounthealth.store.model_parts import Positions, detail_columns, version_positions
+from accounthealth.store.model_parts import (
+    Positions,
+    detail_columns,
+    record_model,
+    version_positions,
+)
 from accounthealth.store.schema import stored_schema
+
+T = t.TypeVar("T")
 
 # The tables a batch replaces rows of. scores_stored and score_details_stored hold history
 # where the store keeps no archive of files (PostgreSQL), or written before the archive took
@@ -99,7 +106,8 @@ def _scores_table(scored: pa.Table, final: pa.Table, resolved: ResolvedModel) ->
 
 
 class HistoryWriter:
-    """Replaces the history of each scored batch in one transaction, on a second connection
+    """Records the model version that scores (``record_model``), then replaces the history of
+    each scored batch in one transaction, on a second connection
     to the store (``Engine.writer``) in background threads: while a backfill computes the next
     batch, the last one is written (writing is mostly one core's work; the queries use the
     rest), and within a batch each segment's metric detail is written as soon as the segment
@@ -129,9 +137,10 @@ class HistoryWriter:
         self._pool = ThreadPoolExecutor(
             1, thread_name_prefix="accounthealth-history", initializer=_yielding
         )
-        # Looked up on the writer's thread and connection, while the first batch is scored:
-        # on the caller's they took 14 ms before a daily run's scoring began.
-        self._positions = self._pool.submit(version_positions, self._writer, self.resolved)
+        # The model version recorded (the store's detail columns widened for it), then its
+        # positions looked up, on the writer's thread and connection while the caller reads
+        # and scores: on the caller's they took 14 ms before a daily run's scoring began.
+        self._positions = self._pool.submit(self._recorded)
         if self._archive is not None:
             self._schemas = self._pool.submit(self._stored_schemas)
         # A store with an archive writes a batch's detail files in these, beside the scores
@@ -144,6 +153,15 @@ class HistoryWriter:
             1, thread_name_prefix="accounthealth-scores", initializer=_yielding
         )
         return self
+
+    def _recorded(self) -> Positions:
+        record_model(self._writer, self.resolved)
+        return version_positions(self._writer, self.resolved)
+
+    def reading(self, read: t.Callable[[Engine], T]) -> Future[T]:
+        """``read`` run with the store on the writer's connection, in its thread, after what
+        it looks up for itself: what the caller needs later and can have read meanwhile."""
+        return self._pool.submit(read, self._writer)
 
     @property
     def shares(self) -> bool:
