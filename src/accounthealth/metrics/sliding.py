@@ -169,7 +169,7 @@ class RunningAggregates:
             distinct = {}
             for agg, col in self.aggregates.items():
                 if agg.kind == "distinct":
-                    distinct[col] = self._once_read(*self._sightings(agg, col))
+                    distinct[col] = self._after_reads(*self._sightings(agg, col))
                 self._running |= starting(agg, col, n)
             built = self._build_series()
             # While a run carrying on reads its day.
@@ -188,9 +188,8 @@ class RunningAggregates:
     def ready(self) -> None:
         """Wait until the run's reads are in and worked out; raises what failed there. They
         run from when it is made, so its caller can set up the rest of its run meanwhile (the
-        day grid, the overrides and the model's record took 40 ms of a daily run of the
-        benchmark's book, while a core would have waited for the reads); what needs them calls
-        this first."""
+        day grid took 43 ms of a daily run of the benchmark's book, while a core would have
+        waited for the reads); what needs them calls this first."""
         with self._ready:
             if self._failed is not None:
                 raise self._failed
@@ -267,39 +266,35 @@ class RunningAggregates:
             reading = self._reads(group, resumed)
             read = [None if quiet else self._placing.reading(one, "_d") for one in reading]
             made.append(
-                self._once_read(read, functools.partial(self._make_series, key, resumed, read))
+                self._after_reads(read, functools.partial(self._make_series, key, resumed, read))
             )
         return made
 
-    def _once_read(self, read: list[Future[pa.Table] | None], work: t.Callable[[], T]) -> Future[T]:
+    def _after_reads(
+        self, read: list[Future[pa.Table] | None], work: t.Callable[[], T]
+    ) -> Future[T]:
         """``work`` done in the working thread once each ``read`` is in: in the order the reads
         finish, not the order they were asked for. A daily run of the benchmark's book then
         works out its event types' sightings, read in 7 ms, while its users' are still being
         read (48 ms), not after them."""
-        done: Future[T] = Future()
         working = t.cast(ThreadPoolExecutor, self._working)
         waiting = [f for f in read if f is not None]
-        left, lock = [len(waiting)], threading.Lock()
+        if not waiting:
+            return working.submit(work)
+        done: Future[T] = Future()
+        left, lock = len(waiting), threading.Lock()
 
-        def run() -> None:
-            try:
-                done.set_result(work())
-            except BaseException as exc:
-                done.set_exception(exc)
-
-        def arrived(_: Future[pa.Table] | None) -> None:
+        def arrived(_: Future[pa.Table]) -> None:
+            nonlocal left
             with lock:
-                left[0] -= 1
-                if left[0] > 0:
+                left -= 1
+                if left:
                     return
             try:
-                working.submit(run)
+                working.submit(work).add_done_callback(functools.partial(_passed_on, to=done))
             except RuntimeError as exc:  # shut down: the run was abandoned meanwhile
                 done.set_exception(exc)
 
-        if not waiting:
-            left[0] = 1
-            arrived(None)
         for future in waiting:
             future.add_done_callback(arrived)
         return done
@@ -383,7 +378,7 @@ class RunningAggregates:
         on day + offset (the first day for earlier ones) and leaves when the window has passed
         it or when it is seen next, whichever is first; over all history it enters when first
         seen and never leaves. Read now (or, carrying on, in flight on the run's readers),
-        worked out by the function returned."""
+        worked out by the function returned, once the reads returned with it are in."""
         if col in self._resumes:
             return self._sightings_after(agg, col, t.cast(Carried, self._carried).sightings[col])
         o, w = agg.offset, agg.window
@@ -425,7 +420,8 @@ class RunningAggregates:
     ) -> tuple[list[Future[pa.Table] | None], t.Callable[[], tuple[Series, Series]]]:
         """``_sightings`` of a run that carries on: the carried sightings, the latest of a
         value seen again now leaving when that one enters, and this run's own. Those that
-        entered before the run are in the carried counts already."""
+        entered before the run are in the carried counts already. Returns the read of this
+        run's sightings (none where its table is quiet) and the function that works them out."""
         if agg.table in t.cast(Carried, self._carried).quiet:
             none = np.zeros(0, np.int32)
             return [], functools.partial(
@@ -673,3 +669,13 @@ def _numeric(engine: Engine, agg: Aggregate) -> bool:
         return True
     type_ = engine.table(agg.table)[t.cast(str, agg.column)].type()
     return type_.is_numeric() or type_.is_boolean()
+
+
+def _passed_on(task: Future[T], to: Future[T]) -> None:
+    """``task``'s outcome given to the future ``to`` stands for (cancelled with it, too)."""
+    if task.cancelled():
+        to.cancel()
+    elif (failure := task.exception()) is not None:
+        to.set_exception(failure)
+    else:
+        to.set_result(task.result())

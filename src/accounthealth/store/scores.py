@@ -139,8 +139,9 @@ class HistoryWriter:
         )
         # The model version recorded (the store's detail columns widened for it), then its
         # positions looked up, on the writer's thread and connection while the caller reads
-        # and scores: on the caller's they took 14 ms before a daily run's scoring began.
-        self._positions = self._pool.submit(self._recorded)
+        # and scores: on the caller's they took 14 ms before a daily run's scoring began. The
+        # store's columns are looked up after it (the pool's one thread takes them in turn).
+        self._positions = self._pool.submit(self._record_model)
         if self._archive is not None:
             self._schemas = self._pool.submit(self._stored_schemas)
         # A store with an archive writes a batch's detail files in these, beside the scores
@@ -154,13 +155,15 @@ class HistoryWriter:
         )
         return self
 
-    def _recorded(self) -> Positions:
+    def _record_model(self) -> Positions:
         record_model(self._writer, self.resolved)
         return version_positions(self._writer, self.resolved)
 
     def reading(self, read: t.Callable[[Engine], T]) -> Future[T]:
         """``read`` run with the store on the writer's connection, in its thread, after what
-        it looks up for itself: what the caller needs later and can have read meanwhile."""
+        it looks up for itself: what the caller needs later and can have read meanwhile.
+        Before the first batch only: the thread then waits for each batch's final scores."""
+        assert self._pending is None, "read before the first batch is begun"
         return self._pool.submit(read, self._writer)
 
     @property
@@ -213,6 +216,10 @@ class HistoryWriter:
         batch's rows from the scoring query (those handed to ``segment_scored`` first): their
         detail now, their scores at ``finish``. ``last``: the run's last batch, whose writes
         it waits for at its end (``_write_scores``)."""
+        # What the writer's set-up failed with, raised here before a batch is handed over.
+        self._positions.result()
+        if self._archive is not None:
+            self._schemas.result()
         self._settle()
         assert self._handed <= scored.num_rows, "the rows handed over are the batch's first"
         if self._archive is not None and scored.num_rows > self._parted:
