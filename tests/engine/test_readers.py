@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import deltalake
@@ -16,7 +17,7 @@ import pytest
 from accounthealth.config.project import Source
 from accounthealth.engine.duckdb import DuckDBEngine
 from accounthealth.engine.parameters import parameter
-from accounthealth.engine.readers import Readers
+from accounthealth.engine.readers import Readers, once_read
 
 
 @pytest.fixture
@@ -139,3 +140,32 @@ def test_a_connection_that_cannot_open_closes_those_opened_and_says_why(
         Readers(engine, {}, 2)
     with pytest.raises(duckdb.ConnectionException):
         opened[0].raw.execute("SELECT 1")
+
+
+def test_the_work_on_reads_is_done_in_the_order_they_finish_with_their_outcome() -> None:
+    """``once_read``: work waits for all its reads, runs as soon as they are in (the read asked
+    for first, finishing last, does not hold up the other's), and its future has what the
+    work gave or raised, or the pool's refusal once the pool is shut down."""
+    slow, quick, failing, late = Future(), Future(), Future(), Future()
+    done: list[str] = []
+    with ThreadPoolExecutor(1) as working:
+        first = once_read([slow, None], lambda: done.append("slow") or slow.result(), working)
+        second = once_read([quick], lambda: done.append("quick") or quick.result(), working)
+        both = once_read([slow, quick], lambda: done.append("both") or "both", working)
+        broken = once_read([failing], failing.result, working)
+        nothing = once_read([None], lambda: "nothing read", working)
+        quick.set_result(pa.table({"n": [1]}))
+        assert second.result(timeout=10).num_rows == 1
+        assert not first.done() and not both.done()
+        slow.set_result(pa.table({"n": [1, 2]}))
+        assert first.result(timeout=10).num_rows == 2
+        assert both.result(timeout=10) == "both"
+        failing.set_exception(duckdb.IOException("the disk went away"))
+        with pytest.raises(duckdb.IOException, match="the disk went away"):
+            broken.result(timeout=10)
+        assert nothing.result(timeout=10) == "nothing read"
+        abandoned = once_read([late], lambda: "never", working)
+    late.set_result(pa.table({"n": [1]}))
+    with pytest.raises(RuntimeError):
+        abandoned.result(timeout=10)
+    assert done == ["quick", "slow", "both"]

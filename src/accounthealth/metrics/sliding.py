@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accounthealth.engine.base import Engine
+from accounthealth.engine.readers import once_read
 from accounthealth.metrics import reads
 from accounthealth.metrics.definitions import Aggregate
 from accounthealth.metrics.placing import Compiled, Placing
@@ -97,9 +98,6 @@ def carries(agg: Aggregate) -> bool:
 def consecutive(dates: t.Sequence[dt.date]) -> bool:
     """Two or more dates, one day apart, in order."""
     return len(dates) > 1 and all((b - a).days == 1 for a, b in itertools.pairwise(dates))
-
-
-T = t.TypeVar("T")
 
 
 class RunningAggregates:
@@ -156,12 +154,11 @@ class RunningAggregates:
         # Per distinct aggregate: its sightings, to carry on (metrics/sightings.py).
         self._seen: dict[str, Sightings] = {}
         # What each read gives is worked out (made series, its sightings chained and sorted) in
-        # a thread while the next read runs: the engine's reads keep both cores busy, the NumPy
-        # work after each only one (a 90-day backfill of the benchmark's book spent 3 of its
-        # 8 s of reads so).
-        self._working: ThreadPoolExecutor | None = ThreadPoolExecutor(
-            1, thread_name_prefix="accounthealth-series"
-        )
+        # a thread while the next read runs, in the order the reads finish (``once_read``):
+        # the engine's reads keep both cores busy, the NumPy work after each only one (a 90-day
+        # backfill of the benchmark's book spent 3 of its 8 s of reads so).
+        working = ThreadPoolExecutor(1, thread_name_prefix="accounthealth-series")
+        self._working: ThreadPoolExecutor | None = working
         self._ready = threading.Lock()
         self._failed: BaseException | None = None
         self._next = 0  # the index of the next day to apply
@@ -169,9 +166,9 @@ class RunningAggregates:
             distinct = {}
             for agg, col in self.aggregates.items():
                 if agg.kind == "distinct":
-                    distinct[col] = self._after_reads(*self._sightings(agg, col))
+                    distinct[col] = once_read(*self._sightings(agg, col), working)
                 self._running |= starting(agg, col, n)
-            built = self._build_series()
+            built = self._build_series(working)
             # While a run carrying on reads its day.
             if carried is not None:
                 self._restore(carried)
@@ -250,9 +247,9 @@ class RunningAggregates:
             return (agg.table, agg.time, agg.where, "active", agg.until, agg.offset)
         return (agg.table, agg.time, agg.where)
 
-    def _build_series(self) -> list[Future[None]]:
-        """Read each group's series, made in the working thread (what it returns is done once
-        they are)."""
+    def _build_series(self, working: ThreadPoolExecutor) -> list[Future[None]]:
+        """Read each group's series, made in ``working`` (what it returns is done once they
+        are)."""
         groups: dict[tuple[t.Any, ...], list[Aggregate]] = {}
         for agg in self.aggregates:
             if agg.kind != "distinct":
@@ -266,38 +263,9 @@ class RunningAggregates:
             reading = self._reads(group, resumed)
             read = [None if quiet else self._placing.reading(one, "_d") for one in reading]
             made.append(
-                self._after_reads(read, functools.partial(self._make_series, key, resumed, read))
+                once_read(read, functools.partial(self._make_series, key, resumed, read), working)
             )
         return made
-
-    def _after_reads(
-        self, read: list[Future[pa.Table] | None], work: t.Callable[[], T]
-    ) -> Future[T]:
-        """``work`` done in the working thread once each ``read`` is in: in the order the reads
-        finish, not the order they were asked for. A daily run of the benchmark's book then
-        works out its event types' sightings, read in 7 ms, while its users' are still being
-        read (48 ms), not after them."""
-        working = t.cast(ThreadPoolExecutor, self._working)
-        waiting = [f for f in read if f is not None]
-        if not waiting:
-            return working.submit(work)
-        done: Future[T] = Future()
-        left, lock = len(waiting), threading.Lock()
-
-        def arrived(_: Future[pa.Table]) -> None:
-            nonlocal left
-            with lock:
-                left -= 1
-                if left:
-                    return
-            try:
-                working.submit(work).add_done_callback(functools.partial(_passed_on, to=done))
-            except RuntimeError as exc:  # shut down: the run was abandoned meanwhile
-                done.set_exception(exc)
-
-        for future in waiting:
-            future.add_done_callback(arrived)
-        return done
 
     def _make_series(
         self, key: tuple[t.Any, ...], resumed: bool, read: list[Future[pa.Table] | None]
@@ -669,13 +637,3 @@ def _numeric(engine: Engine, agg: Aggregate) -> bool:
         return True
     type_ = engine.table(agg.table)[t.cast(str, agg.column)].type()
     return type_.is_numeric() or type_.is_boolean()
-
-
-def _passed_on(task: Future[T], to: Future[T]) -> None:
-    """``task``'s outcome given to the future ``to`` stands for (cancelled with it, too)."""
-    if task.cancelled():
-        to.cancel()
-    elif (failure := task.exception()) is not None:
-        to.set_exception(failure)
-    else:
-        to.set_result(task.result())

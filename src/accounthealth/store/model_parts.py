@@ -55,17 +55,17 @@ def version_positions(engine: Engine, resolved: ResolvedModel) -> Positions:
     return recorded[0] if recorded is not None else positions(resolved)
 
 
-def record_model(engine: Engine, resolved: ResolvedModel) -> None:
+def record_model(engine: Engine, resolved: ResolvedModel) -> Positions:
     """Keep the definition of every model version that scores, and its parts with their
     positions and weights; give score_details the columns the model needs. Once per scoring
-    run, before its batches."""
+    run, before its batches. Returns the version's positions (``version_positions``)."""
     version = resolved.version
     recorded = recorded_positions(engine, version)
     # Parts recorded with their weights were recorded here, after the store was given the
     # version's columns (none is ever dropped): looking up the store's width again took 4-5
     # ms of a daily run.
     if recorded is not None and recorded[1]:
-        return
+        return recorded[0]
     at = recorded[0] if recorded is not None else positions(resolved)
     widen_details(engine, len(at["metric"]), len(at["component"]))
     with engine.transaction():
@@ -84,6 +84,8 @@ def record_model(engine: Engine, resolved: ResolvedModel) -> None:
         if again is None or not again[1]:
             engine.sql("DELETE FROM model_parts WHERE model_version = ?", [version])
             engine.write_arrow("model_parts", parts_table(resolved, at))
+            return at
+    return again[0]  # recorded with weights meanwhile, by another run: those hold
 
 
 def parts_table(resolved: ResolvedModel, at: Positions) -> pa.Table:

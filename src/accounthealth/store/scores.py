@@ -25,12 +25,7 @@ from accounthealth.metrics.definitions import ResolvedModel
 from accounthealth.scoring.finish import FINAL_COLUMNS
 from accounthealth.store.archive import DayFile, HistoryArchive, archive_of
 from accounthealth.store.derived import DERIVED
-from accounthealth.store.model_parts import (
-    Positions,
-    detail_columns,
-    record_model,
-    version_positions,
-)
+from accounthealth.store.model_parts import Positions, detail_columns, record_model
 from accounthealth.store.schema import stored_schema
 
 T = t.TypeVar("T")
@@ -141,7 +136,7 @@ class HistoryWriter:
         # positions looked up, on the writer's thread and connection while the caller reads
         # and scores: on the caller's they took 14 ms before a daily run's scoring began. The
         # store's columns are looked up after it (the pool's one thread takes them in turn).
-        self._positions = self._pool.submit(self._record_model)
+        self._positions = self._pool.submit(record_model, self._writer, self.resolved)
         if self._archive is not None:
             self._schemas = self._pool.submit(self._stored_schemas)
         # A store with an archive writes a batch's detail files in these, beside the scores
@@ -154,10 +149,6 @@ class HistoryWriter:
             1, thread_name_prefix="accounthealth-scores", initializer=_yielding
         )
         return self
-
-    def _record_model(self) -> Positions:
-        record_model(self._writer, self.resolved)
-        return version_positions(self._writer, self.resolved)
 
     def reading(self, read: t.Callable[[Engine], T]) -> Future[T]:
         """``read`` run with the store on the writer's connection, in its thread, after what
