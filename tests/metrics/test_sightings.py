@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from accounthealth.metrics.series import Series
-from accounthealth.metrics.sightings import carried_on, chain, coded, counted, to_keep
+from accounthealth.metrics.sightings import Seen, carried_on, chain, coded, counted, to_keep
 
 ACCOUNTS, VALUES = 7, 12
 GONE = 3  # the account that is no longer one on the last day carried on
@@ -32,6 +32,35 @@ def _expected(seen: np.ndarray, day: int, o: int, w: int, accounts: int) -> list
     to ``day - o``."""
     inside = (seen[:, 2] > day - o - w) & (seen[:, 2] <= day - o)
     return [len(set(seen[inside & (seen[:, 0] == a), 1].tolist())) for a in range(accounts)]
+
+
+def _rows(seen: Seen, base: int) -> list[tuple[int, str, int, int, bool]]:
+    """Every sighting of a run's ``seen`` as (account, value, day, leaves, latest), days since
+    the epoch (``base``: the run's day 0), worked out row by row: the carried rows, those seen
+    again leaving on their new day and no longer latest, then the run's own."""
+    again = dict(zip(seen.again.tolist(), seen.again_leaves.tolist(), strict=True))
+    values = seen.values.to_pylist()
+    old, new = seen.carried, seen.new
+    rows = [
+        (
+            int(old.accounts[r]),
+            values[old.codes[r]],
+            int(old.days[r]),
+            again[r] + base if r in again else int(old.leaves[r]),
+            bool(old.latest[r]) and r not in again,
+        )
+        for r in range(len(old.accounts))
+    ]
+    return rows + [
+        (
+            int(new.accounts[r]),
+            values[new.codes[r]],
+            int(new.days[r]) + base,
+            int(new.leaves[r]) + base,
+            bool(new.latest[r]),
+        )
+        for r in range(len(new.accounts))
+    ]
 
 
 def _applied(counts: np.ndarray, enters: Series, leaves: Series, days: range) -> np.ndarray:
@@ -67,11 +96,16 @@ def test_counts_of_a_run_and_of_the_days_after_carrying_on(seed: int, o: int, w:
     first, last, accounts = 1000, 1000 + days - 1, ACCOUNTS
     for start, span in ((days, 1), (days + 1, 2), (days + 3, 1)):
         kept = to_keep(seen, last - first, first)
-        still = seen.leaves > last - first
-        # The values renumbered: each sighting kept still has its value.
-        assert kept.values.take(pa.array(kept.codes)).equals(
-            seen.values.take(pa.array(seen.codes[still]))
+        # The sightings still counting or yet to, in order, each with its value (renumbered).
+        got = zip(
+            kept.accounts.tolist(),
+            kept.values.take(pa.array(kept.codes)).to_pylist(),
+            kept.days.tolist(),
+            kept.leaves.tolist(),
+            kept.latest.tolist(),
+            strict=True,
         )
+        assert list(got) == [row for row in _rows(seen, first) if row[3] > last]
         assert len(kept.values) == len(np.unique(kept.codes))  # no value kept unused
         moved = np.arange(accounts, dtype=np.int32)
         if start == days + 3:

@@ -66,7 +66,7 @@ from accounthealth.metrics.series import (
     stable_order,
     stacked,
 )
-from accounthealth.metrics.sightings import carried_on, chain, coded, counted, to_keep
+from accounthealth.metrics.sightings import Seen, carried_on, chain, coded, counted, to_keep
 
 # Series columns that are only ever added to running values: left out when all zero.
 ADDED_ONLY = ("nan_", "pinf_", "ninf_")
@@ -152,7 +152,7 @@ class RunningAggregates:
         # Per distinct aggregate: (accounts, day) of values entering and of values leaving.
         self._distinct: dict[str, tuple[Series, Series]] = {}
         # Per distinct aggregate: its sightings, to carry on (metrics/sightings.py).
-        self._seen: dict[str, Sightings] = {}
+        self._seen: dict[str, Seen] = {}
         # What each read gives is worked out (made series, its sightings chained and sorted) in
         # a thread while the next read runs, in the order the reads finish (``once_read``):
         # the engine's reads keep both cores busy, the NumPy work after each only one (a 90-day
