@@ -311,15 +311,26 @@ class RunningAggregates:
         columns = {name: values[kept] for name, values in piece.columns.items()}
         return Series(accounts, piece.days[kept], columns)
 
-    def placed_input(self, table: str, rows: ir.Table, *order: str) -> pa.Table:
-        """``rows`` of the day grid's input ``table``, ``placed``; or as the day before's run
-        read them, where it carried them on (its table holds what it held). Either way they
-        are carried to the next day's run."""
+    def placed_input(
+        self,
+        table: str,
+        rows: ir.Table,
+        *order: str,
+        worked: t.Callable[[pa.Table], pa.Table | None] | None = None,
+    ) -> pa.Table | None:
+        """``rows`` of the day grid's input ``table``, ``placed`` and then ``worked`` out (as
+        the grid uses them; None where ``worked`` finds them unfit, and nothing is kept); or
+        as the day before's run kept them, worked out already, where it carried them on (its
+        table holds what it held). Either way they are carried to the next day's run."""
         # Its rows hold the carried accounts' positions: good while the accounts are those.
         carried = None
         if self._carried is not None and self._same:
             carried = self._carried.inputs.get(table)
-        data = carried if carried is not None else self._placing.placed(rows, *order)
+        data = carried
+        if data is None:
+            data = self._placing.placed(rows, *order)
+            if worked is not None and (data := worked(data)) is None:
+                return None
         self.inputs[table] = data
         return data
 
