@@ -1,7 +1,8 @@
 """A distinct count over a window from its sightings (metrics/sightings.py): chained in order,
 and counted, against the distinct values in each account's window worked out from the
-sightings themselves, for a run of days and for three runs after it, each carrying on from what
-the run before kept (one of two days; the last after an account is no longer one)."""
+sightings themselves, for a run of days and for four runs after it, each carrying on from what
+the run before kept (one of two days, one with no sightings of its own, the last after an
+account is no longer one)."""
 
 from __future__ import annotations
 
@@ -92,9 +93,10 @@ def test_counts_of_a_run_and_of_the_days_after_carrying_on(seed: int, o: int, w:
         assert counts.tolist() == _expected(history, day, o, w, ACCOUNTS), day
     # Each next run carries on from what the run before kept (days since an epoch 1000 days
     # before the first run), with sightings of its own on its days (indexes from 0 there):
-    # day 6, days 7-8, then day 9 with account GONE no longer one.
+    # day 6, days 7-8, day 9 with no sightings, then day 10 with account GONE no longer one.
     first, last, accounts = 1000, 1000 + days - 1, ACCOUNTS
-    for start, span in ((days, 1), (days + 1, 2), (days + 3, 1)):
+    again = 0  # kept latest sightings seen again
+    for start, span, n in ((days, 1, 15), (days + 1, 2, 30), (days + 3, 1, 0), (days + 4, 1, 15)):
         kept = to_keep(seen, last - first, first)
         # The sightings still counting or yet to, in order, each with its value (renumbered).
         got = zip(
@@ -107,34 +109,41 @@ def test_counts_of_a_run_and_of_the_days_after_carrying_on(seed: int, o: int, w:
         )
         assert list(got) == [row for row in _rows(seen, first) if row[3] > last]
         assert len(kept.values) == len(np.unique(kept.codes))  # no value kept unused
+        for column in (kept.accounts, kept.codes, kept.days, kept.leaves, kept.latest):
+            column.setflags(write=False)  # as mapped from the kept state's file
         moved = np.arange(accounts, dtype=np.int32)
-        if start == days + 3:
+        if start == days + 4:
             # Account GONE is no longer one: its rows are dropped, the later ones move down.
             moved = np.where(moved == GONE, -1, moved - (moved > GONE)).astype(np.int32)
             history = history[history[:, 0] != GONE]
             history[:, 0] = moved[history[:, 0]]
             counts, accounts = np.delete(counts, GONE), accounts - 1
         at = moved[kept.accounts]
-        new = _sightings(rng, 0, span - 1, 15 * span)
+        new = _sightings(rng, 0, span - 1, n)
         new[:, 0] %= accounts
-        codes, values = coded(pa.array([f"v{c}" for c in new[:, 1].tolist()]), kept.values)
+        codes, values = coded(
+            pa.array([f"v{c}" for c in new[:, 1].tolist()], pa.string()), kept.values
+        )
         assert values.to_pylist()[: len(kept.values)] == kept.values.to_pylist()
         first, last = last + 1, last + span
         seen, entering, leaving = carried_on(
             kept,
             chain(new[:, 0], codes, new[:, 2], o, w),
             values,
-            now=at[at >= 0],
-            kept=at >= 0,
+            # While the accounts are the same, their rows as they are (as a run carries them).
+            now=at[at >= 0] if start == days + 4 else kept.accounts,
+            kept=at >= 0 if start == days + 4 else slice(None),
             shift=-first,
             o=o,
             last=span - 1,
             accounts=accounts,
         )
+        again += len(seen.again)
         history = np.vstack([history, new + np.array([0, 0, start], np.int32)])
         for i in range(span):
             counts = _applied(counts, entering, leaving, range(i, i + 1))
             assert counts.tolist() == _expected(history, start + i, o, w, accounts), start + i
+    assert again, "some value kept as latest is seen again"
 
 
 # Positions and codes that fit in one int64 sort key with the days, and that do not.

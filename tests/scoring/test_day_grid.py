@@ -18,6 +18,7 @@ import pytest
 
 import accounthealth as ah
 from accounthealth.metrics.compute import running_aggregates
+from accounthealth.metrics.placing import Placing
 from accounthealth.project import CARRIED
 from accounthealth.scoring.day_grid import DayGrid
 from accounthealth.scoring.functions import Values
@@ -257,14 +258,25 @@ def test_the_daily_run_carrying_on_scores_its_day_as_the_query_does(
     grids = []
     real = DayGrid.numbered
     monkeypatch.setattr(DayGrid, "numbered", lambda grid, day: grids.append(day) or real(grid, day))
+    placed: list[set[str]] = []
+    real_placed = Placing.placed
+    monkeypatch.setattr(
+        Placing,
+        "placed",
+        lambda s, rows, *o: placed.append(set(rows.columns)) or real_placed(s, rows, *o),
+    )
     with ah.open(daily) as p:
         p.score(start=FIRST, end=LAST - dt.timedelta(days=1))
         grids.clear()
+        placed.clear()
         report = p.score(LAST)
         got = p.scores(LAST, LAST).set_index("account_id")
         got_values = _metric_values(p, LAST)
     assert report.carried_from == LAST - dt.timedelta(days=1), report.not_carried
     assert grids == [LAST], "the daily run's grid is worked out in memory"
+    # Its contracts (with no end, no ARR, one ending on a day of the run) as the run before
+    # kept them, worked out: none read again.
+    assert not any("arr" in columns for columns in placed), placed
     assert sorted(got.index) == sorted(expected.index)
     for column in ("tier", "segment_model"):
         assert got[column].to_dict() == expected[column].to_dict(), column

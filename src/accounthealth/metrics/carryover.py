@@ -6,7 +6,7 @@ ends, what a run of the next day needs to go on is kept in the project's cache f
 folder per day under the fingerprint of the model, the data's layout and accounthealth's code
 (the compiled queries' key): the running values, the rows still to leave a window, and the
 distinct values still counted; and the day grid's inputs (the accounts and contracts as
-scoring/day_grid.py reads them) where their tables are ingested, carried on while each
+scoring/day_grid.py uses them) where their tables are ingested, carried on while each
 table's last ingest is the one recorded. The next day's run starts from it and reads only that
 day's rows. The state is written in a thread while the run scores its days (its rows from the
 start, its running values once they reach the last day), and put in place once the tables it

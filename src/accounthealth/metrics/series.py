@@ -216,8 +216,8 @@ class Carried:
     # Tables known to hold no rows after ``day``: a run carrying on reads nothing of them.
     quiet: frozenset[str] = frozenset()
     # The day grid's inputs as that run read them (scoring/day_grid.py: the accounts and their
-    # contracts, each row with its account's position), by table: carried only while their
-    # tables hold what they held then.
+    # contracts, each row with its account's position; the contracts worked out as the grid
+    # uses them), by table: carried only while their tables hold what they held then.
     inputs: dict[str, pa.Table] = field(default_factory=dict)
     # What the day grid worked out of its accounts input on that run's last day (its
     # ``DayGrid.kept``), by name: good while that input is carried on.

@@ -7,7 +7,7 @@ often it recurs. A run chains the sightings it reads (``chain``) and counts them
 (``counted``); a run carrying on from the day before counts its own after those that run kept
 (``carried_on``): the latest kept sighting of a value seen again now leaves when the new one
 enters. What a run keeps for the next is ``to_keep``'s. Days here are a run's day indexes;
-kept, days since the epoch.
+kept, days since the epoch (and so the kept rows a run carries on, until ``to_keep``).
 """
 
 from __future__ import annotations
@@ -71,14 +71,15 @@ def _by_key_and_day(
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Seen:
-    """A run's sightings after its days, for ``to_keep``: the rows it carried on (``carried``,
-    at the accounts' positions now, days since the epoch as kept) and then its own (``new``,
-    day indexes), apart. Joined, they were a copy of every kept row made on the way to the
-    run's first scores, and ``to_keep`` copies the rows it keeps anyway. The carried rows at
-    ``again`` (a value's latest sighting, seen again in the run) leave at ``again_leaves``
-    (day indexes) and are no longer latest. Codes of both index ``values``."""
+    """A run's sightings, for ``to_keep``: the rows it carried on (``carried``, at the
+    accounts' positions now, days since the epoch as kept) and then its own (``new``, day
+    indexes; with those that left during the run), apart. Joined, they were a copy of every
+    kept row made on the way to the run's first scores, and ``to_keep`` copies the rows it
+    keeps anyway. The carried rows at ``again`` (a value's latest sighting, seen again in
+    the run) leave at ``again_leaves`` (day indexes) and are no longer latest. Codes of both
+    index ``values``."""
 
     carried: Sightings
     new: Sightings
@@ -134,19 +135,21 @@ def carried_on(
     accounts: int,
 ) -> tuple[Seen, Series, Series]:
     """The ``carried`` sightings (the rows ``kept``, of accounts that still are, at their
-    positions ``now``, their days moved by ``shift`` to the run's indexes) and then the
-    run's own (``new``, ``chain``ed, codes of ``values``: the carried values and any new
-    ones, ``coded``): the sightings after the run, and the rows entering and leaving the
-    counts of its days up to ``last``. Those that entered before the run are in the carried
-    counts already. ``accounts``: how many there are now."""
+    positions ``now``; ``shift`` moves their days to the run's indexes) and then the run's
+    own (``new``, ``chain``ed, codes of ``values``: the carried values and any new ones,
+    ``coded``): all of them (``Seen``), and the rows entering and leaving the counts of its
+    days up to ``last``. Those that entered before the run are in the carried counts already.
+    ``accounts``: how many there are now."""
     old = Sightings(
         now,
         carried.codes[kept],
         carried.days[kept],
         carried.leaves[kept],
         carried.latest[kept],
-        carried.values,
+        values,
     )
+    # Rows are taken unchecked (``_taken``): the columns must be of one length.
+    assert len(now) == len(old.codes), "the carried rows' positions are theirs"
     # The first sighting now of each account and value (``new`` is in that order).
     keys = pair_keys(new.accounts, new.codes)
     first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
@@ -158,8 +161,7 @@ def carried_on(
     seen_now[new.accounts] = True
     rows = np.flatnonzero(old.latest & seen_now[now])
     old_keys = pair_keys(now[rows], old.codes[rows])
-    i = np.minimum(np.searchsorted(firsts, old_keys), max(len(firsts) - 1, 0))
-    hit = firsts[i] == old_keys if len(firsts) else np.zeros(0, bool)
+    i, hit = _found(firsts, old_keys)
     again, i = rows[hit], i[hit]
     again_leaves = np.minimum(old.leaves[again] + shift, first_days[i] + o).astype(np.int32)
     # Only what enters or leaves on the run's days: the rest is for later runs. The carried
@@ -200,7 +202,8 @@ def _by_day(*parts: tuple[np.ndarray, np.ndarray]) -> Series:
 
 
 def _found(rows: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each of ``wanted`` is in ``rows`` (both ascending), and whether it is there."""
+    """Where each of ``wanted`` is in ``rows`` (ascending, each once), and whether it is
+    there."""
     at = np.searchsorted(rows, wanted)
     found = at < len(rows)
     found[found] = rows[at[found]] == wanted[found]
@@ -239,8 +242,8 @@ def _taken(
     old: np.ndarray, old_rows: np.ndarray, new: np.ndarray, new_rows: np.ndarray, shift: int = 0
 ) -> np.ndarray:
     """``old`` at ``old_rows`` and then ``new`` at ``new_rows`` moved by ``shift``, as one new
-    array (of the type both fit), each taken straight into its part."""
-    out = np.empty(len(old_rows) + len(new_rows), np.result_type(old, new))
+    array of their type (both of one), each taken straight into its part."""
+    out = np.empty(len(old_rows) + len(new_rows), old.dtype)
     # Rows found in the arrays themselves: no bounds to check. Checking them, NumPy takes
     # into a buffer of its own first (a daily run of the benchmark's book: 165 ms for its
     # 1.9 million kept sightings, with 6,700 more page faults, against 20 ms).

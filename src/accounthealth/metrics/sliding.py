@@ -323,15 +323,15 @@ class RunningAggregates:
         as the day before's run kept them, worked out already, where it carried them on (its
         table holds what it held). Either way they are carried to the next day's run."""
         # Its rows hold the carried accounts' positions: good while the accounts are those.
-        carried = None
+        data = None
         if self._carried is not None and self._same:
-            carried = self._carried.inputs.get(table)
-        data = carried
+            data = self._carried.inputs.get(table)
         if data is None:
             data = self._placing.placed(rows, *order)
-            if worked is not None and (data := worked(data)) is None:
-                return None
-        self.inputs[table] = data
+            if worked is not None:
+                data = worked(data)
+        if data is not None:
+            self.inputs[table] = data
         return data
 
     def carried_grid(self) -> dict[str, pa.Table]:

@@ -8,8 +8,9 @@ top. Here the accounts and their contracts are read once per run, each row with 
 position (joined by the engine), and each day's population, metric values and segment model
 are worked out by position, in NumPy (about 0.05 s), with the query's columns, types and
 values. A daily run of one day uses it too: reading the accounts and contracts (0.2 s) costs
-it less than the query, and one carrying on takes them as the day before read them while
-their tables are as they were (metrics/carryover.py).
+it less than the query, and one carrying on takes them as the day before kept them (the
+contracts worked out as the grid uses them) while their tables are as they were
+(metrics/carryover.py).
 
 It serves where the running values hold every aggregate the model reads, account ids are
 unique, dates are dates and what metrics read of an account is a number or yes/no; the day's
@@ -49,8 +50,8 @@ LABELLED_TABLE = "_accounthealth_labelled"
 
 # A date beyond every real one (days since the epoch), for no date.
 _NEVER = np.iinfo(np.int32).max
-# The tables the grid reads as they are (``RunningAggregates.placed_input``): a run may carry
-# them on to the next day's.
+# The tables the grid reads whole (``RunningAggregates.placed_input``; the accounts as they
+# are, the contracts worked out): a run may carry them on to the next day's.
 INPUTS = ("accounts", "contracts")
 # What a grid keeps for the next day's (``DayGrid.kept``): the labels (column SEGMENT) and
 # the population (column POSITION, then the account columns).
@@ -101,9 +102,9 @@ class DayGrid:
         self.contracts = contracts
         n = accounts.num_rows
         self._created, self._uncreated = _days(accounts.column("created_at"))
-        self._has_contracts = np.zeros(n, dtype=bool)
-        if contracts is not None:
-            self._has_contracts[contracts.accounts] = True
+        self._has_contracts = _marked(
+            n, np.zeros(0, np.int64) if contracts is None else contracts.accounts, True
+        )
         self._columns = aggregate_columns(resolved)
         self._read = {
             column for seg in resolved.segments if seg.when for column in seg.when.columns
@@ -131,7 +132,8 @@ class DayGrid:
         )
         self._rows = self._population.column(POSITION).to_numpy()
         # The first day's facts, worked out now: a daily run sets its grid up while its reads
-        # are in flight, with a core to spare (the contracts live on the day took 16-20 ms).
+        # are in flight (the contracts live on the day took 16-20 ms, before they were
+        # marks, not counts).
         first = (running.first - EPOCH).days
         self._ahead = {first: self._day_facts(first)}
 
@@ -403,8 +405,9 @@ def _contract_columns(placed: pa.Table) -> pa.Table | None:
     return pa.table(
         {
             POSITION: placed.column(POSITION).to_numpy().astype(np.int64),
-            "starts": np.where(unstarted, _NEVER, starts),
-            "ends": np.where(unended, _NEVER, ends),
+            # Days fit 32 bits (``_NEVER`` too): half the kept file of 64.
+            "starts": np.where(unstarted, _NEVER, starts).astype(np.int32),
+            "ends": np.where(unended, _NEVER, ends).astype(np.int32),
             "arr": arr.data,
             "unpriced": arr.null,
         }
