@@ -7,10 +7,14 @@ import csv
 import datetime as dt
 import os
 import textwrap
+import typing as t
 from pathlib import Path
 
+import pyarrow as pa
+import pytest
 import yaml
 
+from accounthealth.metrics.placing import Placing
 from accounthealth.progress import Progress
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import LAYOUT_FILE
@@ -184,3 +188,17 @@ def day_files(folder: Path, age: float = 0) -> set[str]:
             os.utime(path, (when, when))
             found.add(path.relative_to(root).as_posix())
     return found
+
+
+def placed_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The columns of each read with account positions from now on (the day grid reads the
+    accounts and contracts so)."""
+    reads: list[set[str]] = []
+    real = Placing.placed
+
+    def placed(self: Placing, rows: t.Any, *order: str) -> pa.Table:
+        reads.append(set(rows.columns))
+        return real(self, rows, *order)
+
+    monkeypatch.setattr(Placing, "placed", placed)
+    return reads

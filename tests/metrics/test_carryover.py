@@ -32,7 +32,7 @@ from accounthealth.metrics import carryover, state_files
 from accounthealth.metrics.census import census
 from accounthealth.metrics.compute import running_aggregates
 from accounthealth.metrics.hashed import HASH, HashedPositions
-from accounthealth.metrics.placing import POSITIONS_TABLE, Placing
+from accounthealth.metrics.placing import POSITIONS_TABLE
 from accounthealth.metrics.series import EPOCH, Carried, Series
 from accounthealth.metrics.sliding import RunningAggregates
 from accounthealth.project import CARRIED
@@ -41,7 +41,7 @@ from accounthealth.scoring.run import compiled_queries
 from accounthealth.sources.schema import TABLES
 from accounthealth.store.archive import ORPHAN_AGE_SECONDS, HistoryArchive
 
-from builders import Notes, account, make_project, write_csv
+from builders import Notes, account, make_project, placed_reads, write_csv
 
 X = dt.date(2026, 3, 31)  # the backfill's last day; the daily runs follow
 DAILY = 4
@@ -605,20 +605,6 @@ def test_accounts_sharing_a_hash_are_joined_to_their_rows_instead(
         assert len(reads) >= 4 if k == 1 else reads == [], k
 
 
-def _placed_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
-    """The columns of each read with account positions from now on (the day grid reads the
-    accounts and contracts so)."""
-    reads: list[set[str]] = []
-    real = Placing.placed
-
-    def placed(self: Placing, rows: t.Any, *order: str) -> pa.Table:
-        reads.append(set(rows.columns))
-        return real(self, rows, *order)
-
-    monkeypatch.setattr(Placing, "placed", placed)
-    return reads
-
-
 # A model whose every aggregate carries on (no distinct values over all history), so the
 # day grid serves the days carried on too.
 GRID_MODEL = "\n".join(line for line in MODEL.splitlines() if "all_users" not in line)
@@ -646,7 +632,7 @@ def grid_carried(tmp_path: Path) -> Path:
 def test_the_grids_accounts_carry_on_until_their_file_changes(
     grid_carried: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads = _placed_reads(monkeypatch)
+    reads = placed_reads(monkeypatch)
     day = X + dt.timedelta(days=1)
     with ah.open(grid_carried) as p:
         # A1's two users over 28 days, of its 10 seats.
@@ -752,7 +738,7 @@ def _input(folder: Path, day: dt.date) -> Path:
 def test_the_grids_contracts_carry_on_until_their_file_changes(
     grid_carried: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads = _placed_reads(monkeypatch)
+    reads = placed_reads(monkeypatch)
     day = X + dt.timedelta(days=1)
 
     def arr(p: ah.Project, on: dt.date) -> float:

@@ -37,9 +37,8 @@ def _expected(seen: np.ndarray, day: int, o: int, w: int, accounts: int) -> list
 
 def _rows(seen: Seen, base: int) -> list[tuple[int, str, int, int, bool]]:
     """Every sighting of a run's ``seen`` as (account, value, day, leaves, latest), days since
-    the epoch (``base``: the run's day 0), worked out row by row: the carried rows, those seen
-    again leaving on their new day and no longer latest, then the run's own."""
-    again = dict(zip(seen.again.tolist(), seen.again_leaves.tolist(), strict=True))
+    the epoch (``base``: the run's day 0), worked out row by row: the carried rows, then the
+    run's own."""
     values = seen.values.to_pylist()
     old, new = seen.carried, seen.new
     rows = [
@@ -47,8 +46,8 @@ def _rows(seen: Seen, base: int) -> list[tuple[int, str, int, int, bool]]:
             int(old.accounts[r]),
             values[old.codes[r]],
             int(old.days[r]),
-            again[r] + base if r in again else int(old.leaves[r]),
-            bool(old.latest[r]) and r not in again,
+            int(old.leaves[r]),
+            bool(old.latest[r]),
         )
         for r in range(len(old.accounts))
     ]
@@ -138,7 +137,7 @@ def test_counts_of_a_run_and_of_the_days_after_carrying_on(seed: int, o: int, w:
             last=span - 1,
             accounts=accounts,
         )
-        again += len(seen.again)
+        again += int(np.count_nonzero(kept.latest[at >= 0] & ~seen.carried.latest))
         history = np.vstack([history, new + np.array([0, 0, start], np.int32)])
         for i in range(span):
             counts = _applied(counts, entering, leaving, range(i, i + 1))

@@ -18,14 +18,13 @@ import pytest
 
 import accounthealth as ah
 from accounthealth.metrics.compute import running_aggregates
-from accounthealth.metrics.placing import Placing
 from accounthealth.project import CARRIED
 from accounthealth.scoring.day_grid import DayGrid
 from accounthealth.scoring.functions import Values
 from accounthealth.scoring.grid import SEGMENT_MODEL, grid_query
 from accounthealth.scoring.run import day_grid
 
-from builders import account, make_project
+from builders import account, make_project, placed_reads
 
 FIRST, LAST = dt.date(2026, 3, 1), dt.date(2026, 3, 12)
 
@@ -258,13 +257,7 @@ def test_the_daily_run_carrying_on_scores_its_day_as_the_query_does(
     grids = []
     real = DayGrid.numbered
     monkeypatch.setattr(DayGrid, "numbered", lambda grid, day: grids.append(day) or real(grid, day))
-    placed: list[set[str]] = []
-    real_placed = Placing.placed
-    monkeypatch.setattr(
-        Placing,
-        "placed",
-        lambda s, rows, *o: placed.append(set(rows.columns)) or real_placed(s, rows, *o),
-    )
+    placed = placed_reads(monkeypatch)
     with ah.open(daily) as p:
         p.score(start=FIRST, end=LAST - dt.timedelta(days=1))
         grids.clear()

@@ -12,6 +12,7 @@ kept, days since the epoch (and so the kept rows a run carries on, until ``to_ke
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,17 +75,14 @@ def _by_key_and_day(
 @dataclass(frozen=True, eq=False)
 class Seen:
     """A run's sightings, for ``to_keep``: the rows it carried on (``carried``, at the
-    accounts' positions now, days since the epoch as kept) and then its own (``new``, day
-    indexes; with those that left during the run), apart. Joined, they were a copy of every
-    kept row made on the way to the run's first scores, and ``to_keep`` copies the rows it
-    keeps anyway. The carried rows at ``again`` (a value's latest sighting, seen again in
-    the run) leave at ``again_leaves`` (day indexes) and are no longer latest. Codes of both
-    index ``values``."""
+    accounts' positions now, days since the epoch as kept, each leaving and latest as the
+    run leaves it) and then its own (``new``, day indexes; with those that left during the
+    run), apart. Joined, they were a copy of every kept row made on the way to the run's
+    first scores, and ``to_keep`` copies the rows it keeps anyway. Codes of both index
+    ``values``."""
 
     carried: Sightings
     new: Sightings
-    again: np.ndarray
-    again_leaves: np.ndarray
     values: pa.Array
 
 
@@ -109,7 +107,7 @@ def counted(chained: Sightings, values: pa.Array, o: int, last: int) -> tuple[Se
     leaves = Series(chained.accounts[by_leave], leave[by_leave])
     none = np.zeros(0, np.int32)
     nothing_carried = Sightings(none, none, none, none, np.zeros(0, bool), values)
-    return Seen(nothing_carried, kept, none, none, values), enters, leaves
+    return Seen(nothing_carried, kept, values), enters, leaves
 
 
 def coded(values: pa.Array, dictionary: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -161,9 +159,15 @@ def carried_on(
     seen_now[new.accounts] = True
     rows = np.flatnonzero(old.latest & seen_now[now])
     old_keys = pair_keys(now[rows], old.codes[rows])
-    i, hit = _found(firsts, old_keys)
+    i = np.minimum(np.searchsorted(firsts, old_keys), max(len(firsts) - 1, 0))
+    hit = firsts[i] == old_keys if len(firsts) else np.zeros(0, bool)
     again, i = rows[hit], i[hit]
-    again_leaves = np.minimum(old.leaves[again] + shift, first_days[i] + o).astype(np.int32)
+    # Those leave when the new sighting enters, if sooner, and are no longer latest: their
+    # columns copied to change (the rows as read are the kept state's file).
+    leaves, latest = old.leaves.copy(), old.latest.copy()
+    leaves[again] = np.minimum(leaves[again], first_days[i] + np.int32(o - shift))
+    latest[again] = False
+    old = dataclasses.replace(old, leaves=leaves, latest=latest)
     # Only what enters or leaves on the run's days: the rest is for later runs. The carried
     # rows are of days before the run's: unshifted (no offset), none enters now, so only
     # this run's are looked at (1.35 million fewer on the benchmark's book).
@@ -178,19 +182,13 @@ def carried_on(
         (old.accounts[entering_old], enter_old[entering_old]),
         (new.accounts[entering_new], enter_new[entering_new]),
     )
-    # The carried rows leaving on the run's days: by their kept day, or their new one.
-    leaving_old = old.leaves <= last - shift
-    leaving_old[again] = again_leaves <= last
-    leaving_old = np.flatnonzero(leaving_old)
-    leave_old = old.leaves[leaving_old] + np.int32(shift)
-    at, found = _found(leaving_old, again)
-    leave_old[at[found]] = again_leaves[found]
+    leaving_old = np.flatnonzero(old.leaves <= last - shift)
     leaving_new = np.flatnonzero(new.leaves <= last)
-    leaves = _by_day(
-        (old.accounts[leaving_old], leave_old),
+    leaving = _by_day(
+        (old.accounts[leaving_old], old.leaves[leaving_old] + np.int32(shift)),
         (new.accounts[leaving_new], new.leaves[leaving_new]),
     )
-    return Seen(old, new, again, again_leaves, values), enters, leaves
+    return Seen(old, new, values), enters, leaving
 
 
 def _by_day(*parts: tuple[np.ndarray, np.ndarray]) -> Series:
@@ -201,15 +199,6 @@ def _by_day(*parts: tuple[np.ndarray, np.ndarray]) -> Series:
     return Series(accounts[order], days[order])
 
 
-def _found(rows: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each of ``wanted`` is in ``rows`` (ascending, each once), and whether it is
-    there."""
-    at = np.searchsorted(rows, wanted)
-    found = at < len(rows)
-    found[found] = rows[at[found]] == wanted[found]
-    return at, found
-
-
 def to_keep(seen: Seen, last: int, base: int) -> Sightings:
     """The sightings a run ends with (``seen``) that a run carrying on from its ``last`` day
     keeps: those counting or yet to after it, days since the epoch (``base``: the run's
@@ -218,18 +207,13 @@ def to_keep(seen: Seen, last: int, base: int) -> Sightings:
     # The rows kept, found once and taken by position into the columns kept: a boolean mask
     # per column found them again in each, and the days were copied twice (a daily run of
     # the benchmark's book: 1.9 million sightings kept in 13 ms against 54 ms).
-    still_old = old.leaves > last + base
-    still_old[seen.again] = seen.again_leaves > last
-    still_old = np.flatnonzero(still_old)
+    still_old = np.flatnonzero(old.leaves > last + base)
     still_new = np.flatnonzero(new.leaves > last)
     accounts = _taken(old.accounts, still_old, new.accounts, still_new)
     codes = _taken(old.codes, still_old, new.codes, still_new)
     days = _taken(old.days, still_old, new.days, still_new, base)
     leaves = _taken(old.leaves, still_old, new.leaves, still_new, base)
     latest = _taken(old.latest, still_old, new.latest, still_new)
-    at, found = _found(still_old, seen.again)
-    leaves[at[found]] = seen.again_leaves[found] + base
-    latest[at[found]] = False
     used = np.flatnonzero(np.bincount(codes, minlength=len(seen.values)))
     renumbered = np.zeros(len(seen.values), np.int32)
     renumbered[used] = np.arange(len(used), dtype=np.int32)

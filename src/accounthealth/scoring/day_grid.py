@@ -69,9 +69,39 @@ class _Contracts:
     ends: np.ndarray
     arr: Values
 
+    @staticmethod
+    def worked_out(placed: pa.Table) -> pa.Table | None:
+        """The grid's contracts input (placed, with start_date, end_date and arr) as the grid uses
+        it: positions, starts and ends as days since the epoch (``_NEVER`` for none) and ARR with
+        where it is unknown; None where the columns are not dates and a number (the day's query
+        serves). Kept so, a run carrying the input on uses it as it is read (converting it took
+        a daily run of the benchmark's book 13-17 ms)."""
+        types = placed.schema
+        if not (
+            pa.types.is_date32(types.field("start_date").type)
+            and pa.types.is_date32(types.field("end_date").type)
+            and _numeric(types.field("arr").type)
+        ):
+            return None
+        (starts, unstarted), (ends, unended) = (
+            _days(placed.column("start_date")),
+            _days(placed.column("end_date")),
+        )
+        arr = Values.of(placed.column("arr"))
+        return pa.table(
+            {
+                POSITION: placed.column(POSITION).to_numpy().astype(np.int64),
+                # Days fit 32 bits (``_NEVER`` too): half the kept file of 64.
+                "starts": np.where(unstarted, _NEVER, starts).astype(np.int32),
+                "ends": np.where(unended, _NEVER, ends).astype(np.int32),
+                "arr": arr.data,
+                "unpriced": arr.null,
+            }
+        )
+
     @classmethod
     def of(cls, worked: pa.Table) -> _Contracts:
-        """The contracts of the grid's input as ``_contract_columns`` works them out."""
+        """The contracts of the grid's input as ``worked_out`` works them out."""
         return cls(
             accounts=worked.column(POSITION).to_numpy(),
             starts=worked.column("starts").to_numpy(),
@@ -102,8 +132,8 @@ class DayGrid:
         self.contracts = contracts
         n = accounts.num_rows
         self._created, self._uncreated = _days(accounts.column("created_at"))
-        self._has_contracts = _marked(
-            n, np.zeros(0, np.int64) if contracts is None else contracts.accounts, True
+        self._has_contracts = (
+            np.zeros(n, bool) if contracts is None else _marked(n, contracts.accounts, True)
         )
         self._columns = aggregate_columns(resolved)
         self._read = {
@@ -180,7 +210,7 @@ class DayGrid:
                 "end_date",
                 "start_date",
                 "arr",
-                worked=_contract_columns,
+                worked=_Contracts.worked_out,
             )
             if data is None:
                 return None
@@ -382,36 +412,6 @@ def _marked(n: int, at: np.ndarray, mark: bool) -> np.ndarray:
     out = np.full(n, not mark)
     out[at] = mark
     return out
-
-
-def _contract_columns(placed: pa.Table) -> pa.Table | None:
-    """The grid's contracts input (placed, with start_date, end_date and arr) as the grid uses
-    it: positions, starts and ends as days since the epoch (``_NEVER`` for none) and ARR with
-    where it is unknown; None where the columns are not dates and a number (the day's query
-    serves). Kept so, a run carrying the input on uses it as it is read (converting it took
-    a daily run of the benchmark's book 13-17 ms)."""
-    types = placed.schema
-    if not (
-        pa.types.is_date32(types.field("start_date").type)
-        and pa.types.is_date32(types.field("end_date").type)
-        and _numeric(types.field("arr").type)
-    ):
-        return None
-    (starts, unstarted), (ends, unended) = (
-        _days(placed.column("start_date")),
-        _days(placed.column("end_date")),
-    )
-    arr = Values.of(placed.column("arr"))
-    return pa.table(
-        {
-            POSITION: placed.column(POSITION).to_numpy().astype(np.int64),
-            # Days fit 32 bits (``_NEVER`` too): half the kept file of 64.
-            "starts": np.where(unstarted, _NEVER, starts).astype(np.int32),
-            "ends": np.where(unended, _NEVER, ends).astype(np.int32),
-            "arr": arr.data,
-            "unpriced": arr.null,
-        }
-    )
 
 
 def _population(rows: np.ndarray) -> pa.Table:
