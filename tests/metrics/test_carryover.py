@@ -586,6 +586,24 @@ def test_the_accounts_hashes_are_kept_with_the_state_and_found_once(
         assert _index_file(carried_on, X + dt.timedelta(days=k)).stat().st_ino == inode, k
 
 
+def test_running_values_as_the_day_before_are_kept_under_a_new_name(carried_on: Path) -> None:
+    """A day's running values that are the day before's, bit for bit, are kept as the day
+    before's file under a new name; the others are written again, with the day's values.
+    A2's new event changes its events' aggregates; no ticket opens, closes or leaves a window,
+    so those of the tickets stay as they were."""
+    _next_day(carried_on, 1, _event(301, "A2", 1, 9, "u4", 2))
+    then, now = (_index_file(carried_on, X + dt.timedelta(days=k)).parent for k in (0, 1))
+    linked = set()
+    for path in sorted(now.glob("running-*.arrow")):
+        before, after = (state_files.kept_arrays(folder / path.name) for folder in (then, now))
+        same = before.keys() == after.keys() and all(
+            before[name].tobytes() == after[name].tobytes() for name in before
+        )
+        assert (path.stat().st_ino == (then / path.name).stat().st_ino) == same, path.name
+        linked |= {path.name} if same else set()
+    assert 0 < len(linked) < len(list(now.glob("running-*.arrow")))
+
+
 def test_accounts_sharing_a_hash_are_joined_to_their_rows_instead(
     carried_on: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -638,8 +656,10 @@ def test_the_grids_accounts_carry_on_until_their_file_changes(
         # A1's two users over 28 days, of its 10 seats.
         assert _carried_on(p, day, X)[("A1", "seats")] == 0.2
     assert not any("licensed_seats" in read for read in reads)  # as the backfill read them
-    # Carried on as they were, the kept accounts are the day before's file under a new name.
+    # Carried on as they were, the kept accounts are the day before's file under a new name,
+    # and so are their ids.
     assert _input(grid_carried, day).stat().st_ino == _input(grid_carried, X).stat().st_ino
+    assert _ids(grid_carried, day).stat().st_ino == _ids(grid_carried, X).stat().st_ino
     write_csv(
         grid_carried / "data" / "accounts.csv",
         [account("A1", licensed_seats=2), account("A2"), account("A3")],
@@ -650,6 +670,7 @@ def test_the_grids_accounts_carry_on_until_their_file_changes(
         assert _carried_on(p, after, day)[("A1", "seats")] == 1.0
     assert any("licensed_seats" in read for read in reads)
     assert _input(grid_carried, after).stat().st_ino != _input(grid_carried, day).stat().st_ino
+    assert _ids(grid_carried, after).stat().st_ino != _ids(grid_carried, day).stat().st_ino
 
 
 SEGMENTED = """
@@ -733,6 +754,11 @@ def test_the_grids_segments_and_population_carry_on_while_the_accounts_do(
 def _input(folder: Path, day: dt.date) -> Path:
     """The accounts the day grid read, as the state kept of ``day`` keeps them."""
     return next((folder / CARRIED).glob(f"*/{day.isoformat()}/input-accounts.arrow"))
+
+
+def _ids(folder: Path, day: dt.date) -> Path:
+    """The ids of the accounts, as the state kept of ``day`` keeps them."""
+    return _index_file(folder, day).with_name(state_files.IDS)
 
 
 def test_the_grids_contracts_carry_on_until_their_file_changes(

@@ -193,3 +193,21 @@ def test_sightings_chain_as_worked_out_one_by_one(accounts: int, codes: int, day
     assert seen.leaves.tolist() == leaves
     assert seen.latest.tolist() == latest
     assert {seen.accounts.dtype, seen.codes.dtype, seen.days.dtype} == {np.dtype(np.int32)}
+
+
+@pytest.mark.parametrize(
+    ("last", "kept_values", "kept_days"),
+    [(2, ["a", "b", "c"], [100, 104, 104]), (5, ["b", "c"], [104, 104])],
+)
+def test_kept_values_are_those_still_seen(
+    last: int, kept_values: list[str], kept_days: list[int]
+) -> None:
+    # Value "a", seen on day 0 only, leaves the window (3 days) on day 3: kept on day 2 as the
+    # others are, and dropped by day 5, the codes of the rest then renumbered in order.
+    dictionary = pa.array(["a", "b", "c"], pa.string())
+    accounts, codes, days = (np.array(c, np.int32) for c in ([0, 0, 1], [0, 1, 2], [0, 4, 4]))
+    seen, _, _ = counted(chain(accounts, codes, days, o=0, w=3), dictionary, 0, last)
+    kept = to_keep(seen, last, 100)
+    assert kept.values.to_pylist() == kept_values
+    assert kept.codes.tolist() == list(range(len(kept_values)))
+    assert kept.days.tolist() == kept_days

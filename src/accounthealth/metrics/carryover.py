@@ -223,6 +223,11 @@ class CarryOver:
             read += [
                 (data, state_files.grid_file(folder, name)) for name, data in carried.grid.items()
             ]
+            read.append((carried.ids, folder / state_files.IDS))
+            read += [
+                (data, state_files.running_file(folder, col))
+                for col, data in carried.running.items()
+            ]
             if carried.index is not None:
                 read.append((carried.index, folder / state_files.INDEX))
             for name, pieces in carried.series.items():
@@ -367,8 +372,9 @@ class CarryOver:
     def _linked(self, kept: object, target: Path) -> bool:
         """Whether ``kept``, carried on as it was read, is now at ``target`` as a second name
         of the file it was read from: the accounts the day grid read (22 MB of strings on the
-        benchmark's book, the same every day they are carried on), a series' piece (its
-        events series was 41 MB, written every day, of which one day's rows were new)."""
+        benchmark's book, the same every day they are carried on) and their ids, a series'
+        piece (its events series was 41 MB, written every day, of which one day's rows were
+        new)."""
         read, source = self._read_from.get(id(kept), (None, None))
         if kept is not read or source is None:
             return False

@@ -26,6 +26,7 @@ from accounthealth.metrics.hashed import HashedPositions
 from accounthealth.metrics.series import Carried, Series, Sightings
 
 SIGHTING_COLUMNS = ("accounts", "codes", "days", "leaves", "latest")
+IDS = "ids.arrow"
 INDEX = "index.arrow"
 
 
@@ -38,7 +39,8 @@ def write_rows(carried: Carried, work: Path, linked: Linked) -> None:
     """Write what ``carried`` holds before its running values into the state's folder
     ``work``: its accounts (and their positions by hash), the series' pieces, the sightings
     and the day grid's inputs."""
-    write_table(pa.table({"id": carried.ids}), work / "ids.arrow")
+    if not linked(carried.ids, work / IDS):
+        write_table(pa.table({"id": carried.ids}), work / IDS)
     index = carried.index
     if index is not None and not linked(index, work / INDEX):
         write_arrays(work / INDEX, {"hash": index.hashes, "position": index.positions})
@@ -61,7 +63,8 @@ def write_running(carried: Carried, work: Path, linked: Linked) -> None:
     """Write ``carried``'s running values, and what the day grid worked out of its inputs,
     into the state's folder ``work``."""
     for col in carried.columns:
-        write_arrays(work / f"running-{col}.arrow", carried.running[col])
+        if not linked(carried.running[col], running_file(work, col)):
+            write_arrays(running_file(work, col), carried.running[col])
     for name, data in carried.grid.items():
         if not linked(data, grid_file(work, name)):
             write_table(data, grid_file(work, name))
@@ -73,6 +76,11 @@ def piece_files(carried: Carried) -> dict[str, list[str]]:
         name: [f"series-{i}-{j}.arrow" for j in range(len(pieces))]
         for i, (name, pieces) in enumerate(carried.series.items())
     }
+
+
+def running_file(folder: Path, col: str) -> Path:
+    """The file of the running values of the aggregate ``col``."""
+    return folder / f"running-{col}.arrow"
 
 
 def input_file(folder: Path, table: str) -> Path:
@@ -126,8 +134,8 @@ def read_state(
     """The kept state of the aggregates of the ``good`` tables, and the day grid's
     ``inputs``."""
     columns = tuple(col for col, table in meta["columns"].items() if table in good)
-    ids = kept_table(folder / "ids.arrow").column("id").combine_chunks()
-    running = {col: kept_arrays(folder / f"running-{col}.arrow") for col in columns}
+    ids = kept_table(folder / IDS).column("id").combine_chunks()
+    running = {col: kept_arrays(running_file(folder, col)) for col in columns}
     series = {}
     for name, files in meta["series"].items():
         if set(name.split("|")[0].split(",")) <= set(columns):
