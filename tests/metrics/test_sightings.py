@@ -208,6 +208,8 @@ def test_kept_values_are_those_still_seen(
     accounts, codes, days = (np.array(c, np.int32) for c in ([0, 0, 1], [0, 1, 2], [0, 4, 4]))
     seen, _, _ = counted(chain(accounts, codes, days, o=0, w=3), dictionary, 0, last)
     kept = to_keep(seen, last, 100)
+    # Every value still seen: the codes and their dictionary kept as they are.
+    assert (kept.values is dictionary) == (last == 2)
     assert kept.values.to_pylist() == kept_values
     assert kept.codes.tolist() == list(range(len(kept_values)))
     assert kept.days.tolist() == kept_days

@@ -122,9 +122,10 @@ class CarryOver:
         self.appended = frozenset(table for table, append_only in in_place.items() if append_only)
         # The marks of the tables a resumed state found quiet (see ``resume``).
         self._known: dict[str, dict[str, t.Any]] = {}
-        # What a resumed state carried as it was read (the day grid's inputs, the series'
-        # pieces), by id, with the file each was read from: kept on as they are, they are
-        # linked there, not written again.
+        # What a resumed state carried as it was read (the accounts' ids and their hashes,
+        # running values, the series' pieces, the day grid's inputs and what it worked out of
+        # them), by id, with the file each was read from: kept on as they are, they are linked
+        # there, not written again.
         self._read_from: dict[int, tuple[object, Path]] = {}
         # Each table's last ingest (or, read in place, its account ids), read once: a run
         # ingests nothing between resume and keep.
@@ -374,7 +375,7 @@ class CarryOver:
         of the file it was read from: the accounts the day grid read (22 MB of strings on the
         benchmark's book, the same every day they are carried on) and their ids, a series'
         piece (its events series was 41 MB, written every day, of which one day's rows were
-        new)."""
+        new), an aggregate's running values the day left as they were."""
         read, source = self._read_from.get(id(kept), (None, None))
         if kept is not read or source is None:
             return False
