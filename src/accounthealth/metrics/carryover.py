@@ -122,10 +122,9 @@ class CarryOver:
         self.appended = frozenset(table for table, append_only in in_place.items() if append_only)
         # The marks of the tables a resumed state found quiet (see ``resume``).
         self._known: dict[str, dict[str, t.Any]] = {}
-        # What a resumed state carried as it was read (the accounts' ids and their hashes,
-        # running values, the series' pieces, the day grid's inputs and what it worked out of
-        # them), by id, with the file each was read from: kept on as they are, they are linked
-        # there, not written again.
+        # What a resumed state carried as it was read (``state_files.read_from``), by id, with
+        # the file each was read from: kept on as they are, they are linked there, not
+        # written again.
         self._read_from: dict[int, tuple[object, Path]] = {}
         # Each table's last ingest (or, read in place, its account ids), read once: a run
         # ingests nothing between resume and keep.
@@ -217,26 +216,10 @@ class CarryOver:
         # A quiet table's counts hold for any later day too.
         self._known = {table: meta["tables"][table] for table in quiet}
         if carried is not None:
-            read = [
-                (data, state_files.input_file(folder, table))
-                for table, data in carried.inputs.items()
-            ]
-            read += [
-                (data, state_files.grid_file(folder, name)) for name, data in carried.grid.items()
-            ]
-            read.append((carried.ids, folder / state_files.IDS))
-            read += [
-                (data, state_files.running_file(folder, col))
-                for col, data in carried.running.items()
-            ]
-            if carried.index is not None:
-                read.append((carried.index, folder / state_files.INDEX))
-            for name, pieces in carried.series.items():
-                read += [
-                    (piece, folder / file)
-                    for piece, file in zip(pieces, meta["series"][name], strict=True)
-                ]
-            self._read_from = {id(kept): (kept, path) for kept, path in read}
+            self._read_from = {
+                id(kept): (kept, path)
+                for kept, path in state_files.read_from(carried, folder, meta)
+            }
         return Resumed(carried, "; ".join(why) or None)
 
     def start_keeping(self, running: RunningAggregates, grid: DayGrid | None = None) -> None:

@@ -123,6 +123,23 @@ def kept_arrays(path: Path) -> dict[str, np.ndarray]:
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
+def read_from(carried: Carried, folder: Path, meta: dict[str, t.Any]) -> list[tuple[object, Path]]:
+    """What ``read_state`` read from ``folder`` (with its ``meta``) that a run may carry on as it
+    is, each with the file it was read from: the accounts' ids and their hashes, the running
+    values, the series' pieces, the day grid's inputs and what it worked out of them."""
+    read: list[tuple[object, Path]] = [(carried.ids, folder / IDS)]
+    if carried.index is not None:
+        read.append((carried.index, folder / INDEX))
+    read += [(data, running_file(folder, col)) for col, data in carried.running.items()]
+    for name, pieces in carried.series.items():
+        read += [
+            (piece, folder / file) for piece, file in zip(pieces, meta["series"][name], strict=True)
+        ]
+    read += [(data, input_file(folder, table)) for table, data in carried.inputs.items()]
+    read += [(data, grid_file(folder, name)) for name, data in carried.grid.items()]
+    return read
+
+
 def read_state(
     folder: Path,
     meta: dict[str, t.Any],

@@ -39,7 +39,7 @@ from accounthealth.metrics.definitions import (
     ResolvedModel,
     leaves,
 )
-from accounthealth.metrics.series import EPOCH, POSITION, stable_order
+from accounthealth.metrics.series import EPOCH, POSITION, marked, stable_order
 from accounthealth.metrics.sliding import Compiled, RunningAggregates
 from accounthealth.scoring.functions import Values
 from accounthealth.scoring.grid import SEGMENT_MODEL, segment_label
@@ -133,7 +133,7 @@ class DayGrid:
         n = accounts.num_rows
         self._created, self._uncreated = _days(accounts.column("created_at"))
         self._has_contracts = (
-            np.zeros(n, bool) if contracts is None else _marked(n, contracts.accounts, True)
+            np.zeros(n, bool) if contracts is None else marked(n, contracts.accounts)
         )
         self._columns = aggregate_columns(resolved)
         self._read = {
@@ -292,7 +292,7 @@ class DayGrid:
             nothing = Values(np.zeros(n), np.ones(n, dtype=bool))
             return {"arr": nothing, "days_to_renewal": nothing}, np.zeros(n, bool)
         live = (c.starts <= d) & (c.ends > d)
-        any_live = _marked(n, c.accounts[live], True)
+        any_live = marked(n, c.accounts[live])
         priced = live & ~c.arr.null
         at = c.accounts[priced]
         arr = np.bincount(at, weights=c.arr.data[priced], minlength=n)
@@ -304,8 +304,8 @@ class DayGrid:
         days = np.full(n, float(_NEVER - d))
         days[renewing] = c.ends[ending[soonest]] - d
         facts = {
-            "arr": Values(arr, _marked(n, at, False)),
-            "days_to_renewal": Values(days, _marked(n, renewing, False)),
+            "arr": Values(arr, marked(n, at, False)),
+            "days_to_renewal": Values(days, marked(n, renewing, False)),
         }
         return facts, any_live
 
@@ -405,13 +405,6 @@ def _days(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     null = column.is_null().to_numpy(zero_copy_only=False)
     days = pc.fill_null(pc.cast(column, pa.int32()), 0).to_numpy(zero_copy_only=False)
     return days.astype(np.int64), null
-
-
-def _marked(n: int, at: np.ndarray, mark: bool) -> np.ndarray:
-    """``n`` booleans, ``mark`` at positions ``at`` and the other elsewhere."""
-    out = np.full(n, not mark)
-    out[at] = mark
-    return out
 
 
 def _population(rows: np.ndarray) -> pa.Table:
